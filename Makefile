@@ -1,0 +1,43 @@
+# pretrainflow: `make demo` runs the whole pipeline, `make test` runs the tests.
+# Both create or reuse .venv and install the exact versions in constraints.txt.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTHON_DOCS := /usr/share/doc/python3.11/html
+
+# Offline hygiene: no telemetry, and a generous start-up time for Prefect's ephemeral API.
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
+
+.PHONY: demo test test-fast install python-docs clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+# The demo corpus: Debian's Python HTML documentation, served on 127.0.0.1 and crawled.
+python-docs:
+	@test -f $(PYTHON_DOCS)/index.html || { \
+	  echo "Installing Debian's python3.11-doc (the demo and test corpus) ..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3.11-doc >/dev/null; }
+
+demo: install python-docs
+	$(BIN)/pretrainflow demo
+
+test: install python-docs
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+clean:
+	rm -rf data mlflow.db mlartifacts mlruns .pytest_cache

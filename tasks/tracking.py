@@ -1,0 +1,129 @@
+"""The one MLflow seam: every run, param, metric, tag and artifact goes through here.
+
+Everything is logged by run id with `MlflowClient`, never through mlflow's thread-local "active run":
+Prefect runs tasks in worker threads where `mlflow.active_run()` is None and `mlflow.log_*` would
+silently start a stray run (FACTS.md). Metrics and params go in batches: one `log_batch` costs about
+what a single `log_metric` does, and 1000 single calls take ~53 s against a loopback server.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+_BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params per log_batch call
+_PARAM_BATCH = 100
+_PARAM_CHARS = 6000  # MLflow's limit on one param value
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The URI to use: explicit, else $MLFLOW_TRACKING_URI, else SQLite in the working folder."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    return f"sqlite:///{Path.cwd() / 'mlflow.db'}"  # absolute, so a UI started elsewhere finds it
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists and scalars are leaves."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+MetricLogger = Callable[[dict[str, float], int], None]
+
+
+class Tracker:
+    """Runs of one MLflow experiment, addressed by run id."""
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "pretrainflow"):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment = experiment
+
+    def start_run(
+        self, name: str, parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> str:
+        """Create a run (nested under parent_run_id if given) and return its id."""
+        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        if parent_run_id:
+            all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+        run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, failed: bool = False) -> None:
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+    @contextmanager
+    def run(
+        self, name: str, parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None
+    ) -> Iterator[str]:
+        """A run that ends FINISHED, or FAILED if the block raises."""
+        run_id = self.start_run(name, parent_run_id, tags)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, failed=True)
+            raise
+        self.end_run(run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Log flat params in batches; long values are cut to MLflow's limit."""
+        items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
+        for start in range(0, len(items), _PARAM_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + _PARAM_BATCH])
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        """Log numeric metrics in one batch; non-numbers are skipped."""
+        now = int(time.time() * 1000)
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
+        for start in range(0, len(items), _BATCH):
+            self.client.log_batch(run_id, metrics=items[start : start + _BATCH])
+
+    def metric_logger(self, run_id: str) -> MetricLogger:
+        """A plain `log(metrics, step)` callable for code that must not import mlflow."""
+        return lambda metrics, step: self.log_metrics(run_id, metrics, step)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        """Upload one file, or a folder's contents, to the run's artifact store."""
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, text, artifact_file)
+
+    def child_runs(self, parent_run_id: str) -> list[Any]:
+        """The runs nested directly under a parent run."""
+        return self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
+        )
+
+
+def _param_value(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 3] + "..."

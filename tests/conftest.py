@@ -1,0 +1,22 @@
+"""Shared fixtures: offline hygiene and one Prefect test harness per session."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# Set before prefect or mlflow is imported anywhere in the test session.
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A real, temporary Prefect API (SQLite) for the tests that run flows."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

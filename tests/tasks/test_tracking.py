@@ -1,0 +1,29 @@
+from tasks.tracking import Tracker, flatten
+
+
+def test_flatten_nested_config():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": "x"}) == {"a.b": 1, "a.c.d": [1, 2], "e": "x"}
+
+
+def test_runs_nest_and_log_in_batches_to_a_real_sqlite_store(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
+    with tracker.run("pipeline") as parent:
+        with tracker.run("corpus", parent, tags={"artifact_id": "abc"}) as child:
+            tracker.log_params(child, {f"p{i}": i for i in range(250)} | {"long": "x" * 7000})
+            tracker.log_metrics(child, {f"m{i}": float(i) for i in range(1200)} | {"skipped": "text"}, step=3)
+    run = tracker.client.get_run(child)
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params) == 251 and len(run.data.params["long"]) == 6000
+    assert len(run.data.metrics) == 1200 and "skipped" not in run.data.metrics
+    assert run.data.tags["artifact_id"] == "abc"
+    assert [r.info.run_id for r in tracker.child_runs(parent)] == [child]
+
+
+def test_failed_block_marks_run_failed(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
+    try:
+        with tracker.run("boom") as run_id:
+            raise RuntimeError("stage crashed")
+    except RuntimeError:
+        pass
+    assert tracker.client.get_run(run_id).info.status == "FAILED"
