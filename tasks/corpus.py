@@ -1,0 +1,140 @@
+"""The corpus stage: crawl and local files -> extract -> clean -> exact dedup -> Parquet snapshot."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tasks.clean import CleanPipeline, Document, default_pipeline
+from tasks.crawl import CrawlConfig, crawl, saved_pages
+from tasks.dedup import ExactDedup, content_hash, dedup_key
+from tasks.extract import ExtractConfig, extract_pages
+from tasks.sources import match_patterns, read_local_files
+
+logger = logging.getLogger(__name__)
+
+# the snapshot contract (see ARCHITECTURE.md): one row per document
+SNAPSHOT_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),  # sha256 of the dedup-normalised text (unique)
+    pa.field("url", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),  # "crawl" | "local"
+    pa.field("title", pa.string()),
+    pa.field("text", pa.string(), nullable=False),  # paragraphs separated by "\n"
+    pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("content_hash", pa.string(), nullable=False),  # sha256 of text
+])
+# every reason a document can be dropped for; each becomes a dropped_<reason> statistic
+DROP_REASONS = ("extract_failed", "extract_empty", "empty", "too_few_words", "duplicate")
+_CRAWL_STATS = ("pages_fetched", "pages_disallowed_robots", "pages_failed")
+
+
+class CorpusConfig(BaseModel):
+    """Where documents come from and how they are cleaned into a snapshot."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
+    """Web crawl (seeds and/or a local site served on 127.0.0.1)."""
+    local_files: list[str] = Field(default=[])
+    """Glob patterns of local .txt, .jsonl, .parquet or .html/.htm files ('**' recurses)."""
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    """HTML main-text extraction (crawled pages and local HTML files)."""
+    min_words: int = Field(default=20, ge=0)
+    """Drop documents with fewer whitespace-separated words than this, after cleaning."""
+    documents_per_shard: int = Field(default=10_000, ge=1)
+    """Rows per documents-NNNNN.parquet file."""
+
+    @field_validator("local_files")
+    @classmethod
+    def _patterns_match(cls, patterns: list[str]) -> list[str]:
+        _, problems = match_patterns(patterns)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return patterns
+
+    @model_validator(mode="after")
+    def _has_source(self) -> CorpusConfig:
+        if not (self.crawl.seeds or self.crawl.local_site or self.local_files):
+            raise ValueError("no corpus source: set crawl.seeds, crawl.local_site or local_files")
+        return self
+
+
+def crawled_documents(raw_dir: Path, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """Documents from the HTML pages a crawl saved in raw_dir; extraction failures go to counts."""
+    pages = {record.url: record for record in saved_pages(raw_dir)}
+    extracted = extract_pages(((r.url, r.body, r.content_type) for r in pages.values()), cfg, counts)
+    for url, page in extracted:
+        yield Document(url=url, source="crawl", title=page.title, text=page.text, fetched_at=pages[url].fetched_at)
+
+
+def clean_documents(docs: Iterable[Document], min_words: int, counts: Counter[str]) -> list[Document]:
+    """Fix, normalise and filter, then sort by url and drop exact duplicates (the first url wins)."""
+    pipeline = default_pipeline(min_words)
+    cleaned = sorted(pipeline.run(docs), key=lambda d: (d.url, content_hash(d.text)))
+    dedup = CleanPipeline([ExactDedup()])
+    kept = list(dedup.run(cleaned))
+    counts.update(pipeline.counts)
+    counts.update(dedup.counts)
+    return kept
+
+
+def _rows(docs: Iterable[Document]) -> list[dict]:
+    return [
+        {"id": dedup_key(d.text), "url": d.url, "source": d.source, "title": d.title, "text": d.text,
+         "fetched_at": d.fetched_at, "content_hash": content_hash(d.text)}
+        for d in docs
+    ]
+
+
+def write_snapshot(docs: list[Document], out_dir: Path, documents_per_shard: int) -> int:
+    """Write documents-NNNNN.parquet shards atomically, skipping shards already there; returns the count.
+
+    An empty corpus still gets one (empty) shard, so readers always find the schema.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chunks = [docs[i:i + documents_per_shard] for i in range(0, len(docs), documents_per_shard)] or [[]]
+    for index, chunk in enumerate(chunks):
+        final = out_dir / f"documents-{index:05d}.parquet"
+        if final.exists():
+            logger.info("shard %s already written, reusing it", final.name)
+            continue
+        tmp = final.with_name(final.name + ".tmp")
+        pq.write_table(pa.Table.from_pylist(_rows(chunk), schema=SNAPSHOT_SCHEMA), tmp, compression="zstd")
+        os.replace(tmp, final)
+    return len(chunks)
+
+
+def read_snapshot(snapshot_dir: Path) -> pa.Table:
+    """All rows of a snapshot, in shard order."""
+    shards = sorted(Path(snapshot_dir).glob("documents-*.parquet"))
+    return pa.concat_tables([pq.read_table(s, schema=SNAPSHOT_SCHEMA) for s in shards])
+
+
+def build_snapshot(cfg: CorpusConfig, out_dir: Path) -> dict[str, int | float]:
+    """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics."""
+    out_dir = Path(out_dir)
+    counts: Counter[str] = Counter()
+    stats: dict[str, int | float] = dict.fromkeys(_CRAWL_STATS, 0)
+    docs: list[Document] = []
+    if cfg.crawl.seeds or cfg.crawl.local_site:
+        stats.update(crawl(cfg.crawl, out_dir / "raw"))
+        docs.extend(crawled_documents(out_dir / "raw", cfg.extract, counts))
+        logger.info("extracted %d documents from crawled pages", len(docs))
+    if cfg.local_files:
+        docs.extend(read_local_files(cfg.local_files, cfg.extract, counts))
+    stats["documents_in"] = len(docs) + counts["extract_failed"] + counts["extract_empty"]
+    kept = clean_documents(docs, cfg.min_words, counts)
+    stats["shards"] = write_snapshot(kept, out_dir, cfg.documents_per_shard)
+    stats.update({f"dropped_{reason}": counts[reason] for reason in DROP_REASONS})
+    stats["documents"] = len(kept)
+    stats["words"] = sum(len(d.text.split()) for d in kept)
+    stats["characters"] = sum(len(d.text) for d in kept)
+    logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
+    return stats

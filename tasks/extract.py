@@ -1,0 +1,183 @@
+"""HTML -> (title, main text) with trafilatura; one text line per block element."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import functools
+import logging
+import multiprocessing
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import charset_normalizer
+import lxml.html
+import trafilatura
+from pydantic import BaseModel, ConfigDict, Field
+
+logger = logging.getLogger(__name__)
+
+_WHITESPACE = re.compile(r"\s+")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
+_PREFORMATTED = frozenset({"pre", "textarea", "listing", "plaintext", "xmp"})
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+class ExtractConfig(BaseModel):
+    """How main text is taken out of HTML pages."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    prune_xpaths: list[str] = Field(
+        default=["//a[contains(concat(' ', normalize-space(@class), ' '), ' headerlink ')]"]
+    )
+    """XPath expressions whose elements are removed before extraction (default: Sphinx '¶' permalinks)."""
+    include_tables: bool = True
+    """Keep the text of <table> elements."""
+    workers: int = Field(default=1, ge=1)
+    """Processes extracting pages in parallel (spawned: a script calling this needs `if __name__ == "__main__"`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedText:
+    """Title (None if the page has none) and main text, one block per line."""
+
+    title: str | None
+    text: str
+
+
+def _codec(label: str | bytes) -> str | None:
+    """Python codec name for a charset label, or None if unknown."""
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    try:
+        name = codecs.lookup(label.strip()).name
+    except LookupError:
+        return None
+    # browsers (WHATWG Encoding) read latin-1 and ascii labels as windows-1252
+    return "cp1252" if name in {"latin-1", "iso8859-1", "ascii"} else name
+
+
+def decode_html(body: bytes, content_type: str | None = None) -> str:
+    """Decode an HTML body: BOM, then HTTP charset, then <meta> charset, then UTF-8, then detection.
+
+    A declared charset that cannot decode the bytes is skipped; a declared charset that decodes
+    them into mojibake (UTF-8 served as latin-1) is kept, and ftfy repairs it in cleaning.
+    """
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return body.decode(codec, errors="replace")
+    candidates: list[str | None] = []
+    if content_type and "charset=" in content_type.lower():
+        candidates.append(_codec(content_type.lower().split("charset=", 1)[1].split(";")[0].strip("\"' ")))
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        candidates.append(_codec(meta.group(1)))
+    candidates.append("utf-8")
+    for codec in dict.fromkeys(c for c in candidates if c):
+        try:
+            return body.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    best = charset_normalizer.from_bytes(body).best()
+    if best is not None:
+        return str(best)
+    return body.decode("utf-8", errors="replace")
+
+
+def parse_html(html: str) -> lxml.html.HtmlElement:
+    """Parse decoded HTML into an lxml tree without comments; raises lxml.etree.ParserError if empty."""
+    # lxml refuses str input that carries an XML encoding declaration; comments would split a
+    # paragraph into two lines in trafilatura's output
+    parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
+    return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1), parser=parser)
+
+
+def _collapse_whitespace(tree: lxml.html.HtmlElement) -> None:
+    """Collapse whitespace runs in text outside <pre>, as a browser renders it.
+
+    Source HTML is often hard-wrapped inside paragraphs; without this, trafilatura keeps those
+    line breaks and a sentence would be split across lines.
+    """
+    preformatted = {d for p in tree.iter(*_PREFORMATTED) for d in p.iter()}
+    for element in tree.iter():
+        if element.text and element not in preformatted:
+            element.text = _WHITESPACE.sub(" ", element.text)
+        if element.tail and element.getparent() not in preformatted:
+            element.tail = _WHITESPACE.sub(" ", element.tail)
+
+
+def _title(tree: lxml.html.HtmlElement) -> str | None:
+    """The <title>, else the first <h1>, whitespace-collapsed."""
+    for path in (".//title", ".//h1"):
+        found = tree.find(path)
+        if found is not None:
+            title = _WHITESPACE.sub(" ", found.text_content()).strip()
+            if title:
+                return title
+    return None
+
+
+def extract_html(html: str | bytes, url: str | None = None, cfg: ExtractConfig | None = None) -> ExtractedText | None:
+    """Main text and title of one HTML page; None if no main text was found. Raises on unparsable input."""
+    cfg = cfg or ExtractConfig()
+    tree = parse_html(decode_html(html) if isinstance(html, bytes) else html)
+    for xpath in cfg.prune_xpaths:
+        for element in tree.xpath(xpath):
+            element.drop_tree()  # keeps the element's tail text
+    _collapse_whitespace(tree)
+    title = _title(tree)
+    result = trafilatura.bare_extraction(
+        tree,
+        url=url,
+        favor_precision=False,
+        include_comments=False,
+        include_tables=cfg.include_tables,
+        with_metadata=False,  # metadata (dates, authors) doubles the time; the title is taken above
+        deduplicate=False,
+    )
+    text = (result.text or "").strip() if result is not None else ""
+    if not text:
+        return None
+    return ExtractedText(title=title, text=text)
+
+
+def _extract_one(
+    page: tuple[str, bytes, str | None], cfg: ExtractConfig
+) -> tuple[str, ExtractedText | None, str | None]:
+    """(url, extracted or None, error message or None); runs in worker processes."""
+    url, body, content_type = page
+    try:
+        return url, extract_html(decode_html(body, content_type), url, cfg), None
+    except Exception as exc:  # one bad page must not stop a corpus build
+        return url, None, f"{type(exc).__name__}: {exc}"
+
+
+def extract_pages(
+    pages: Iterable[tuple[str, bytes, str | None]], cfg: ExtractConfig, counts: Counter[str]
+) -> Iterator[tuple[str, ExtractedText]]:
+    """(url, body, content_type) -> (url, extracted), in input order; failures are counted, not raised.
+
+    Counted reasons: extract_failed (parser or extractor error), extract_empty (no main text).
+    """
+    work = functools.partial(_extract_one, cfg=cfg)
+    with contextlib.ExitStack() as stack:
+        if cfg.workers > 1:
+            # spawn, not fork: the caller may run threads (Prefect, HTTP servers)
+            spawn = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(cfg.workers, mp_context=spawn))
+            results = pool.map(work, pages, chunksize=4)
+        else:
+            results = map(work, pages)
+        for url, extracted, error in results:
+            if error is not None:
+                logger.warning("extraction failed for %s: %s", url, error)
+                counts["extract_failed"] += 1
+            elif extracted is None:
+                counts["extract_empty"] += 1
+            else:
+                yield url, extracted

@@ -1,0 +1,150 @@
+"""Local files as documents: .txt, .jsonl, .parquet and .html/.htm, selected by glob patterns."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tasks.clean import Document
+from tasks.extract import ExtractConfig, decode_html, extract_html
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet", ".html", ".htm")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+
+def match_patterns(patterns: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files matched by the glob patterns (sorted, unique) and the problems found, one line each.
+
+    Problems: a pattern matching no file, a matched file with an unsupported suffix.
+    """
+    files: dict[Path, None] = {}
+    problems: list[str] = []
+    for pattern in patterns:
+        matched = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matched:
+            problems.append(f"local_files pattern {pattern!r} matches no file")
+        for path in matched:
+            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+                problems.append(
+                    f"local_files pattern {pattern!r} matches {str(path)!r}, whose type is not supported "
+                    f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
+                )
+            files[path.resolve()] = None
+    return sorted(files), problems
+
+
+def resolve_patterns(patterns: Iterable[str]) -> list[Path]:
+    """Files matched by the glob patterns; raises ValueError listing every bad pattern or file."""
+    files, problems = match_patterns(patterns)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return files
+
+
+def _mtime(path: Path) -> datetime:
+    """File modification time in UTC, microsecond precision (the snapshot's fetched_at)."""
+    ns = path.stat().st_mtime_ns
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC) + timedelta(microseconds=ns // 1000 % 1_000_000)
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text -> one paragraph per line.
+
+    If the file separates paragraphs by blank lines, lines inside a paragraph are hard wraps and
+    are joined; otherwise every line already is a paragraph.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not _BLANK_LINE.search(text.strip("\n")):
+        return text
+    blocks = _BLANK_LINE.split(text)
+    return "\n".join(" ".join(line.strip() for line in block.split("\n") if line.strip()) for block in blocks)
+
+
+def read_txt(path: Path) -> Iterator[Document]:
+    """One document per .txt file (UTF-8; undecodable bytes are replaced)."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    yield Document(url=path.as_uri(), source="local", title=None, text=_paragraphs(text), fetched_at=_mtime(path))
+
+
+def _optional_str(record: dict, field: str, where: str) -> str | None:
+    value = record.get(field)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def read_jsonl(path: Path) -> Iterator[Document]:
+    """One document per line with a string 'text' field; optional 'url' and 'title'."""
+    fetched_at = _mtime(path)
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f"{where}: expected a JSON object with a string 'text' field")
+            url = _optional_str(record, "url", where) or f"{path.as_uri()}#line={number}"
+            yield Document(url=url, source="local", title=_optional_str(record, "title", where),
+                           text=record["text"], fetched_at=fetched_at)
+
+
+def read_parquet(path: Path) -> Iterator[Document]:
+    """One document per row of a 'text' column; optional 'url' and 'title' columns."""
+    fetched_at = _mtime(path)
+    parquet = pq.ParquetFile(path)
+    names = set(parquet.schema_arrow.names)
+    if "text" not in names:
+        raise ValueError(f"{path}: no 'text' column (columns: {', '.join(sorted(names))})")
+    columns = [c for c in ("text", "url", "title") if c in names]
+    row = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+        for record in batch.to_pylist():
+            row += 1
+            if record["text"] is None:
+                continue
+            url = record.get("url") or f"{path.as_uri()}#row={row}"
+            yield Document(url=url, source="local", title=record.get("title"), text=record["text"],
+                           fetched_at=fetched_at)
+
+
+def read_html(path: Path, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """One document per HTML file, main text extracted; failures are counted like crawled pages."""
+    try:
+        extracted = extract_html(decode_html(path.read_bytes()), path.as_uri(), cfg)
+    except Exception as exc:  # one bad page must not stop a corpus build
+        logger.warning("extraction failed for %s: %s: %s", path, type(exc).__name__, exc)
+        counts["extract_failed"] += 1
+        return
+    if extracted is None:
+        counts["extract_empty"] += 1
+        return
+    yield Document(url=path.as_uri(), source="local", title=extracted.title, text=extracted.text,
+                   fetched_at=_mtime(path))
+
+
+def read_local_files(patterns: Iterable[str], cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """Documents from every file the patterns match, in sorted path order."""
+    for path in resolve_patterns(patterns):
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            yield from read_txt(path)
+        elif suffix == ".jsonl":
+            yield from read_jsonl(path)
+        elif suffix == ".parquet":
+            yield from read_parquet(path)
+        else:
+            yield from read_html(path, cfg, counts)

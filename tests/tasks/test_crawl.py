@@ -1,0 +1,189 @@
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from tasks.crawl import (
+    CrawlConfig,
+    ParquetRawStore,
+    Robots,
+    crawl,
+    extract_links,
+    normalize_url,
+    saved_pages,
+)
+from tests.tasks.site_fixtures import make_site, serve_site
+
+
+def _config(base_url: str, **overrides) -> CrawlConfig:
+    return CrawlConfig(seeds=[base_url], allow_private_addresses=True, delay_seconds=0.0, **overrides)
+
+
+def test_crawl_follows_scope_robots_redirects_and_content_types(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        stats = crawl(_config(site.base_url), tmp_path / "raw")
+
+    assert site.count("/robots.txt") == 1
+    assert site.count("/private/secret.html") == 0  # disallowed by robots.txt
+    assert site.count("/a.html") == 1  # './a.html#details' is the same page
+    assert site.count("/c.html") == 1  # reached through the /moved redirect
+    assert stats["pages_disallowed_robots"] == 1
+    assert stats["pages_not_html"] == 1  # notes.txt
+    assert stats["pages_redirected"] == 1
+    assert stats["pages_failed"] == 1  # missing.html answers 404
+    assert stats["links_out_of_scope"] == 1  # http://other.invalid/page.html (mailto: is not a link)
+    assert stats["pages_requested"] == len(site.page_requests)
+
+    kept = {r.url.removeprefix(site.base_url): r for r in saved_pages(tmp_path / "raw")}
+    assert set(kept) == {"", "index.html", "a.html", "b.html", "dup.html", "c.html", "mojibake.html", "broken.html"}
+    assert stats["pages_fetched"] == len(kept)
+    assert all(r.content_type.startswith("text/html") for r in kept.values())
+    assert kept["a.html"].depth == 1 and kept["c.html"].depth == 1  # a redirect does not add depth
+
+
+def test_max_pages_and_max_depth_bound_the_crawl(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        stats = crawl(_config(site.base_url, max_pages=2), tmp_path / "raw-pages")
+        depth0 = crawl(_config(site.base_url, max_depth=0), tmp_path / "raw-depth")
+    assert stats["pages_fetched"] == 2
+    assert depth0["pages_fetched"] == 1 and depth0["pages_requested"] == 1
+
+
+def test_include_and_exclude_patterns(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        crawl(_config(site.base_url, exclude_patterns=[r"/dup\.html$"], include_patterns=[r"/$", r"\.html"]),
+              tmp_path / "raw")
+    assert site.count("/dup.html") == 0
+    assert site.count("/moved") == 0 and site.count("/notes.txt") == 0  # not included
+    assert site.count("/b.html") == 1
+
+
+def test_stopped_crawl_resumes_without_refetching(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    cfg = None
+    with serve_site(site_root, stop_after=3) as site:
+        cfg = _config(site.base_url, raw_batch_pages=2)
+        first = crawl(cfg, tmp_path / "raw", stop=site.stop)
+        assert first["stopped"] == 1
+        assert len(site.page_requests) == 3
+        site.stop_after = None
+        second = crawl(cfg, tmp_path / "raw", stop=threading.Event())
+
+    assert second["stopped"] == 0
+    assert second["pages_reused"] == 3
+    # every page was requested exactly once over both runs
+    assert len(site.page_requests) == len(set(site.page_requests))
+    with serve_site(site_root) as fresh:
+        uninterrupted = crawl(_config(fresh.base_url), tmp_path / "raw-fresh")
+    assert second["pages_fetched"] == uninterrupted["pages_fetched"]
+    assert len(site.page_requests) == len(fresh.page_requests)
+
+
+def test_raw_store_ignores_unfinished_batches(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        crawl(_config(site.base_url), tmp_path / "raw")
+    (tmp_path / "raw" / "fetches-00099.parquet.tmp").write_bytes(b"half a file from a killed run")
+    store = ParquetRawStore(tmp_path / "raw", batch_size=10)
+    assert store.get(site.base_url) is not None
+    assert len(list(saved_pages(tmp_path / "raw"))) == 8
+
+
+def test_private_addresses_are_refused_by_default(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        stats = crawl(CrawlConfig(seeds=[site.base_url], delay_seconds=0.0), tmp_path / "raw")
+    assert site.requests == []  # not even robots.txt reached the server
+    assert stats["pages_fetched"] == 0
+    assert stats["pages_failed"] == 1 and stats["pages_disallowed_robots"] == 0
+
+
+def test_local_site_is_crawled_with_stable_file_urls(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    cfg = CrawlConfig(local_site=site_root, delay_seconds=0.0)  # loopback allowed for its own server only
+    stats = crawl(cfg, tmp_path / "raw")
+    urls = {r.url for r in saved_pages(tmp_path / "raw")}
+    assert site_root.resolve().as_uri() + "/b.html" in urls
+    assert stats["pages_disallowed_robots"] == 1
+    again = crawl(cfg, tmp_path / "raw")  # a new ephemeral port, same recorded URLs
+    assert again["pages_requested"] == 0 and again["pages_reused"] == stats["pages_requested"]
+
+
+def test_normalize_url() -> None:
+    assert normalize_url("HTTP://Example.ORG:80/a/../b?q=1#frag") == "http://example.org/b?q=1"
+    assert normalize_url("https://example.org") == "https://example.org/"
+    assert normalize_url("../c.html", "http://h:8080/x/y/z.html") == "http://h:8080/x/c.html"
+    assert normalize_url("mailto:a@b.c") is None
+    assert normalize_url("javascript:void(0)", "http://h/") is None
+    assert normalize_url("http://h:notaport/") is None
+
+
+def test_extract_links_honours_base_and_nofollow() -> None:
+    html = (b'<html><head><base href="http://h/docs/"></head><body><a href="a.html">a</a>'
+            b'<a href="a.html#x">again</a><a rel="nofollow" href="n.html">n</a><a href="/top">t</a></body></html>')
+    assert extract_links(html, "text/html", "http://h/index.html") == ["http://h/docs/a.html", "http://h/top"]
+    nofollow = b'<html><head><meta name="robots" content="noindex, nofollow"></head><a href="x">x</a></html>'
+    assert extract_links(nofollow, None, "http://h/") == []
+
+
+def test_config_validation_names_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        CrawlConfig(seeds=["ftp://example.org/", "example.org"], include_patterns=["(unclosed"],
+                    local_site=tmp_path)
+    message = str(info.value)
+    assert "ftp://example.org/" in message and "'example.org'" in message
+    assert "(unclosed" in message
+    assert str(tmp_path) in message and "index.html" in message
+
+
+def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
+    root = make_site(tmp_path / "site")
+    (root / "robots.txt").write_text(
+        "User-agent: pretrainflow-crawler\nDisallow: /b.html\nDisallow: /*.txt$\nCrawl-delay: 0.05\n\n"
+        "User-agent: *\nDisallow: /private/\n")
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    with serve_site(root) as site, serve_site(bare) as no_robots, httpx.Client(trust_env=False) as client:
+        ours = Robots(client, "pretrainflow-crawler/0.1", Counter())
+        other = Robots(client, "OtherBot/2.0", Counter())
+        assert not ours.allowed(site.base_url + "b.html") and ours.allowed(site.base_url + "private/x.html")
+        assert not ours.allowed(site.base_url + "notes.txt") and ours.allowed(site.base_url + "notes.txt.html")
+        assert ours.crawl_delay(site.base_url) == 0.05  # fractional delays count too
+        assert other.allowed(site.base_url + "b.html") and not other.allowed(site.base_url + "private/x.html")
+        assert other.crawl_delay(site.base_url) == 0.0
+        assert ours.allowed(no_robots.base_url + "anything.html")  # 404 robots.txt: everything allowed
+    assert site.count("/robots.txt") == 2  # once per Robots (one per crawl), not once per URL
+
+
+def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+    raw = tmp_path / "raw"
+    with serve_site(site_root) as site:
+        cfg = _config(site.base_url, raw_batch_pages=2).model_copy(update={"delay_seconds": 0.2})
+        script = ("import sys; from pathlib import Path; from tasks.crawl import CrawlConfig, crawl; "
+                  "crawl(CrawlConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        child = subprocess.Popen([sys.executable, "-c", script, cfg.model_dump_json(), str(raw)], env=env)
+        deadline = time.monotonic() + 60
+        while len(site.page_requests) < 5 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        saved = {r.url for r in ParquetRawStore(raw, batch_size=1).records()}
+        assert saved  # at least two full batches were flushed before the kill
+        before = len(site.requests)
+        crawl(cfg.model_copy(update={"delay_seconds": 0.0}), raw)
+        refetched = {site.base_url.rstrip("/") + p for p in site.requests[before:]}
+    assert not saved & refetched  # nothing saved before the kill was fetched again
+    assert len(list(saved_pages(raw))) == 8
