@@ -1,0 +1,361 @@
+"""Tokenize stage: corpus snapshot -> tokenizer + train/validation token shards.
+
+Output (the token-shards contract): `tokenizer/` (a Hugging Face BERT tokenizer folder) and
+`train/tokens-00000.arrow`, ..., `validation/tokens-00000.arrow`, ... in Arrow IPC stream format with
+columns doc_id (string) and sentences (list<list<uint16|uint32>>: one inner list per sentence, WordPiece
+ids without special tokens). A document goes to validation when its content hash falls below
+`validation_fraction`, so the split is by document and stable across re-runs and snapshot growth.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from tokenizers import Tokenizer
+
+from tasks.sentences import split_document
+from tasks.tokenizer import (
+    UNK,
+    copy_tokenizer_folder,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_folder_problems,
+    train_wordpiece,
+)
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "validation")
+SNAPSHOT_GLOB = "documents-*.parquet"
+TOKENIZER_DIRNAME = "tokenizer"
+# Hex digits of the content hash used for the split: 60 bits, far finer than any fraction asked for.
+_SPLIT_HASH_DIGITS = 15
+
+
+class TokenizeConfig(BaseModel):
+    """Tokenize stage: WordPiece tokenizer training (or loading), sentence splitting, sharding."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    vocab_size: int = Field(default=16000, ge=64, le=2**32 - 1)
+    """WordPiece vocabulary size to train, special tokens included (ignored with tokenizer_path)."""
+    min_frequency: int = Field(default=2, ge=1)
+    """A merge must occur at least this often in the training texts to enter the vocabulary."""
+    limit_alphabet: int = Field(default=1000, ge=1)
+    """Most distinct initial characters kept by the trainer; rarer characters become [UNK]."""
+    lowercase: bool = True
+    """Lowercase text before WordPiece (BERT 'uncased'); ignored with tokenizer_path."""
+    strip_accents: bool | None = None
+    """Strip accents; None follows lowercase, as in BERT; ignored with tokenizer_path."""
+    tokenizer_path: Path | None = None
+    """Existing Hugging Face BERT tokenizer folder to use instead of training one."""
+    model_max_length: int = Field(default=512, ge=8)
+    """model_max_length recorded in the saved tokenizer (positions the model will support)."""
+    max_training_documents: int = Field(default=100_000, ge=1)
+    """Train the tokenizer on at most this many train-split documents, in snapshot order."""
+    validation_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Fraction of documents, chosen by content hash, that go to the validation split."""
+    documents_per_shard: int = Field(default=10_000, ge=1)
+    """Input documents per output shard and split (documents without any text are dropped)."""
+    batch_size: int = Field(default=256, ge=1)
+    """Documents read and encoded together (bounds memory for raw text)."""
+
+    @field_validator("tokenizer_path")
+    @classmethod
+    def _tokenizer_folder_is_usable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            problems = tokenizer_folder_problems(path)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return path
+
+
+def split_of(content_hash: str, validation_fraction: float) -> str:
+    """'validation' when the document's content hash falls below validation_fraction, else 'train'."""
+    try:
+        position = int(content_hash[:_SPLIT_HASH_DIGITS], 16) / 16**_SPLIT_HASH_DIGITS
+    except ValueError:
+        raise ValueError(f"content_hash {content_hash!r} is not a hex digest (sha256 hex expected)") from None
+    return "validation" if position < validation_fraction else "train"
+
+
+def token_dtype(vocab_size: int) -> pa.DataType:
+    """Smallest unsigned Arrow integer type holding every id of the vocabulary."""
+    return pa.uint16() if vocab_size <= 2**16 else pa.uint32()
+
+
+def token_shard_schema(vocab_size: int) -> pa.Schema:
+    """Arrow schema of a token shard."""
+    return pa.schema([("doc_id", pa.string()), ("sentences", pa.list_(pa.list_(token_dtype(vocab_size))))])
+
+
+def shard_path(out_dir: Path, split: str, index: int) -> Path:
+    """Path of token shard number index of a split."""
+    return Path(out_dir) / split / f"tokens-{index:05d}.arrow"
+
+
+def shard_paths(shards_dir: Path, split: str) -> list[Path]:
+    """Finished token shards of a split, in order."""
+    return sorted((Path(shards_dir) / split).glob("tokens-*.arrow"))
+
+
+def snapshot_files(snapshot_dir: Path) -> list[Path]:
+    """Parquet files of a corpus snapshot, in order; raises when there are none."""
+    files = sorted(Path(snapshot_dir).glob(SNAPSHOT_GLOB))
+    if not files:
+        raise FileNotFoundError(f"snapshot_dir {str(snapshot_dir)!r} holds no {SNAPSHOT_GLOB} files")
+    return files
+
+
+def iter_snapshot(snapshot_dir: Path, batch_size: int) -> Iterator[tuple[str, str, str]]:
+    """(id, content_hash, text) of every snapshot document, in file and row order."""
+    for path in snapshot_files(snapshot_dir):
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=["id", "content_hash", "text"]):
+            columns = batch.to_pydict()
+            yield from zip(columns["id"], columns["content_hash"], columns["text"])
+
+
+def write_stream_atomically(table: pa.Table, path: Path, max_chunksize: int = 1024) -> None:
+    """Write a table as an Arrow IPC stream to path.tmp, then rename it to path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max_chunksize)
+    os.replace(tmp, path)
+
+
+def read_stream(path: Path) -> pa.Table:
+    """Read a whole Arrow IPC stream file (memory-mapped)."""
+    with pa.memory_map(str(path), "r") as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+@dataclass
+class _EncodedDocuments:
+    """Documents encoded so far for one shard, as flat arrays."""
+
+    doc_ids: list[str] = field(default_factory=list)
+    ids: list[np.ndarray] = field(default_factory=list)  # (tokens,) per batch
+    sentence_lengths: list[np.ndarray] = field(default_factory=list)  # (sentences,) per batch
+    document_sentences: list[int] = field(default_factory=list)  # sentences per document
+
+    def to_table(self, schema: pa.Schema) -> pa.Table:
+        dtype = schema.field("sentences").type.value_type.value_type.to_pandas_dtype()
+        ids = np.concatenate(self.ids).astype(dtype, copy=False) if self.ids else np.zeros(0, dtype)
+        lengths = np.concatenate(self.sentence_lengths) if self.sentence_lengths else np.zeros(0, np.int64)
+        sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+        document_offsets = np.concatenate([[0], np.cumsum(self.document_sentences)]).astype(np.int32)
+        sentences = pa.ListArray.from_arrays(pa.array(sentence_offsets), pa.array(ids))
+        documents = pa.ListArray.from_arrays(pa.array(document_offsets), sentences)
+        return pa.Table.from_arrays([pa.array(self.doc_ids, pa.string()), documents], schema=schema)
+
+
+def encode_documents(tokenizer: Tokenizer, doc_ids: list[str], texts: list[str], into: _EncodedDocuments) -> None:
+    """Sentence-split and encode documents; those left without any token are dropped."""
+    per_document = [split_document(text or "") for text in texts]
+    flat = list(itertools.chain.from_iterable(per_document))
+    encodings = tokenizer.encode_batch_fast(flat, add_special_tokens=False) if flat else []
+    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
+    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.uint32, int(lengths.sum()))
+    position = 0
+    for doc_id, sentences in zip(doc_ids, per_document):
+        # Sentences of only characters the normaliser removes encode to nothing; they are not kept.
+        kept = int(np.count_nonzero(lengths[position : position + len(sentences)]))
+        position += len(sentences)
+        if kept:
+            into.doc_ids.append(doc_id)
+            into.document_sentences.append(kept)
+    into.ids.append(ids)
+    into.sentence_lengths.append(lengths[lengths > 0])
+
+
+def token_shard_stats(table: pa.Table, unk_id: int) -> dict[str, int]:
+    """documents, sentences, tokens and unk_tokens of one token shard."""
+    sentences = table.column("sentences").combine_chunks() if table.num_rows else None
+    if sentences is None:
+        return {"documents": 0, "sentences": 0, "tokens": 0, "unk_tokens": 0}
+    inner = sentences.flatten()
+    ids = inner.flatten().to_numpy(zero_copy_only=False)
+    return {
+        "documents": table.num_rows,
+        "sentences": len(inner),
+        "tokens": len(ids),
+        "unk_tokens": int(np.count_nonzero(ids == unk_id)),
+    }
+
+
+class _SplitSharder:
+    """Cuts one split's document stream into shards; skips shards whose file already exists."""
+
+    def __init__(self, tokenizer: Tokenizer, out_dir: Path, split: str, cfg: TokenizeConfig) -> None:
+        self.tokenizer, self.out_dir, self.split, self.cfg = tokenizer, out_dir, split, cfg
+        self.schema = token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True))
+        self.unk_id = tokenizer.token_to_id(UNK)
+        self.index = 0  # shard being filled
+        self.assigned = 0  # input documents assigned to it
+        self.pending_ids: list[str] = []
+        self.pending_texts: list[str] = []
+        self.encoded = _EncodedDocuments()
+        self.totals = {"documents": 0, "sentences": 0, "tokens": 0, "unk_tokens": 0, "empty_documents": 0}
+        self.shards = 0
+
+    def add(self, doc_id: str, text: str) -> None:
+        self.assigned += 1
+        if not shard_path(self.out_dir, self.split, self.index).exists():
+            self.pending_ids.append(doc_id)
+            self.pending_texts.append(text)
+            if len(self.pending_ids) >= self.cfg.batch_size:
+                self._encode_pending()
+        if self.assigned == self.cfg.documents_per_shard:
+            self._close_shard()
+
+    def finish(self) -> None:
+        # A split with no documents still gets one (empty) shard so readers find its folder and schema.
+        if self.assigned or self.shards == 0:
+            self._close_shard()
+
+    def _encode_pending(self) -> None:
+        if self.pending_ids:
+            encode_documents(self.tokenizer, self.pending_ids, self.pending_texts, self.encoded)
+            self.pending_ids, self.pending_texts = [], []
+
+    def _close_shard(self) -> None:
+        path = shard_path(self.out_dir, self.split, self.index)
+        if path.exists():
+            table = read_stream(path)
+            logger.info("reusing %s", path)
+        else:
+            self._encode_pending()
+            table = self.encoded.to_table(self.schema)
+            write_stream_atomically(table, path)
+        stats = token_shard_stats(table, self.unk_id)
+        logger.info(
+            "%s/%s: %d documents, %d sentences, %d tokens",
+            self.split, path.name, stats["documents"], stats["sentences"], stats["tokens"],
+        )
+        for key, value in stats.items():
+            self.totals[key] += value
+        self.totals["empty_documents"] += self.assigned - stats["documents"]
+        self.shards += 1
+        self.index += 1
+        self.assigned = 0
+        self.encoded = _EncodedDocuments()
+
+
+def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Path) -> Tokenizer:
+    """Copy cfg.tokenizer_path, or train on the train split, into tokenizer_dir unless already there."""
+    if tokenizer_folder_problems(tokenizer_dir):
+        if cfg.tokenizer_path is not None:
+            logger.info("copying tokenizer from %s", cfg.tokenizer_path)
+            copy_tokenizer_folder(cfg.tokenizer_path, tokenizer_dir)
+        else:
+            texts = (
+                text
+                for _, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size)
+                if split_of(content_hash, cfg.validation_fraction) == "train"
+            )
+            tokenizer = train_wordpiece(
+                itertools.islice(texts, cfg.max_training_documents),
+                vocab_size=cfg.vocab_size,
+                min_frequency=cfg.min_frequency,
+                lowercase=cfg.lowercase,
+                strip_accents=cfg.strip_accents,
+                limit_alphabet=cfg.limit_alphabet,
+            )
+            save_tokenizer(
+                tokenizer,
+                tokenizer_dir,
+                lowercase=cfg.lowercase,
+                strip_accents=cfg.strip_accents,
+                model_max_length=cfg.model_max_length,
+            )
+    else:
+        logger.info("reusing tokenizer in %s", tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
+    # Text that spells "[MASK]" or "[SEP]" is text, not a special token: keep special ids out of shards.
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path) -> dict[str, int | float]:
+    """Train or load the tokenizer, then sentence-split and tokenize the snapshot into token shards."""
+    snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
+    snapshot_files(snapshot_dir)  # fail before any work when the snapshot is missing
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = prepare_tokenizer(cfg, snapshot_dir, out_dir / TOKENIZER_DIRNAME)
+
+    sharders = {split: _SplitSharder(tokenizer, out_dir, split, cfg) for split in SPLITS}
+    for doc_id, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size):
+        sharders[split_of(content_hash, cfg.validation_fraction)].add(doc_id, text)
+    for sharder in sharders.values():
+        sharder.finish()
+
+    stats: dict[str, int | float] = {"vocab_size": tokenizer.get_vocab_size(with_added_tokens=True)}
+    for split, sharder in sharders.items():
+        for key, value in sharder.totals.items():
+            stats[f"{split}_{key}"] = value
+        stats[f"{split}_shards"] = sharder.shards
+    tokens = sum(s.totals["tokens"] for s in sharders.values())
+    stats["tokens"] = tokens
+    stats["documents"] = sum(s.totals["documents"] for s in sharders.values())
+    stats["unk_rate"] = sum(s.totals["unk_tokens"] for s in sharders.values()) / tokens if tokens else 0.0
+    return stats
+
+
+@dataclass(frozen=True)
+class TokenSplit:
+    """One split's token ids in memory: documents of sentences as offsets into one flat array."""
+
+    ids: np.ndarray  # (tokens,) uint16/uint32, every sentence of every document concatenated
+    sentence_offsets: np.ndarray  # (sentences + 1,) int64: sentence s is ids[o[s]:o[s+1]]
+    document_offsets: np.ndarray  # (documents + 1,) int64: document d is sentences o[d]:o[d+1]
+    doc_ids: list[str]
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.document_offsets) - 1
+
+    def document(self, index: int) -> list[np.ndarray]:
+        """Sentences of one document as id arrays (views into ids)."""
+        first, last = self.document_offsets[index], self.document_offsets[index + 1]
+        bounds = self.sentence_offsets[first : last + 1]
+        return [self.ids[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
+
+
+def load_token_split(shards_dir: Path, split: str) -> TokenSplit:
+    """Load every token shard of a split into one TokenSplit."""
+    ids, sentence_lengths, document_sentences, doc_ids = [], [], [], []
+    for path in shard_paths(shards_dir, split):
+        table = read_stream(path)
+        doc_ids.extend(table.column("doc_id").to_pylist())
+        for chunk in table.column("sentences").chunks:
+            inner = chunk.flatten()
+            document_sentences.append(np.diff(chunk.offsets.to_numpy()))
+            sentence_lengths.append(np.diff(inner.offsets.to_numpy()))
+            ids.append(inner.flatten().to_numpy(zero_copy_only=False))
+    if not ids:
+        ids, sentence_lengths, document_sentences = [np.zeros(0, np.uint16)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    return TokenSplit(
+        ids=np.concatenate(ids),
+        sentence_offsets=np.concatenate([[0], np.cumsum(np.concatenate(sentence_lengths))]).astype(np.int64),
+        document_offsets=np.concatenate([[0], np.cumsum(np.concatenate(document_sentences))]).astype(np.int64),
+        doc_ids=doc_ids,
+    )
+
+
+def read_token_documents(shards_dir: Path, split: str) -> Iterator[list[list[int]]]:
+    """Documents of a split, shard by shard, each a list of sentences of token ids."""
+    for path in shard_paths(shards_dir, split):
+        with pa.memory_map(str(path), "r") as source:
+            for batch in pa.ipc.open_stream(source):
+                yield from batch.column("sentences").to_pylist()

@@ -1,0 +1,42 @@
+from tasks.sentences import split_document, split_paragraph
+
+
+def test_english_sentences_split_and_abbreviations_kept():
+    assert split_paragraph("Dr. Smith went home. He slept well. Then it was 3.14 p.m.") == [
+        "Dr. Smith went home.",
+        "He slept well.",
+        "Then it was 3.14 p.m.",
+    ]
+
+
+def test_paragraph_lines_split_separately_and_blank_lines_dropped():
+    text = "First paragraph ends here\n\n   \nSecond paragraph. It has two sentences.\n"
+    assert split_document(text) == ["First paragraph ends here", "Second paragraph.", "It has two sentences."]
+
+
+def test_empty_and_whitespace_documents_have_no_sentences():
+    assert split_document("") == []
+    assert split_document(" \n\t\n ") == []
+
+
+def test_cjk_terminators_split_sentences():
+    assert split_document("这是第一句。这是第二句！第三句吗？最后") == ["这是第一句。", "这是第二句！", "第三句吗？", "最后"]
+
+
+def test_cjk_closing_quote_and_terminator_runs_stay_with_their_sentence():
+    assert split_document("他说：“你好。”然后走了。") == ["他说：“你好。”", "然后走了。"]
+    assert split_document("好！！真的？") == ["好！！", "真的？"]
+    assert split_document("（这是括号。）后面") == ["（这是括号。）", "后面"]
+
+
+def test_mixed_cjk_and_latin_text():
+    assert split_document("Python很好。Python也快。And English. 日本語です。") == [
+        "Python很好。",
+        "Python也快。",
+        "And English.",
+        "日本語です。",
+    ]
+
+
+def test_ascii_opening_quote_is_not_moved_to_previous_sentence():
+    assert split_document('He said. "Hello there." Then left.') == ["He said.", '"Hello there."', "Then left."]

@@ -1,0 +1,123 @@
+import json
+
+import pytest
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from transformers import AutoTokenizer, BertTokenizerFast
+
+from tasks.tokenizer import (
+    SPECIAL_TOKENS,
+    copy_tokenizer_folder,
+    is_continuation_table,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_folder_problems,
+    train_wordpiece,
+)
+
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Tokenizers split words into word pieces; unbelievable tokenization happens.",
+    "Café, résumé and naïve keep their accents unless stripped.",
+    "中文字符被单独切分。日本語も同じです。",
+    "Python functions return values, and classes define methods.",
+] * 20
+
+TRICKY = [
+    "Hello WORLD, this is a Tokenization test!",
+    "Café résumé NAÏVE déjà-vu",
+    "中文字符被单独切分。",
+    "control\x00chars\u200band\ttabs\r\nnewlines",
+    "a" * 150 + " supercalifragilisticexpialidocious",
+    "unseen ✓ symbols ∑ and emoji 🙂",
+    "",
+]
+
+
+def _train(lowercase=True, strip_accents=None):
+    return train_wordpiece(
+        TEXTS, vocab_size=300, min_frequency=1, lowercase=lowercase, strip_accents=strip_accents, limit_alphabet=500
+    )
+
+
+def test_special_tokens_have_fixed_ids_and_pair_template():
+    tokenizer = _train()
+    assert [tokenizer.token_to_id(t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    pair = tokenizer.encode("the fox", "the dog")
+    assert pair.ids[0] == 2 and pair.ids.count(3) == 2 and pair.ids[-1] == 3
+    first_sep = pair.ids.index(3)
+    assert pair.type_ids == [0] * (first_sep + 1) + [1] * (len(pair.ids) - first_sep - 1)
+    assert tokenizer.encode("the fox", add_special_tokens=False).ids == pair.ids[1:first_sep]
+
+
+def test_round_trip_decodes_lowercased_text():
+    tokenizer = _train()
+    ids = tokenizer.encode("The quick brown fox, unbelievable.", add_special_tokens=False).ids
+    assert tokenizer.decode(ids) == "the quick brown fox, unbelievable."
+    assert any(tokenizer.id_to_token(i).startswith("##") for i in tokenizer.encode("quickfox").ids)
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, None), (False, None), (False, True), (True, False)])
+def test_auto_tokenizer_encodes_exactly_like_the_pipeline(tmp_path, lowercase, strip_accents):
+    tokenizer = _train(lowercase, strip_accents)
+    save_tokenizer(tokenizer, tmp_path / "tok", lowercase=lowercase, strip_accents=strip_accents, model_max_length=128)
+    loaded = AutoTokenizer.from_pretrained(tmp_path / "tok")
+    assert isinstance(loaded, BertTokenizerFast)
+    assert (loaded.pad_token_id, loaded.unk_token_id, loaded.cls_token_id) == (0, 1, 2)
+    assert (loaded.sep_token_id, loaded.mask_token_id, loaded.model_max_length) == (3, 4, 128)
+    from_file = load_tokenizer(tmp_path / "tok")
+    for text in TRICKY:
+        expected = tokenizer.encode(text)
+        assert loaded(text)["input_ids"] == expected.ids == from_file.encode(text).ids
+        pair = tokenizer.encode(text, "second segment")
+        hf_pair = loaded(text, "second segment")
+        assert hf_pair["input_ids"] == pair.ids
+        assert hf_pair["token_type_ids"] == pair.type_ids
+        assert loaded(text, add_special_tokens=False)["input_ids"] == expected.ids[1:-1]
+
+
+def test_saved_folder_has_vocab_in_id_order(tmp_path):
+    tokenizer = _train()
+    save_tokenizer(tokenizer, tmp_path / "tok", lowercase=True, strip_accents=None, model_max_length=512)
+    vocab = (tmp_path / "tok" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert vocab[:5] == list(SPECIAL_TOKENS)
+    assert [tokenizer.token_to_id(token) for token in vocab] == list(range(len(vocab)))
+    assert json.loads((tmp_path / "tok" / "tokenizer_config.json").read_text())["do_lower_case"] is True
+    assert not (tmp_path / "tok.tmp").exists()
+
+
+def test_continuation_table_marks_double_hash_pieces():
+    tokenizer = _train()
+    table = is_continuation_table(tokenizer)
+    assert len(table) == tokenizer.get_vocab_size()
+    for token, index in tokenizer.get_vocab().items():
+        assert table[index] == (token.startswith("##") and token != "##")
+
+
+def test_load_reports_missing_or_unusable_folders(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_tokenizer(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no tokenizer.json"):
+        load_tokenizer(tmp_path / "empty")
+    (tmp_path / "wordlevel").mkdir()
+    Tokenizer(WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]")).save(str(tmp_path / "wordlevel" / "tokenizer.json"))
+    problems = tokenizer_folder_problems(tmp_path / "wordlevel")
+    assert any("lacks special tokens" in p for p in problems) and any("[PAD]" in p for p in problems)
+
+
+def test_load_switches_off_truncation_and_padding(tmp_path):
+    tokenizer = _train()
+    tokenizer.enable_truncation(4)
+    tokenizer.enable_padding(length=4)
+    save_tokenizer(tokenizer, tmp_path / "tok", lowercase=True, strip_accents=None, model_max_length=512)
+    loaded = load_tokenizer(tmp_path / "tok")
+    assert len(loaded.encode("the quick brown fox jumps over the lazy dog", add_special_tokens=False).ids) > 4
+
+
+def test_copy_tokenizer_folder(tmp_path):
+    save_tokenizer(_train(), tmp_path / "src", lowercase=True, strip_accents=None, model_max_length=512)
+    copy_tokenizer_folder(tmp_path / "src", tmp_path / "dst")
+    assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == sorted(p.name for p in (tmp_path / "src").iterdir())
+    with pytest.raises(ValueError, match="does not exist"):
+        copy_tokenizer_folder(tmp_path / "nowhere", tmp_path / "dst2")
