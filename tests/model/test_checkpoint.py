@@ -1,0 +1,71 @@
+import random
+
+import numpy as np
+import torch
+
+from model.bert import build_model
+from model.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from model.optim import build_optimizer, build_scheduler
+from tests.model.conftest import tiny_config
+
+
+def build(seed):
+    cfg = tiny_config()
+    torch.manual_seed(seed)
+    model = build_model(cfg, vocab_size=45, pad_token_id=0)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = build_scheduler(optimizer, cfg)
+    return model, optimizer, scheduler
+
+
+def one_step(model, optimizer, scheduler):
+    model.zero_grad()
+    sum(p.sum() for p in model.parameters()).backward()
+    optimizer.step()
+    scheduler.step()
+
+
+def test_save_keeps_last_k_and_finds_latest(tmp_path):
+    model, optimizer, scheduler = build(0)
+    for step in (10, 20, 30):
+        path = save_checkpoint(tmp_path, step, model, optimizer, scheduler, {"samples_seen": step * 4}, keep=2)
+        assert path.name == f"step-{step:06d}"
+    assert [s for s, _ in list_checkpoints(tmp_path)] == [20, 30]
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-000030"
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_incomplete_checkpoint_dirs_are_ignored(tmp_path):
+    model, optimizer, scheduler = build(0)
+    save_checkpoint(tmp_path, 10, model, optimizer, scheduler, {}, keep=2)
+    (tmp_path / "step-000020.tmp").mkdir()  # a write killed before the rename
+    (tmp_path / "step-000030").mkdir()  # no trainer_state.json: not complete
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-000010"
+    assert latest_checkpoint(tmp_path / "missing") is None
+    # A later save at step 20 cleans the leftover tmp dir.
+    save_checkpoint(tmp_path, 20, model, optimizer, scheduler, {}, keep=2)
+    assert latest_checkpoint(tmp_path) == tmp_path / "step-000020"
+
+
+def test_load_restores_model_optimizer_scheduler_and_rngs(tmp_path):
+    model, optimizer, scheduler = build(0)
+    one_step(model, optimizer, scheduler)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    path = save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {"samples_seen": 16}, keep=2)
+    expected_draws = (random.random(), np.random.rand(), torch.rand(3))
+
+    other, other_optimizer, other_scheduler = build(99)
+    state = load_checkpoint(path, other, other_optimizer, other_scheduler, torch.device("cpu"))
+    assert state["step"] == 1 and state["samples_seen"] == 16
+    assert (random.random(), np.random.rand()) == expected_draws[:2]
+    assert torch.equal(torch.rand(3), expected_draws[2])
+    for (name, a), b in zip(model.state_dict().items(), other.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert other_scheduler.state_dict()["last_epoch"] == 1
+    # Same next update from the restored optimizer state.
+    one_step(model, optimizer, scheduler)
+    one_step(other, other_optimizer, other_scheduler)
+    for a, b in zip(model.parameters(), other.parameters(), strict=True):
+        assert torch.equal(a, b)
+    # The tied decoder is still the word embedding after loading.
+    assert other.cls.predictions.decoder.weight is other.bert.embeddings.word_embeddings.weight

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from model.data import InfiniteBatchSampler, InstanceDataset, PretrainingCollator, epoch_permutation, ordered_batches
+from tests.model.conftest import make_instances, write_shards
+
+
+@pytest.fixture
+def shards(tmp_path):
+    rows = make_instances(25, seed=5)
+    write_shards(tmp_path, "train", rows, per_shard=10)  # 3 shards: 10, 10, 5 rows
+    return tmp_path, rows
+
+
+def test_dataset_reads_every_row_across_shards(shards):
+    root, rows = shards
+    dataset = InstanceDataset(root, "train")
+    assert len(dataset) == 25
+    for index in (0, 9, 10, 19, 24):
+        got, want = dataset[index], rows[index]
+        assert got.input_ids.tolist() == want["input_ids"]
+        assert got.token_type_ids.tolist() == want["token_type_ids"]
+        assert got.masked_lm_positions.tolist() == want["masked_lm_positions"]
+        assert got.masked_lm_ids.tolist() == want["masked_lm_ids"]
+        assert got.next_sentence_label == want["next_sentence_label"]
+    assert dataset.max_seq_length() == max(len(r["input_ids"]) for r in rows)
+    assert dataset.max_token_id() == max(max(r["input_ids"] + r["masked_lm_ids"]) for r in rows)
+    with pytest.raises(IndexError):
+        dataset[25]
+
+
+def test_missing_split_names_the_expected_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="validation/instances-"):
+        InstanceDataset(tmp_path, "validation")
+
+
+def test_collate_pads_to_batch_max(shards):
+    root, rows = shards
+    dataset = InstanceDataset(root, "train")
+    batch = PretrainingCollator(pad_token_id=0)([dataset[i] for i in range(4)])
+    seq_len = max(len(rows[i]["input_ids"]) for i in range(4))
+    max_predictions = max(len(rows[i]["masked_lm_positions"]) for i in range(4))
+    for name in ("input_ids", "token_type_ids", "attention_mask"):
+        assert batch[name].shape == (4, seq_len) and batch[name].dtype == torch.int64
+    for name in ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights"):
+        assert batch[name].shape == (4, max_predictions)
+    assert batch["next_sentence_label"].shape == (4,)
+    for i in range(4):
+        n, p = len(rows[i]["input_ids"]), len(rows[i]["masked_lm_positions"])
+        assert batch["attention_mask"][i].tolist() == [1] * n + [0] * (seq_len - n)
+        assert batch["input_ids"][i, n:].eq(0).all()
+        assert batch["masked_lm_weights"][i].tolist() == [1.0] * p + [0.0] * (max_predictions - p)
+        assert batch["masked_lm_ids"][i, :p].tolist() == rows[i]["masked_lm_ids"]
+
+
+def take(sampler, count):
+    iterator = iter(sampler)
+    return [next(iterator) for _ in range(count)]
+
+
+def test_infinite_sampler_covers_each_epoch_once_and_reshuffles():
+    batches = take(InfiniteBatchSampler(10, batch_size=5, seed=7), 4)
+    epoch0, epoch1 = sum(batches[:2], []), sum(batches[2:], [])
+    assert sorted(epoch0) == list(range(10)) and sorted(epoch1) == list(range(10))
+    assert epoch0 != epoch1
+    assert epoch0 == epoch_permutation(10, seed=7, epoch=0).tolist()
+
+
+def test_infinite_sampler_resumes_at_any_sample_offset():
+    # Batches of 4 over 10 samples straddle epoch boundaries; resuming after 3 batches (12 samples)
+    # must continue exactly where the uninterrupted sequence goes.
+    full = take(InfiniteBatchSampler(10, batch_size=4, seed=3), 8)
+    resumed = take(InfiniteBatchSampler(10, batch_size=4, seed=3, start_sample=12), 5)
+    assert resumed == full[3:]
+
+
+def test_sampler_depends_on_seed():
+    assert take(InfiniteBatchSampler(50, 10, seed=0), 1) != take(InfiniteBatchSampler(50, 10, seed=1), 1)
+
+
+def test_ordered_batches_are_in_storage_order_and_limited():
+    assert ordered_batches(7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert ordered_batches(7, 3, max_batches=2) == [[0, 1, 2], [3, 4, 5]]
+    assert np.concatenate(ordered_batches(100, 8)).tolist() == list(range(100))

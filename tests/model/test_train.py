@@ -1,0 +1,106 @@
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForPreTraining, BertTokenizerFast
+
+from model.checkpoint import list_checkpoints
+from model.train import pretrain
+from tests.model.conftest import SPECIAL, tiny_config
+
+
+class Recorder:
+    """A log_metrics callback that keeps every call; optionally stops the run past a step."""
+
+    def __init__(self, stop_after: int | None = None):
+        self.calls: list[tuple[dict[str, float], int]] = []
+        self.stop_after = stop_after
+
+    def __call__(self, metrics, step):
+        if self.stop_after is not None and step > self.stop_after:
+            raise KeyboardInterrupt(f"killed at step {step}")
+        self.calls.append((dict(metrics), step))
+
+    def series(self, name):
+        return [(step, m[name]) for m, step in self.calls if name in m]
+
+
+def test_tiny_training_run_learns_and_exports(tmp_path, instances_dir, tokenizer_dir):
+    recorder = Recorder()
+    stats = pretrain(tiny_config(max_steps=30), instances_dir, tokenizer_dir, tmp_path, log_metrics=recorder)
+
+    losses = recorder.series("train/loss")
+    assert [s for s, _ in losses] == [5, 10, 15, 20, 25, 30]
+    assert losses[-1][1] < losses[0][1] - 0.5, losses
+    assert [s for s, _ in recorder.series("validation/mlm_accuracy")] == [10, 20, 30]
+    for name in ("train/mlm_accuracy", "train/nsp_accuracy", "train/learning_rate", "train/sequences_per_second"):
+        assert len(recorder.series(name)) == 6
+    assert recorder.series("train/learning_rate")[-1][1] < recorder.series("train/learning_rate")[0][1]
+
+    assert stats["steps"] == 30 and stats["resumed_from_step"] == 0
+    assert stats["train_loss"] == losses[-1][1]
+    assert stats["validation_mlm_accuracy"] > 1 / 40  # better than guessing among 40 words
+    assert stats["validation_perplexity"] == pytest.approx(torch.tensor(stats["validation_mlm_loss"]).exp().item())
+    assert stats["sequences_per_second"] > 0 and stats["train_seconds"] > 0 and stats["parameters"] > 0
+    assert stats["train_instances"] == 600 and stats["validation_instances"] == 96
+    assert all(isinstance(v, (int, float)) for v in stats.values())
+
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [20, 30]
+    model = AutoModelForPreTraining.from_pretrained(str(tmp_path / "model"))
+    assert model.config.vocab_size == 45 and model.config.hidden_size == 32
+
+
+def exported_state(out_dir):
+    return AutoModelForPreTraining.from_pretrained(str(out_dir / "model")).state_dict()
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, instances_dir, tokenizer_dir):
+    cfg = tiny_config(max_steps=40)
+    pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / "straight")
+
+    # Killed at step 25, after the step-20 checkpoint: steps 21-25 are lost and redone.
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / "resumed", log_metrics=Recorder(stop_after=20))
+    assert list_checkpoints(tmp_path / "resumed" / "checkpoints")[-1][0] == 20
+    assert not (tmp_path / "resumed" / "model").exists()
+    recorder = Recorder()
+    stats = pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / "resumed", log_metrics=recorder)
+    assert stats["resumed_from_step"] == 20 and stats["steps"] == 40
+    assert recorder.calls[0][1] == 25  # training continued where the checkpoint left off
+
+    straight, resumed = exported_state(tmp_path / "straight"), exported_state(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+
+    # A finished run called again trains nothing, re-evaluates and re-exports the same model.
+    again = pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / "resumed")
+    assert again["resumed_from_step"] == 40
+    assert again["validation_mlm_accuracy"] == stats["validation_mlm_accuracy"]
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path, instances_dir, tokenizer_dir):
+    pretrain(tiny_config(max_steps=10), instances_dir, tokenizer_dir, tmp_path)
+    with pytest.raises(ValueError, match=r"learning_rate: 0.003 -> 0.001"):
+        pretrain(tiny_config(max_steps=10, learning_rate=1e-3), instances_dir, tokenizer_dir, tmp_path)
+
+
+def test_inputs_are_checked_before_training(tmp_path, instances_dir):
+    small_tokenizer = tmp_path / "small-tokenizer"
+    vocab = {t: i for i, t in enumerate(SPECIAL + ["w0", "w1"])}
+    BertTokenizerFast(vocab=vocab).save_pretrained(str(small_tokenizer))
+    partial = tmp_path / "instances"
+    shutil.copytree(instances_dir / "train", partial / "train")
+
+    with pytest.raises(ValueError) as error:
+        pretrain(tiny_config(max_position_embeddings=16), partial, small_tokenizer, tmp_path / "out")
+    message = str(error.value)
+    assert "has only 7 tokens" in message
+    assert "max_position_embeddings=16" in message
+    assert "validation/instances-*.arrow" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_tokenizer_dir_is_named(tmp_path, instances_dir):
+    with pytest.raises(ValueError, match=r"tokenizer_dir=.*missing is not a directory"):
+        pretrain(tiny_config(), instances_dir, tmp_path / "missing", tmp_path / "out")
