@@ -1,0 +1,164 @@
+"""The `pretrainflow` command: run flows, run one stage's work alone, inspect configs and artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tasks.config import ConfigError, PipelineConfig, load_config, preset_names
+
+FLOW_NAMES = ("corpus", "tokenize", "instances", "pretrain", "evaluate", "pipeline")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
+    try:
+        return args.handler(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pretrainflow", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", "-c", default=None, help=f"preset name ({', '.join(preset_names())}) or YAML path")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one field, e.g. --set pretrain.max_steps=100 (repeatable)")
+        return p
+
+    run = with_config(sub.add_parser("run", help="run one stage flow, or the whole pipeline, under Prefect"))
+    run.add_argument("flow", choices=FLOW_NAMES)
+    run.set_defaults(handler=cmd_run)
+
+    stage_task = with_config(sub.add_parser(
+        "task", help="run one stage's work as a plain function: no Prefect, no MLflow (for debugging)"))
+    stage_task.add_argument("stage", choices=FLOW_NAMES[:-1])
+    stage_task.add_argument("--output", type=Path, required=True, help="folder to write into")
+    stage_task.add_argument("--input", dest="inputs", action="append", default=[], metavar="STAGE=DIR",
+                            help="read an upstream stage from DIR instead of the artifact store")
+    stage_task.set_defaults(handler=cmd_task)
+
+    demo = with_config(sub.add_parser("demo", help="the whole pipeline on the demo preset, with a summary"))
+    demo.set_defaults(handler=cmd_demo, config="demo")
+
+    show = with_config(sub.add_parser("config", help="print the resolved, validated config"))
+    show.set_defaults(handler=cmd_config)
+
+    artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
+    artifacts.add_argument("--data-root", type=Path, default=None, help="default: data_root of --config or ./data")
+    artifacts.add_argument("--stage", default=None, choices=FLOW_NAMES[:-1])
+    artifacts.add_argument("--verify", action="store_true", help="re-check every file against its manifest")
+    with_config(artifacts)
+    artifacts.set_defaults(handler=cmd_artifacts)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    return load_config(args.config, args.overrides)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(_config(args).model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)  # validated before Prefect or any work starts
+    result = run_flow(args.flow, config)
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def run_flow(name: str, config: PipelineConfig) -> dict[str, Any]:
+    """Run a stage flow or the pipeline flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
+    from flows.pipeline import STAGE_FLOWS, pipeline_flow
+
+    if name == "pipeline":
+        return pipeline_flow(config)
+    return STAGE_FLOWS[name](config)
+
+
+def cmd_task(args: argparse.Namespace) -> int:
+    from tasks.artifacts import ArtifactStore
+    from tasks.stages import STAGES, resolve_ids
+
+    config = _config(args)
+    stage = STAGES[args.stage]
+    given = dict(item.split("=", 1) for item in args.inputs)
+    unknown = sorted(set(given) - set(stage.inputs))
+    if unknown:
+        raise ConfigError("--input", [f"stage {stage.name} reads {list(stage.inputs) or 'nothing'}, not {unknown}"])
+    ids, store = resolve_ids(config), ArtifactStore(config.data_root)
+    inputs = {up: Path(given[up]) if up in given else store.path(up, ids[up]) for up in stage.inputs}
+    absent = [f"{up}: {path}" for up, path in inputs.items() if not path.is_dir()]
+    if absent:
+        raise ConfigError("--input", [f"input folder does not exist ({a}); pass --input STAGE=DIR" for a in absent])
+    args.output.mkdir(parents=True, exist_ok=True)
+    stats = stage.work(config, inputs, args.output, lambda metrics, step: print(f"step {step}: {metrics}"))
+    print(json.dumps(stats, indent=2, default=str))
+    return 0
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    from tasks.artifacts import ArtifactStore
+
+    root = args.data_root or (_config(args).data_root if args.config else Path("data"))
+    store = ArtifactStore(root)
+    artifacts = store.list(args.stage)
+    if not artifacts:
+        print(f"no artifacts under {store.root}")
+        return 0
+    bad = 0
+    for a in artifacts:
+        inputs = ", ".join(f"{k}/{v}" for k, v in a.inputs.items()) or "-"
+        print(f"{a.stage:<10} {a.id}  {a.manifest.get('created_at', '?')}  from: {inputs}  {a.path}")
+        if args.verify:
+            problems = store.verify(a.stage, a.id)
+            bad += bool(problems)
+            for p in problems:
+                print(f"    CORRUPT {p}")
+    return 1 if bad else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tasks.tracking import resolve_tracking_uri
+
+    config = _config(args)
+    started = time.monotonic()
+    result = run_flow("pipeline", config)
+    minutes = (time.monotonic() - started) / 60
+    stages = result["stages"]
+    corpus, tokens = stages["corpus"]["stats"], stages["tokenize"]["stats"]
+    table = Path(stages["evaluate"]["path"]) / "results.md"
+    tracking_uri = config.tracking.tracking_uri or resolve_tracking_uri()
+    print("\n" + "=" * 78)
+    print(f"pretrainflow demo finished in {minutes:.1f} min "
+          f"({sum(s['cache_hit'] for s in stages.values())} of {len(stages)} stages were cache hits)")
+    print(f"corpus:  {corpus.get('documents')} documents, {corpus.get('words')} words; "
+          f"tokens: {json.dumps({k: v for k, v in tokens.items() if 'tokens' in k})}")
+    print(f"model:   {Path(stages['pretrain']['path']) / 'model'}")
+    print("\n" + (table.read_text() if table.is_file() else "(no evaluation table)"))
+    print("Open the runs:")
+    print(f"  MLflow:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+          f"   -> http://127.0.0.1:5000  (parent run {result['mlflow_run_id']})")
+    print("  Prefect: .venv/bin/prefect server start --host 127.0.0.1 --port 4200   -> http://127.0.0.1:4200")
+    print("  Artifacts: .venv/bin/pretrainflow artifacts --config demo")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,16 @@
+"""The instances flow: Generate MLM/NSP training instances from the token shards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.stage import run_stage_in_flow
+from tasks.config import PipelineConfig
+
+
+@flow(name="instances", log_prints=True)
+def instances_flow(config: PipelineConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Generate MLM/NSP training instances from the token shards."""
+    return run_stage_in_flow("instances", config, parent_run_id)

@@ -1,0 +1,16 @@
+"""The pretrain flow: Pretrain BERT on the instance shards and export a Hugging Face model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.stage import run_stage_in_flow
+from tasks.config import PipelineConfig
+
+
+@flow(name="pretrain", log_prints=True)
+def pretrain_flow(config: PipelineConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Pretrain BERT on the instance shards and export a Hugging Face model."""
+    return run_stage_in_flow("pretrain", config, parent_run_id)

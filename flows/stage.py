@@ -1,0 +1,40 @@
+"""What every stage flow does: run one stage with its work as a Prefect task, tracked in MLflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks.config import PipelineConfig
+from tasks.stages import STAGES, run_stage
+from tasks.tracking import Tracker
+
+
+def tracker_for(config: PipelineConfig) -> Tracker:
+    """The MLflow tracker this config points at."""
+    return Tracker(config.tracking.tracking_uri, config.tracking.experiment)
+
+
+def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | None) -> dict[str, Any]:
+    """Run stage `name` inside the current flow; return its result as plain data."""
+    # Caching is the artifact store's job (content-addressed ids), not Prefect's: no input hashing.
+    build = task(STAGES[name].work, name=f"build-{name}", cache_policy=NO_CACHE)
+    result = run_stage(
+        name,
+        config,
+        tracker=tracker_for(config),
+        parent_run_id=parent_run_id,
+        tags={"prefect_flow_run_id": str(flow_run.id)},
+        execute=build,
+    )
+    return {
+        "stage": result.stage,
+        "artifact_id": result.artifact_id,
+        "path": str(result.path),
+        "cache_hit": result.cache_hit,
+        "stats": result.stats,
+        "mlflow_run_id": result.mlflow_run_id,
+    }

@@ -1,0 +1,16 @@
+"""The tokenize flow (file not named tokenize.py, which would shadow the stdlib module when flows/ is on sys.path): train or load the WordPiece tokenizer and write Arrow token shards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.stage import run_stage_in_flow
+from tasks.config import PipelineConfig
+
+
+@flow(name="tokenize", log_prints=True)
+def tokenize_flow(config: PipelineConfig, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Train or load the WordPiece tokenizer and write the snapshot as Arrow token shards."""
+    return run_stage_in_flow("tokenize", config, parent_run_id)

@@ -1,0 +1,155 @@
+"""The pipeline config: the five stage configs composed, loaded from a YAML preset plus overrides.
+
+Defaults live only in the stage config classes; a preset in configs/ names only what differs, and
+`--set stage.field=value` overrides one leaf. Everything is validated before any work starts and every
+problem is reported at once, naming the field, the bad value and what would be valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from model.config import PretrainConfig
+from tasks.corpus import CorpusConfig
+from tasks.evaluate import EvaluateConfig
+from tasks.instances import InstancesConfig
+from tasks.shards import TokenizeConfig
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class TrackingConfig(BaseModel):
+    """Where runs are recorded."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    experiment: str = Field(default="pretrainflow", min_length=1)
+    """MLflow experiment that holds the pipeline and stage runs."""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; unset means $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."""
+
+
+class PipelineConfig(BaseModel):
+    """Everything one pipeline run needs: a data root, tracking and one config per stage."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    data_root: Path = Path("data")
+    """Folder that holds every stage's artifacts as <stage>/<id>/."""
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    """MLflow experiment and store."""
+    corpus: CorpusConfig
+    """Sources, extraction, cleaning and deduplication (required: there is no default source)."""
+    tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)
+    """WordPiece tokenizer and token shards."""
+    instances: InstancesConfig = Field(default_factory=InstancesConfig)
+    """MLM/NSP training instance generation."""
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    """Model size and training schedule."""
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    """Downstream fine-tuning, pretrained vs from scratch."""
+
+
+class ConfigError(ValueError):
+    """One message listing every problem found in a config."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in config {source}:\n{lines}")
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in configs/."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def resolve_preset(name_or_path: str | Path) -> Path:
+    """A preset name ('demo') or a path to a YAML file -> the file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(str(path), [f"config file {path} does not exist"])
+        return path
+    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        raise ConfigError(
+            str(name_or_path),
+            [f"no preset named {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a .yaml file)"],
+        )
+    return candidate
+
+
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
+    """Load a preset (name or path, or none for pure defaults), apply `a.b=value` overrides, validate."""
+    source = "defaults"
+    tree: dict[str, Any] = {}
+    problems: list[str] = []
+    if preset is not None:
+        path = resolve_preset(preset)
+        source = str(path)
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(source, [f"top level must be a mapping of stage names, got {type(loaded).__name__}"])
+        tree = loaded
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"override {override!r} is not of the form section.field=value")
+            continue
+        _set_path(tree, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else raw, problems)
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    if problems:
+        raise ConfigError(source, problems)
+    return validate_config(tree, source)
+
+
+def validate_config(tree: dict[str, Any], source: str = "input") -> PipelineConfig:
+    """Validate a nested mapping, turning pydantic's errors into one readable ConfigError."""
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(source, [describe_error(e) for e in err.errors()]) from None
+
+
+def describe_error(error: dict[str, Any]) -> str:
+    """One pydantic error as 'field: what is wrong (got value); what is valid'."""
+    loc = [str(part) for part in error["loc"]]
+    where = ".".join(loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        valid = _fields_at(loc[:-1])
+        hint = difflib.get_close_matches(loc[-1], valid, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{where}: unknown field{suggestion}; valid fields here: {', '.join(valid)}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "missing":
+        return f"{where}: required field is missing"
+    return f"{where}: {message} (got {error.get('input')!r})"
+
+
+def _fields_at(loc: list[str]) -> list[str]:
+    """Field names of the config model reached by following loc from PipelineConfig."""
+    model: Any = PipelineConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _set_path(tree: dict[str, Any], keys: list[str], value: Any, problems: list[str]) -> None:
+    node = tree
+    for depth, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            problems.append(f"cannot set {'.'.join(keys)}: {'.'.join(keys[: depth + 1])} is a value, not a section")
+            return
+        node = child
+    node[keys[-1]] = value

@@ -1,0 +1,193 @@
+"""The five stages: what each reads, how its artifact id is derived, and how one is run and tracked.
+
+`run_stage` is the whole contract of a stage run, with no Prefect in it: resolve ids from the config
+chain, report a cache hit if the artifact exists, otherwise build into the staging folder (resuming
+whatever a killed attempt left there), commit the artifact and record the run in MLflow. Flows pass
+in `execute` wrapped as a Prefect task; tests and the CLI call it plain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.artifacts import Artifact, ArtifactStore, code_version
+from tasks.config import PipelineConfig
+from tasks.tracking import MetricLogger, Tracker, flatten
+
+log = logging.getLogger(__name__)
+
+StageWork = Callable[[PipelineConfig, dict[str, Path], Path, MetricLogger | None], dict[str, Any]]
+
+
+def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+    from tasks.corpus import build_snapshot
+
+    return build_snapshot(cfg.corpus, out)
+
+
+def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+    from tasks.shards import build_token_shards
+
+    return build_token_shards(cfg.tokenize, inputs["corpus"], out)
+
+
+def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+    from tasks.instances import build_instances
+
+    return build_instances(cfg.instances, inputs["tokenize"], out)
+
+
+def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+    from model.train import pretrain
+
+    return pretrain(cfg.pretrain, inputs["instances"], inputs["tokenize"] / "tokenizer", out, log_metrics)
+
+
+def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+    from tasks.evaluate import run_evaluation
+
+    return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, log_metrics)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage: its inputs (upstream stages), version and the work that builds it."""
+
+    name: str
+    version: str  # bump when the stage's output changes for the same config: it changes every id
+    inputs: tuple[str, ...]
+    work: StageWork = field(repr=False)
+    summary: str = ""
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("corpus", "1", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot"),
+        Stage("tokenize", "1", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
+        Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
+        Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
+        Stage("evaluate", "1", ("pretrain", "corpus"), _evaluate, "fine-tune pretrained vs scratch -> table"),
+    )
+}
+
+
+def stage_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """The resolved config of one stage as JSON-ready data (what is hashed, saved and logged)."""
+    return getattr(cfg, stage).model_dump(mode="json")
+
+
+def resolve_ids(cfg: PipelineConfig) -> dict[str, str]:
+    """Artifact id of every stage, derived along the config chain (upstream first)."""
+    from tasks.artifacts import artifact_id
+
+    ids: dict[str, str] = {}
+    for name, stage in STAGES.items():  # dict order is pipeline order
+        inputs = {up: ids[up] for up in stage.inputs}
+        ids[name] = artifact_id(name, stage_config(cfg, name), inputs, stage.version)
+    return ids
+
+
+class MissingInputError(RuntimeError):
+    """A stage was asked to run before the artifact it reads exists."""
+
+
+@dataclass
+class StageResult:
+    """What one stage run produced."""
+
+    stage: str
+    artifact_id: str
+    path: Path
+    cache_hit: bool
+    stats: dict[str, Any]
+    mlflow_run_id: str | None = None
+
+
+def run_stage(
+    name: str,
+    cfg: PipelineConfig,
+    *,
+    tracker: Tracker | None = None,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+    execute: StageWork | None = None,
+) -> StageResult:
+    """Build one stage's artifact (or find it cached) and record the run."""
+    stage = STAGES[name]
+    store = ArtifactStore(cfg.data_root)
+    ids = resolve_ids(cfg)
+    artifact_id = ids[name]
+    inputs = {up: ids[up] for up in stage.inputs}
+    missing = [up for up, up_id in inputs.items() if not store.exists(up, up_id)]
+    if missing:
+        raise MissingInputError(
+            f"stage {name!r} needs the {', '.join(missing)} artifact(s) "
+            f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.root}, built with this same "
+            f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
+        )
+    input_paths = {up: store.path(up, up_id) for up, up_id in inputs.items()}
+    run_tags = {
+        "stage": name,
+        "artifact_id": artifact_id,
+        "artifact_path": str(store.path(name, artifact_id)),
+        "inputs": ",".join(f"{k}/{v}" for k, v in inputs.items()) or "-",
+        "git_commit": code_version()["git_commit"],
+        **{f"input.{k}": v for k, v in inputs.items()},
+        **(tags or {}),
+    }
+    config_dump = stage_config(cfg, name)
+    if store.exists(name, artifact_id):
+        artifact = store.get(name, artifact_id)
+        log.info("%s: cache hit, artifact %s already at %s", name, artifact_id, artifact.path)
+        run_id = _record_cache_hit(tracker, artifact, config_dump, parent_run_id, run_tags)
+        return StageResult(name, artifact_id, artifact.path, True, artifact.stats, run_id)
+
+    staging = store.staging_dir(name, artifact_id)
+    log.info("%s: building artifact %s in %s", name, artifact_id, staging)
+    run_id = None
+    if tracker is not None:
+        run_id = tracker.start_run(name, parent_run_id, {**run_tags, "cache_hit": "false"})
+        tracker.log_params(run_id, flatten(config_dump))
+    try:
+        stats = (execute or stage.work)(cfg, input_paths, staging, tracker.metric_logger(run_id) if run_id else None)
+        artifact = store.commit(
+            name, artifact_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version
+        )
+    except BaseException:
+        if tracker is not None and run_id:
+            tracker.end_run(run_id, failed=True)
+        raise
+    if tracker is not None and run_id:
+        tracker.log_metrics(run_id, stats)
+        _log_reports(tracker, run_id, artifact)
+        tracker.end_run(run_id)
+    log.info("%s: artifact %s written to %s", name, artifact_id, artifact.path)
+    return StageResult(name, artifact_id, artifact.path, False, stats, run_id)
+
+
+def _record_cache_hit(
+    tracker: Tracker | None, artifact: Artifact, config_dump: dict, parent_run_id: str | None, tags: dict
+) -> str | None:
+    """A short run saying the stage was skipped, so the parent run still shows its whole lineage."""
+    if tracker is None:
+        return None
+    with tracker.run(artifact.stage, parent_run_id, {**tags, "cache_hit": "true"}) as run_id:
+        tracker.log_params(run_id, flatten(config_dump))
+        tracker.log_metrics(run_id, artifact.stats)
+    return run_id
+
+
+_REPORT_SUFFIXES = (".md", ".json", ".png", ".html")
+_REPORT_MAX_BYTES = 5_000_000
+
+
+def _log_reports(tracker: Tracker, run_id: str, artifact: Artifact) -> None:
+    """Upload the manifest and the small top-level report files (results tables, plots)."""
+    for path in sorted(artifact.path.iterdir()):
+        if path.is_file() and path.suffix in _REPORT_SUFFIXES and path.stat().st_size <= _REPORT_MAX_BYTES:
+            tracker.log_artifact(run_id, path)

@@ -1,0 +1,68 @@
+"""End to end: the tiny preset through the real pipeline flow, real Prefect harness, real MLflow store."""
+
+from __future__ import annotations
+
+import pytest
+
+from tasks.artifacts import ArtifactStore
+from tasks.config import load_config
+from tasks.local_site import PYTHON_DOCS
+from tasks.stages import STAGES
+from tasks.tracking import Tracker
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (PYTHON_DOCS / "index.html").is_file(), reason="needs python3.11-doc (make python-docs)"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    return load_config("tiny", [f"data_root={root / 'data'}", f"tracking.tracking_uri=sqlite:///{root / 'mlflow.db'}"])
+
+
+def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_the_cache(prefect_harness, tiny_config):
+    from flows.pipeline import pipeline_flow
+
+    first = pipeline_flow(tiny_config)
+
+    store = ArtifactStore(tiny_config.data_root)
+    stages = first["stages"]
+    assert list(stages) == list(STAGES)
+    for name, result in stages.items():
+        assert not result["cache_hit"], name
+        artifact = store.get(name, result["artifact_id"])
+        assert artifact.manifest["files"], f"{name} artifact lists no files"
+        assert store.verify(name, result["artifact_id"]) == [], name
+        assert artifact.manifest["config"] == getattr(tiny_config, name).model_dump(mode="json")
+        assert artifact.inputs == {up: stages[up]["artifact_id"] for up in STAGES[name].inputs}
+    assert (store.path("pretrain", stages["pretrain"]["artifact_id"]) / "model" / "config.json").is_file()
+    assert (store.path("evaluate", stages["evaluate"]["artifact_id"]) / "results.md").is_file()
+
+    tracker = Tracker(tiny_config.tracking.tracking_uri, tiny_config.tracking.experiment)
+    parent = tracker.client.get_run(first["mlflow_run_id"])
+    assert parent.info.status == "FINISHED"
+    children = {r.info.run_name: r for r in tracker.child_runs(first["mlflow_run_id"])}
+    assert set(children) == set(STAGES)
+    for name, run in children.items():
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["artifact_id"] == stages[name]["artifact_id"]
+        assert run.data.tags["prefect_flow_run_id"]
+        assert run.data.tags["git_commit"]
+        assert run.data.tags["cache_hit"] == "false"
+        assert run.data.params, f"{name} run has no params"
+        assert run.data.metrics, f"{name} run has no metrics"
+        for up in STAGES[name].inputs:
+            assert run.data.tags[f"input.{up}"] == stages[up]["artifact_id"]
+    artifacts = {f.path for f in tracker.client.list_artifacts(children["evaluate"].info.run_id)}
+    assert {"manifest.json", "results.md"} <= artifacts
+    assert "validation_mlm_accuracy" in children["pretrain"].data.metrics
+
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    second = pipeline_flow(tiny_config)
+    assert all(r["cache_hit"] for r in second["stages"].values())
+    assert {n: r["artifact_id"] for n, r in second["stages"].items()} == {n: r["artifact_id"] for n, r in stages.items()}
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+    second_children = tracker.child_runs(second["mlflow_run_id"])
+    assert {r.data.tags["cache_hit"] for r in second_children} == {"true"}

@@ -1,0 +1,55 @@
+import pytest
+
+from tasks.config import ConfigError, load_config, preset_names
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_preset_validates(preset):
+    config = load_config(preset)
+    assert config.pretrain.max_steps >= 1
+
+
+def test_presets_exist():
+    assert {"demo", "tiny"} <= set(preset_names())
+
+
+def test_overrides_are_parsed_as_yaml_values():
+    config = load_config("tiny", ["pretrain.max_steps=7", "pretrain.learning_rate=5e-4", "evaluate.seeds=[3, 4]"])
+    assert config.pretrain.max_steps == 7
+    assert config.pretrain.learning_rate == 5e-4
+    assert config.evaluate.seeds == [3, 4]
+
+
+def test_every_problem_is_reported_at_once_with_field_value_and_what_is_valid(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config("tiny", [
+            "pretrain.max_step=100",                     # unknown field (typo)
+            "pretrain.batch_size=many",                  # wrong type
+            "instances.masked_lm_prob=1.5",              # out of range
+            f"tokenize.tokenizer_path={tmp_path}/nope",  # missing folder
+        ])
+    message = str(caught.value)
+    assert "4 problem(s)" in message
+    assert "pretrain.max_step: unknown field (did you mean 'max_steps'?); valid fields here: adam_beta1" in message
+    assert "pretrain.batch_size" in message and "'many'" in message
+    assert "instances.masked_lm_prob" in message and "1.5" in message
+    assert "tokenize.tokenizer_path" in message and "nope" in message
+
+
+def test_unknown_section_names_the_valid_sections():
+    with pytest.raises(ConfigError, match=r"pretrian: unknown field \(did you mean 'pretrain'\?\); valid fields here: corpus, data_root"):
+        load_config("tiny", ["pretrian.max_steps=3"])
+
+
+def test_bad_override_syntax_and_unknown_preset():
+    with pytest.raises(ConfigError, match="not of the form section.field=value"):
+        load_config("tiny", ["pretrain.max_steps"])
+    with pytest.raises(ConfigError, match="no preset named 'nosuch'; presets: .*demo"):
+        load_config("nosuch")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("/tmp/definitely-missing.yaml")
+
+
+def test_hidden_size_must_divide_into_heads():
+    with pytest.raises(ConfigError, match="pretrain"):
+        load_config("tiny", ["pretrain.hidden_size=100", "pretrain.num_attention_heads=3"])
