@@ -1,4 +1,7 @@
-"""The tokenize flow (file not named tokenize.py, which would shadow the stdlib module when flows/ is on sys.path): train or load the WordPiece tokenizer and write Arrow token shards."""
+"""The tokenize flow: train or load the WordPiece tokenizer and write Arrow token shards.
+
+Named tokens.py, not tokenize.py, which would shadow the stdlib module when flows/ is on sys.path.
+"""
 
 from __future__ import annotations
 

@@ -32,6 +32,8 @@ class TrackingConfig(BaseModel):
     """MLflow experiment that holds the pipeline and stage runs."""
     tracking_uri: str | None = None
     """MLflow tracking URI; unset means $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."""
+    registered_model: str | None = Field(default="pretrainflow-bert", min_length=1)
+    """Model-registry name each newly pretrained model is registered under; null to only log it."""
 
 
 class PipelineConfig(BaseModel):

@@ -164,7 +164,7 @@ def run_stage(
         raise
     if tracker is not None and run_id:
         tracker.log_metrics(run_id, stats)
-        _log_reports(tracker, run_id, artifact)
+        _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)
         tracker.end_run(run_id)
     log.info("%s: artifact %s written to %s", name, artifact_id, artifact.path)
     return StageResult(name, artifact_id, artifact.path, False, stats, run_id)
@@ -186,8 +186,14 @@ _REPORT_SUFFIXES = (".md", ".json", ".png", ".html")
 _REPORT_MAX_BYTES = 5_000_000
 
 
-def _log_reports(tracker: Tracker, run_id: str, artifact: Artifact) -> None:
-    """Upload the manifest and the small top-level report files (results tables, plots)."""
+def _log_reports(tracker: Tracker, run_id: str, artifact: Artifact, registered_model: str | None) -> None:
+    """Upload the manifest, the small top-level reports (tables, plots) and an exported model."""
     for path in sorted(artifact.path.iterdir()):
         if path.is_file() and path.suffix in _REPORT_SUFFIXES and path.stat().st_size <= _REPORT_MAX_BYTES:
             tracker.log_artifact(run_id, path)
+    model_dir = artifact.path / "model"  # the Hugging Face export of the pretrain stage
+    if model_dir.is_dir():
+        tracker.log_artifact(run_id, model_dir, "model")
+        if registered_model:
+            version = tracker.register_model(run_id, "model", registered_model)
+            tracker.set_tags(run_id, {"registered_model": f"{registered_model}/{version}"})

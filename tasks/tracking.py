@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -116,6 +118,16 @@ class Tracker:
 
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
+
+    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
+        """Register a folder the run logged as a new version of model `name`; returns the version."""
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as err:
+            if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        return str(self.client.create_model_version(name, source, run_id).version)
 
     def child_runs(self, parent_run_id: str) -> list[Any]:
         """The runs nested directly under a parent run."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tasks.artifacts import ArtifactStore
@@ -58,6 +61,18 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     artifacts = {f.path for f in tracker.client.list_artifacts(children["evaluate"].info.run_id)}
     assert {"manifest.json", "results.md"} <= artifacts
     assert "validation_mlm_accuracy" in children["pretrain"].data.metrics
+    assert children["pretrain"].data.tags["registered_model"] == "pretrainflow-bert/1"
+    assert "model" in {f.path for f in tracker.client.list_artifacts(children["pretrain"].info.run_id)}
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "artifacts", "--data-root", str(store.root), "--verify"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "CORRUPT" not in listing.stdout
+    for name, result in stages.items():
+        assert f"{name}" in listing.stdout and result["artifact_id"] in listing.stdout
+    assert f"from: tokenize/{stages['tokenize']['artifact_id']}" in listing.stdout
 
     before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
     second = pipeline_flow(tiny_config)

@@ -27,3 +27,17 @@ def test_failed_block_marks_run_failed(tmp_path):
     except RuntimeError:
         pass
     assert tracker.client.get_run(run_id).info.status == "FAILED"
+
+
+def test_register_model_creates_versions_of_one_name(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    versions = []
+    for _ in range(2):
+        with tracker.run("pretrain") as run_id:
+            tracker.log_artifact(run_id, model, "model")
+            versions.append(tracker.register_model(run_id, "model", "bert"))
+    assert versions == ["1", "2"]
+    assert tracker.client.get_model_version("bert", "2").run_id == run_id

@@ -1,0 +1,60 @@
+"""The README's commands, run as a user would: the installed `pretrainflow` console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.local_site import PYTHON_DOCS
+
+CLI = shutil.which("pretrainflow", path=str(Path(sys.executable).parent)) or "pretrainflow"
+
+
+def pretrainflow(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.run([CLI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_config_prints_the_resolved_preset_with_overrides(tmp_path):
+    done = pretrainflow("config", "--config", "tiny", "--set", "pretrain.max_steps=7", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "max_steps: 7" in done.stdout
+
+
+def test_bad_config_exits_2_with_every_problem_before_any_work(tmp_path):
+    done = pretrainflow("run", "pipeline", "--config", "tiny", "--set", "pretrain.max_step=7",
+                        "--set", "instances.dupe_factor=0", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "2 problem(s)" in done.stderr
+    assert "pretrain.max_step: unknown field (did you mean 'max_steps'?)" in done.stderr
+    assert "instances.dupe_factor: Input should be greater than or equal to 1 (got 0)" in done.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.skipif(not (PYTHON_DOCS / "index.html").is_file(), reason="needs python3.11-doc (make python-docs)")
+def test_stage_work_runs_alone_without_prefect_or_mlflow(tmp_path):
+    corpus = pretrainflow("task", "corpus", "--config", "tiny", "--set", "corpus.crawl.max_pages=12",
+                          "--output", str(tmp_path / "corpus"), cwd=tmp_path)
+    assert corpus.returncode == 0, corpus.stderr
+    assert json.loads(corpus.stdout)["documents"] > 0
+    tokens = pretrainflow("task", "tokenize", "--config", "tiny", "--input", f"corpus={tmp_path / 'corpus'}",
+                          "--output", str(tmp_path / "tokens"), cwd=tmp_path)
+    assert tokens.returncode == 0, tokens.stderr
+    assert json.loads(tokens.stdout)["train_tokens"] > 0
+    assert (tmp_path / "tokens" / "tokenizer").is_dir()
+    assert not (tmp_path / "mlflow.db").exists()  # plain functions: nothing tracked
+
+    missing = pretrainflow("task", "instances", "--config", "tiny", "--output", str(tmp_path / "inst"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "input folder does not exist" in missing.stderr and "--input STAGE=DIR" in missing.stderr
+
+
+def test_artifacts_lists_nothing_in_an_empty_root(tmp_path):
+    done = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), cwd=tmp_path)
+    assert done.returncode == 0 and "no artifacts under" in done.stdout
