@@ -149,7 +149,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"pretrainflow demo finished in {minutes:.1f} min "
           f"({sum(s['cache_hit'] for s in stages.values())} of {len(stages)} stages were cache hits)")
     print(f"corpus:  {corpus.get('documents')} documents, {corpus.get('words')} words; "
-          f"tokens: {json.dumps({k: v for k, v in tokens.items() if 'tokens' in k})}")
+          f"{tokens.get('tokens')} tokens (train {tokens.get('train_tokens')}, "
+          f"validation {tokens.get('validation_tokens')})")
     print(f"model:   {Path(stages['pretrain']['path']) / 'model'}")
     print("\n" + (table.read_text() if table.is_file() else "(no evaluation table)"))
     print("Open the runs:")

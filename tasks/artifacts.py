@@ -156,10 +156,10 @@ class ArtifactStore:
             leftover.unlink()
         _write_json_atomic(staging / MANIFEST, manifest)
         final = self.path(stage, id)
-        if final.exists():  # an unfinished folder from an older layout: never overwrite a manifest
-            if (final / MANIFEST).exists():
-                shutil.rmtree(staging)
-                return self.get(stage, id)
+        if (final / MANIFEST).exists():  # a concurrent run of the same stage finished first
+            shutil.rmtree(staging)
+            return self.get(stage, id)
+        if final.exists():  # a folder without a manifest is not an artifact: replace it
             shutil.rmtree(final)
         os.replace(staging, final)
         return self.get(stage, id)
@@ -178,15 +178,14 @@ class ArtifactStore:
 
     def list(self, stage: str | None = None) -> list[Artifact]:
         """Finished artifacts, oldest first."""
-        stages = [stage] if stage else sorted(p.name for p in self.root.iterdir() if p.is_dir()) if self.root.is_dir() else []
+        folders = [self.root / stage] if stage else sorted(self.root.glob("*/"))
         found = []
-        for name in stages:
-            folder = self.root / name
+        for folder in folders:
             if not folder.is_dir():
                 continue
             for child in folder.iterdir():
                 if not child.name.startswith(".") and (child / MANIFEST).is_file():
-                    found.append(self.get(name, child.name))
+                    found.append(self.get(folder.name, child.name))
         return sorted(found, key=lambda a: (a.manifest.get("created_at", ""), a.stage))
 
     def lineage(self, stage: str, id: str) -> list[Artifact]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import Artifact, ArtifactStore, code_version
+from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version
 from tasks.config import PipelineConfig
 from tasks.tracking import MetricLogger, Tracker, flatten
 
@@ -83,8 +83,6 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
 
 def resolve_ids(cfg: PipelineConfig) -> dict[str, str]:
     """Artifact id of every stage, derived along the config chain (upstream first)."""
-    from tasks.artifacts import artifact_id
-
     ids: dict[str, str] = {}
     for name, stage in STAGES.items():  # dict order is pipeline order
         inputs = {up: ids[up] for up in stage.inputs}
@@ -121,7 +119,7 @@ def run_stage(
     stage = STAGES[name]
     store = ArtifactStore(cfg.data_root)
     ids = resolve_ids(cfg)
-    artifact_id = ids[name]
+    own_id = ids[name]
     inputs = {up: ids[up] for up in stage.inputs}
     missing = [up for up, up_id in inputs.items() if not store.exists(up, up_id)]
     if missing:
@@ -133,22 +131,22 @@ def run_stage(
     input_paths = {up: store.path(up, up_id) for up, up_id in inputs.items()}
     run_tags = {
         "stage": name,
-        "artifact_id": artifact_id,
-        "artifact_path": str(store.path(name, artifact_id)),
+        "artifact_id": own_id,
+        "artifact_path": str(store.path(name, own_id)),
         "inputs": ",".join(f"{k}/{v}" for k, v in inputs.items()) or "-",
         "git_commit": code_version()["git_commit"],
         **{f"input.{k}": v for k, v in inputs.items()},
         **(tags or {}),
     }
     config_dump = stage_config(cfg, name)
-    if store.exists(name, artifact_id):
-        artifact = store.get(name, artifact_id)
-        log.info("%s: cache hit, artifact %s already at %s", name, artifact_id, artifact.path)
+    if store.exists(name, own_id):
+        artifact = store.get(name, own_id)
+        log.info("%s: cache hit, artifact %s already at %s", name, own_id, artifact.path)
         run_id = _record_cache_hit(tracker, artifact, config_dump, parent_run_id, run_tags)
-        return StageResult(name, artifact_id, artifact.path, True, artifact.stats, run_id)
+        return StageResult(name, own_id, artifact.path, True, artifact.stats, run_id)
 
-    staging = store.staging_dir(name, artifact_id)
-    log.info("%s: building artifact %s in %s", name, artifact_id, staging)
+    staging = store.staging_dir(name, own_id)
+    log.info("%s: building artifact %s in %s", name, own_id, staging)
     run_id = None
     if tracker is not None:
         run_id = tracker.start_run(name, parent_run_id, {**run_tags, "cache_hit": "false"})
@@ -156,7 +154,7 @@ def run_stage(
     try:
         stats = (execute or stage.work)(cfg, input_paths, staging, tracker.metric_logger(run_id) if run_id else None)
         artifact = store.commit(
-            name, artifact_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version
+            name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version
         )
     except BaseException:
         if tracker is not None and run_id:
@@ -166,8 +164,8 @@ def run_stage(
         tracker.log_metrics(run_id, stats)
         _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)
         tracker.end_run(run_id)
-    log.info("%s: artifact %s written to %s", name, artifact_id, artifact.path)
-    return StageResult(name, artifact_id, artifact.path, False, stats, run_id)
+    log.info("%s: artifact %s written to %s", name, own_id, artifact.path)
+    return StageResult(name, own_id, artifact.path, False, stats, run_id)
 
 
 def _record_cache_hit(
