@@ -1,7 +1,8 @@
 """Text repair and normalisation, and the document filters; every dropped document is counted by reason.
 
-A step is either a TextFix (text -> text) or a Filter (doc -> bool | (bool, reason)); CleanPipeline
-runs them in order and keeps the counts, so a new rule is a new small class.
+A step is a TextFix (text -> text, applied to text and title), a DocumentFix (document -> document:
+rewrites the text alone or records fields such as the language) or a Filter (doc -> bool |
+(bool, reason)); CleanPipeline runs them in order and keeps the counts, so a new rule is a new small class.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Document:
     title: str | None
     text: str
     fetched_at: datetime  # timezone-aware, UTC
+    language: str | None = None  # ISO 639 code from language identification; None until identified
+    language_score: float | None = None  # the identifier's probability (0..1) for `language`
 
 
 class TextFix:
@@ -37,6 +40,15 @@ class TextFix:
     name = "fix"
 
     def fix(self, text: str) -> str:
+        raise NotImplementedError
+
+
+class DocumentFix:
+    """A document -> document step: rewrites the text alone (not the title) or records fields on it."""
+
+    name = "document_fix"
+
+    def apply(self, doc: Document) -> Document:
         raise NotImplementedError
 
 
@@ -105,7 +117,7 @@ class MinWords(Filter):
 class CleanPipeline:
     """Apply fixes then filters in order; counts[reason] says how many documents each filter dropped."""
 
-    def __init__(self, steps: Iterable[TextFix | Filter]) -> None:
+    def __init__(self, steps: Iterable[TextFix | DocumentFix | Filter]) -> None:
         self.steps = list(steps)
         self.counts: Counter[str] = Counter({s.name: 0 for s in self.steps if isinstance(s, Filter)})
 
@@ -120,6 +132,9 @@ class CleanPipeline:
             if isinstance(step, TextFix):
                 title = step.fix(doc.title) if doc.title else doc.title
                 doc = replace(doc, text=step.fix(doc.text), title=title or None)
+                continue
+            if isinstance(step, DocumentFix):
+                doc = step.apply(doc)
                 continue
             verdict = step.filter(doc)
             keep, reason = verdict if isinstance(verdict, tuple) else (verdict, step.name)
