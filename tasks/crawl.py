@@ -1,42 +1,73 @@
-"""A polite breadth-first crawler: scope, robots.txt, per-host delays, resumable raw store.
+"""A polite breadth-first crawler: scope, robots.txt, per-host delays, retries, a WARC raw store.
 
 Resume works by replay: every fetch is recorded in the raw store (with the links found on the
 page), and a rerun walks the same breadth-first order, taking pages from the store instead of the
 network. So a killed crawl restarts without refetching what it saved, and ends in the same state
-as an uninterrupted one.
+as an uninterrupted one. Transient failures (5xx, 429, network errors, deadlines) are not
+saved, so a rerun tries those pages again.
+
+Every failure is counted as pages_failed_<reason> (FAIL_REASONS), and pages_failed is their sum.
+A crawl ends when its frontier is empty, max_pages are kept, `stop` is set, or max_seconds pass.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import math
 import re
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 
 import httpx
 import lxml.etree
-import pyarrow as pa
-import pyarrow.parquet as pq
 from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.extract import decode_html, parse_html
-from tasks.http import BlockedAddressError, build_client, fetch
+from tasks.http import (
+    RETRY_STATUSES,
+    BlockedAddressError,
+    RetryPolicy,
+    build_client,
+    fetch_with_retries,
+    http_failure_reason,
+    read_body,
+    request_deadline,
+)
 from tasks.local_site import PYTHON_DOCS, PYTHON_DOCS_HINT, serve_directory
+from tasks.warc import FetchRecord, RawStore, WarcRawStore
+
+__all__ = ["FAIL_REASONS", "CrawlConfig", "FetchRecord", "RawStore", "Robots", "WarcRawStore", "crawl",
+           "extract_links", "normalize_url", "saved_pages"]
 
 logger = logging.getLogger(__name__)
 
 ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five consecutive redirects
 ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 2.5: parse at least 500 KiB
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# every reason a page can fail for; each is a pages_failed_<reason> statistic
+FAIL_REASONS = (
+    "http_client_error",  # 4xx other than 408/429
+    "http_server_error",  # 5xx, after retries
+    "rate_limited",  # 429 after retries, or a Retry-After longer than max_backoff_seconds
+    "network_error",  # connection refused or reset, malformed response, after retries
+    "timeout",  # connect/read timeout, after retries
+    "deadline",  # the response took longer than request_deadline_seconds in total
+    "blocked_address",  # the address guard refused a private/loopback/link-local address
+    "bad_encoding",  # an unsupported or corrupt Content-Encoding
+    "binary",  # binary bytes served as text/html
+    "undecodable",  # no charset decodes the body
+    "bad_redirect",  # a redirect without a usable http(s) Location
+    "redirect_loop",  # a redirect back to a URL earlier in the same redirect chain
+    "too_many_redirects",  # a redirect chain longer than max_redirects
+)
+_STORED_OUTCOMES = frozenset({"ok", "redirect", "http_error", "not_html", "too_large", "binary", "undecodable"})
 
 
 class CrawlConfig(BaseModel):
@@ -64,6 +95,18 @@ class CrawlConfig(BaseModel):
     """User-Agent header; its product token (before '/') is matched against robots.txt groups."""
     timeout_seconds: float = Field(default=30.0, gt=0.0)
     """Connect, read and write timeout of every request, in seconds."""
+    request_deadline_seconds: float = Field(default=60.0, gt=0.0)
+    """Total seconds one response may take (headers and body); a page that drips bytes is cut off."""
+    max_retries: int = Field(default=2, ge=0)
+    """Retries of a request after a 408/429/5xx answer, a timeout or a network error (Scrapy's RETRY_TIMES)."""
+    backoff_seconds: float = Field(default=1.0, ge=0.0)
+    """Wait before the first retry; it doubles with each retry (a Retry-After header can ask for more)."""
+    max_backoff_seconds: float = Field(default=60.0, ge=0.0)
+    """Longest single wait before a retry; a Retry-After asking for longer gives the page up."""
+    max_redirects: int = Field(default=20, ge=0)
+    """Redirects followed from one link (WHATWG Fetch stops at 20); loops are cut at once."""
+    max_seconds: float | None = Field(default=None, gt=0.0)
+    """Time budget of the whole crawl in seconds; None = no limit. Waits and requests are cut at it."""
     max_bytes: int = Field(default=5_000_000, gt=0)
     """Largest response body kept, in bytes after decompression; larger pages are skipped."""
     obey_robots: bool = True
@@ -105,88 +148,6 @@ class CrawlConfig(BaseModel):
                 f"(for the Python docs at {PYTHON_DOCS}: {PYTHON_DOCS_HINT})"
             )
         return site
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw store: every fetch attempt worth remembering, so a rerun does not refetch it.
-# A later issue replaces the Parquet batches with WARC files behind the same interface.
-
-
-@dataclass(frozen=True, slots=True)
-class FetchRecord:
-    """One fetch as the crawler saw it; url is in recorded form (see SiteAlias)."""
-
-    url: str
-    depth: int
-    status: int
-    outcome: str  # ok | redirect | http_error | not_html | too_large
-    content_type: str | None
-    fetched_at: datetime
-    body: bytes | None  # only for outcome == "ok"
-    links: list[str] = field(default_factory=list)  # normalised, recorded form, in page order
-
-
-class RawStore(Protocol):
-    """Where the crawler keeps fetches; get() answers from earlier runs too."""
-
-    def get(self, url: str) -> FetchRecord | None: ...
-    def add(self, record: FetchRecord) -> None: ...
-    def flush(self) -> None: ...
-    def records(self) -> Iterator[FetchRecord]: ...
-
-
-_RAW_SCHEMA = pa.schema([
-    ("url", pa.string()),
-    ("depth", pa.int32()),
-    ("status", pa.int32()),
-    ("outcome", pa.string()),
-    ("content_type", pa.string()),
-    ("fetched_at", pa.timestamp("us", tz="UTC")),
-    ("body", pa.binary()),
-    ("links", pa.list_(pa.string())),
-])
-
-
-class ParquetRawStore:
-    """Raw store as batches raw_dir/fetches-NNNNN.parquet, each written atomically (tmp + rename)."""
-
-    def __init__(self, raw_dir: Path, batch_size: int) -> None:
-        self.raw_dir = Path(raw_dir)
-        self.raw_dir.mkdir(parents=True, exist_ok=True)
-        self.batch_size = batch_size
-        self._records: dict[str, FetchRecord] = {}  # every record, insertion order = fetch order
-        self._pending: list[FetchRecord] = []
-        batches = sorted(self.raw_dir.glob("fetches-*.parquet"))
-        for path in batches:
-            for row in pq.read_table(path, schema=_RAW_SCHEMA).to_pylist():
-                self._records[row["url"]] = FetchRecord(**row)
-        self._next_batch = int(batches[-1].stem.split("-")[1]) + 1 if batches else 0
-        if batches:
-            logger.info("raw store %s: %d fetches from %d batches", raw_dir, len(self._records), len(batches))
-
-    def get(self, url: str) -> FetchRecord | None:
-        return self._records.get(url)
-
-    def add(self, record: FetchRecord) -> None:
-        self._records[record.url] = record
-        self._pending.append(record)
-        if len(self._pending) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write pending records as the next batch file."""
-        if not self._pending:
-            return
-        rows = [{f: getattr(r, f) for f in _RAW_SCHEMA.names} for r in self._pending]
-        final = self.raw_dir / f"fetches-{self._next_batch:05d}.parquet"
-        tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(rows, schema=_RAW_SCHEMA), tmp, compression="zstd")
-        os.replace(tmp, final)
-        self._next_batch += 1
-        self._pending.clear()
-
-    def records(self) -> Iterator[FetchRecord]:
-        return iter(list(self._records.values()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,21 +265,29 @@ _DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
 class Robots:
     """robots.txt per origin, fetched once per crawl; RFC 9309 rules and status handling (protego)."""
 
-    def __init__(self, client: httpx.Client, user_agent: str, counts: Counter[str]) -> None:
+    def __init__(
+        self,
+        client: httpx.Client,
+        user_agent: str,
+        counts: Counter[str],
+        deadline_seconds: float | None = None,
+        time_left: Callable[[], float] = lambda: math.inf,
+    ) -> None:
         self.client = client
         self.user_agent = user_agent
         self.counts = counts
+        self.deadline_seconds = deadline_seconds  # total seconds for one robots.txt response
+        self.time_left = time_left  # the crawl's remaining budget, which no fetch outlasts
         self._parsers: dict[str, Protego] = {}
 
     def _load(self, origin: str) -> Protego:
         self.counts["robots_fetched"] += 1
+        seconds = min(self.deadline_seconds or math.inf, self.time_left())
+        deadline = None if math.isinf(seconds) else time.monotonic() + seconds
         try:
-            with self.client.stream("GET", origin + "/robots.txt", follow_redirects=True) as response:
-                body = b""
-                for chunk in response.iter_bytes():
-                    body += chunk
-                    if len(body) >= ROBOTS_MAX_BYTES:
-                        break
+            with request_deadline(deadline), \
+                    self.client.stream("GET", origin + "/robots.txt", follow_redirects=True) as response:
+                body, _ = read_body(response, ROBOTS_MAX_BYTES, deadline)  # longer files are cut, not refused
                 status = response.status_code
         except BlockedAddressError:  # the page fetches will be refused too, and counted as failed
             return _ALLOW_ALL
@@ -355,33 +324,34 @@ class HostClock:
         self.stop = stop
         self._last: dict[str, float] = {}
 
-    def wait(self, host: str, delay: float) -> None:
+    def wait(self, host: str, delay: float, time_left: float = math.inf) -> bool:
+        """Wait until host may be asked again; False (without waiting) if that is more than time_left."""
         last = self._last.get(host)
         if last is not None:
             remaining = last + delay - time.monotonic()
+            if remaining >= time_left:
+                return False
             if remaining > 0:
                 self.stop.wait(remaining)  # returns early when a stop is requested
         self._last[host] = time.monotonic()
+        return True
 
 
 # ---------------------------------------------------------------------------------------------
 # The crawl
 
 
-def _store_worthy(result_outcome: str, status: int) -> bool:
-    """Deterministic outcomes are saved; 5xx answers are transient and retried on the next run."""
-    return result_outcome != "http_error" or status < 500
-
-
 def crawl(cfg: CrawlConfig, raw_dir: Path, stop: threading.Event | None = None) -> dict[str, int]:
     """Crawl breadth-first from cfg's seeds (and local_site) into raw_dir; returns fetch statistics.
 
-    Statistics: pages_fetched (HTML pages kept, new or reused), pages_requested (network fetches this
-    run), pages_reused (taken from raw_dir), pages_disallowed_robots, pages_failed, pages_not_html,
-    pages_too_large, pages_redirected, links_out_of_scope, robots_fetched, stopped.
+    Statistics: pages_fetched (HTML pages kept, new or reused), pages_requested (network requests
+    for pages this run, retries included), pages_retried, pages_reused (taken from raw_dir),
+    pages_disallowed_robots, pages_not_html, pages_too_large, pages_redirected, pages_failed and
+    pages_failed_<reason> for each of FAIL_REASONS, links_out_of_scope, robots_fetched, stopped
+    (1 if `stop` ended the crawl), budget_exhausted (1 if max_seconds did).
     """
     stop = stop or threading.Event()
-    store = ParquetRawStore(raw_dir, cfg.raw_batch_pages)
+    store = WarcRawStore(raw_dir, cfg.raw_batch_pages)
     if cfg.local_site is None:
         return _crawl(cfg, store, cfg.seeds, site=None, stop=stop)
     with serve_directory(cfg.local_site) as live_base:
@@ -389,13 +359,44 @@ def crawl(cfg: CrawlConfig, raw_dir: Path, stop: threading.Event | None = None) 
         return _crawl(cfg, store, [live_base, *cfg.seeds], site=site, stop=stop)
 
 
+def _store_worthy(record: FetchRecord) -> bool:
+    """Deterministic outcomes are saved; transient ones (5xx, 408, 429, network) are retried next run."""
+    if record.outcome == "http_error":
+        return record.status < 500 and record.status not in RETRY_STATUSES
+    if record.outcome == "failed":
+        return record.reason == "bad_encoding"  # the same bytes would come back
+    return record.outcome in _STORED_OUTCOMES
+
+
+def _new_counts() -> Counter[str]:
+    keys = ("pages_fetched", "pages_requested", "pages_retried", "pages_reused", "pages_disallowed_robots",
+            "pages_failed", "pages_not_html", "pages_too_large", "pages_redirected", "links_out_of_scope",
+            "robots_fetched", "stopped", "budget_exhausted")
+    return Counter({k: 0 for k in (*keys, *(f"pages_failed_{r}" for r in FAIL_REASONS))})
+
+
+def _fail(counts: Counter[str], reason: str) -> None:
+    counts["pages_failed"] += 1
+    counts[f"pages_failed_{reason}"] += 1
+
+
+@dataclass(frozen=True, slots=True)
+class _FrontierEntry:
+    url: str  # recorded form
+    depth: int
+    redirects: tuple[str, ...] = ()  # the redirect chain that led here, oldest first
+
+
 def _crawl(
     cfg: CrawlConfig, store: RawStore, live_seeds: list[str], site: SiteAlias | None, stop: threading.Event
 ) -> dict[str, int]:
-    counts: Counter[str] = Counter({k: 0 for k in (
-        "pages_fetched", "pages_requested", "pages_reused", "pages_disallowed_robots", "pages_failed",
-        "pages_not_html", "pages_too_large", "pages_redirected", "links_out_of_scope", "robots_fetched",
-        "stopped")})
+    started = time.monotonic()
+    budget = math.inf if cfg.max_seconds is None else cfg.max_seconds
+
+    def time_left() -> float:
+        return budget - (time.monotonic() - started)
+
+    counts = _new_counts()
     seeds = [normalize_url(s) for s in live_seeds]
     allowed = cfg.allowed_hosts or [urlsplit(s).netloc for s in seeds]
     if site is not None:
@@ -420,95 +421,129 @@ def _crawl(
         max_redirects=ROBOTS_MAX_REDIRECTS,  # used by robots.txt fetches only
         allowed_endpoints=endpoints,
     )
-    robots = Robots(client, cfg.user_agent, counts)
+    robots = Robots(client, cfg.user_agent, counts, cfg.request_deadline_seconds, time_left)
     clock = HostClock(stop)
-    queue: deque[tuple[str, int]] = deque((to_recorded(s), 0) for s in dict.fromkeys(seeds))
-    seen = {url for url, _ in queue}
+    policy = RetryPolicy(cfg.max_retries, cfg.backoff_seconds, cfg.max_backoff_seconds)
+    queue: deque[_FrontierEntry] = deque(_FrontierEntry(to_recorded(s), 0) for s in dict.fromkeys(seeds))
+    seen = {entry.url for entry in queue}
     with client:
         while queue and counts["pages_fetched"] < cfg.max_pages:
             if stop.is_set():
                 counts["stopped"] = 1
                 break
-            url, depth = queue.popleft()
-            live_url = to_live(url)
+            if time_left() <= 0:
+                counts["budget_exhausted"] = 1
+                break
+            entry = queue.popleft()
+            live_url = to_live(entry.url)
             if cfg.obey_robots and not robots.allowed(live_url):
                 counts["pages_disallowed_robots"] += 1
                 continue
-            record = store.get(url)
+            record = store.get(entry.url)
             if record is not None:
                 counts["pages_reused"] += 1
             else:
-                record = _fetch(client, cfg, robots, clock, url, live_url, depth, to_recorded, counts)
-                if record is None:
-                    continue
-                if _store_worthy(record.outcome, record.status):
+                delay = max(cfg.delay_seconds, robots.crawl_delay(live_url) if cfg.obey_robots else 0.0)
+                if not clock.wait(urlsplit(live_url).netloc, delay, time_left()):
+                    counts["budget_exhausted"] = 1  # the host's delay outlasts the budget
+                    break
+                record = _fetch(client, cfg, policy, delay, stop, time_left, entry, live_url, to_recorded, counts)
+                if _store_worthy(record):
                     store.add(record)
             _count_outcome(record, counts)
-            if record.outcome == "redirect":
-                next_depth = depth  # the target replaces the page, it is not one link further
-            elif record.outcome == "ok" and depth < cfg.max_depth:
-                next_depth = depth + 1
-            else:
-                continue
-            for link in record.links:
+            for link, next_entry in _next_entries(cfg, entry, record, counts):
                 if link in seen:
                     continue
                 seen.add(link)
                 if scope.allows(link):
-                    queue.append((link, next_depth))
+                    queue.append(next_entry)
                 else:
                     counts["links_out_of_scope"] += 1
             if counts["pages_fetched"] % 50 == 0 and record.outcome == "ok":
                 logger.info("crawl: %d pages kept, %d queued", counts["pages_fetched"], len(queue))
     store.flush()
-    logger.info("crawl done: %s", dict(counts))
+    logger.info("crawl done: %s", {k: v for k, v in counts.items() if v})
     return dict(counts)
+
+
+def _next_entries(
+    cfg: CrawlConfig, entry: _FrontierEntry, record: FetchRecord, counts: Counter[str]
+) -> list[tuple[str, _FrontierEntry]]:
+    """Links of a kept page one level deeper, or a redirect's target at the same depth (if not a loop)."""
+    if record.outcome == "ok":
+        if entry.depth >= cfg.max_depth:
+            return []
+        return [(link, _FrontierEntry(link, entry.depth + 1)) for link in record.links]
+    if record.outcome != "redirect":
+        return []
+    if not record.links:
+        _fail(counts, "bad_redirect")
+        return []
+    target = record.links[0]
+    chain = (*entry.redirects, entry.url)
+    if target in chain:
+        _fail(counts, "redirect_loop")
+        return []
+    if len(chain) > cfg.max_redirects:
+        _fail(counts, "too_many_redirects")
+        return []
+    return [(target, _FrontierEntry(target, entry.depth, chain))]  # the target replaces the page
 
 
 def _fetch(
     client: httpx.Client,
     cfg: CrawlConfig,
-    robots: Robots,
-    clock: HostClock,
-    url: str,
+    policy: RetryPolicy,
+    host_delay: float,
+    stop: threading.Event,
+    time_left: Callable[[], float],
+    entry: _FrontierEntry,
     live_url: str,
-    depth: int,
     to_recorded: Callable[[str], str],
     counts: Counter[str],
-) -> FetchRecord | None:
-    """Fetch one URL politely; None on a network error (counted as failed, retried next run)."""
-    delay = max(cfg.delay_seconds, robots.crawl_delay(live_url) if cfg.obey_robots else 0.0)
-    clock.wait(urlsplit(live_url).netloc, delay)
-    counts["pages_requested"] += 1
+) -> FetchRecord:
+    """Fetch one URL with retries (the host delay already waited); a failure is a record with its reason."""
+
+    def wait(seconds: float) -> bool:  # a retry is still a request to the host: keep its delay
+        seconds = max(seconds, host_delay)
+        return seconds < time_left() and not stop.wait(seconds)
+
     fetched_at = datetime.now(UTC)
-    try:
-        result = fetch(client, live_url, max_bytes=cfg.max_bytes)
-    except BlockedAddressError as exc:
-        logger.warning("blocked %s: %s", url, exc)
-        counts["pages_failed"] += 1
-        return None
-    except httpx.HTTPError as exc:
-        logger.warning("fetch failed for %s: %s: %s", url, type(exc).__name__, exc)
-        counts["pages_failed"] += 1
-        return None
-    links: list[str] = []
-    if result.outcome == "ok" and result.body is not None:
-        links = [to_recorded(link) for link in extract_links(result.body, result.content_type, live_url)]
-    elif result.outcome == "redirect" and result.location:
+    result = fetch_with_retries(
+        client, live_url, max_bytes=cfg.max_bytes, deadline_seconds=cfg.request_deadline_seconds,
+        policy=policy, wait=wait, time_left=time_left,
+    )
+    counts["pages_requested"] += result.attempts
+    counts["pages_retried"] += result.attempts - 1
+    record = FetchRecord(
+        url=entry.url, depth=entry.depth, status=result.status, outcome=result.outcome,
+        content_type=result.content_type, fetched_at=fetched_at, body=result.body, charset=result.charset,
+        reason=result.reason, headers=result.headers, truncated=result.truncated,
+    )
+    logger.debug("%s %d %s %s", entry.url, result.status, result.outcome, result.reason or "")
+    if record.outcome == "ok" and record.body is not None:
+        links = extract_links(record.body, record.content_type_with_charset, live_url)
+        return replace(record, links=[to_recorded(link) for link in links])
+    if record.outcome == "redirect" and result.location:
         target = normalize_url(result.location, live_url)
-        links = [to_recorded(target)] if target else []
-    logger.debug("%s %d %s", url, result.status, result.outcome)
-    return FetchRecord(url=url, depth=depth, status=result.status, outcome=result.outcome,
-                       content_type=result.content_type, fetched_at=fetched_at, body=result.body, links=links)
+        return replace(record, links=[to_recorded(target)] if target else [])
+    return record
+
+
+_OUTCOME_COUNTS = {"ok": "pages_fetched", "redirect": "pages_redirected", "not_html": "pages_not_html",
+                   "too_large": "pages_too_large"}
 
 
 def _count_outcome(record: FetchRecord, counts: Counter[str]) -> None:
-    key = {"ok": "pages_fetched", "redirect": "pages_redirected", "http_error": "pages_failed",
-           "not_html": "pages_not_html", "too_large": "pages_too_large"}[record.outcome]
-    counts[key] += 1
+    if record.outcome in _OUTCOME_COUNTS:
+        counts[_OUTCOME_COUNTS[record.outcome]] += 1
+    elif record.outcome == "http_error":
+        _fail(counts, record.reason or http_failure_reason(record.status))
+    else:  # binary, undecodable, failed
+        _fail(counts, record.reason or record.outcome)
 
 
 def saved_pages(raw_dir: Path) -> Iterator[FetchRecord]:
     """HTML pages saved in raw_dir by crawl(), in fetch order."""
-    store = ParquetRawStore(raw_dir, batch_size=1)
+    store = WarcRawStore(raw_dir, batch_size=1)
     return (r for r in store.records() if r.outcome == "ok" and r.body is not None)

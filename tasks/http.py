@@ -3,16 +3,30 @@
 The guard runs inside httpcore's network backend, after DNS resolution and right before the TCP
 connect, and connects to the very address it checked. So a hostname that resolves to a private
 address is refused, and DNS rebinding between check and connect is not possible.
+
+The same backend enforces a total deadline per request: httpx's timeouts apply to each network
+operation, so a server that drips one byte per second (in the headers or the body) never trips
+them. Every socket operation made inside `request_deadline(...)` gets at most the time left.
 """
 
 from __future__ import annotations
 
+import codecs
+import email.utils
 import ipaddress
 import logging
+import math
+import re
 import socket
-from collections.abc import Iterable
-from dataclasses import dataclass
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
+import charset_normalizer
 import httpcore
 import httpx
 
@@ -20,6 +34,10 @@ logger = logging.getLogger(__name__)
 
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+# only encodings read_body undoes itself, so the size cap and the deadline see every network read
+_ACCEPT_ENCODING = "gzip, deflate"
+# 408, 429 and the transient 5xx: urllib3's and Scrapy's usual retry list
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class BlockedAddressError(httpx.ConnectError):
@@ -37,6 +55,54 @@ def blocked_reason(address: str) -> str | None:
     if not ip.is_global:  # e.g. 100.64.0.0/10 carrier-grade NAT
         return "non-global"
     return None
+
+
+# the time.monotonic() instant the request being made in this context must end by; set only
+# through request_deadline(), so it is scoped like an argument and safe across threads
+_REQUEST_DEADLINE: ContextVar[float | None] = ContextVar("request_deadline", default=None)
+
+
+@contextmanager
+def request_deadline(deadline: float | None) -> Iterator[None]:
+    """Within this block, no socket operation of a guarded client outlasts the monotonic `deadline`."""
+    token = _REQUEST_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _REQUEST_DEADLINE.reset(token)
+
+
+def _time_left(timeout: float | None) -> float | None:
+    """timeout, shortened to what is left before the current request deadline."""
+    deadline = _REQUEST_DEADLINE.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpcore.ReadTimeout("request deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A network stream whose reads and writes never wait past the current request deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self.stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, _time_left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, _time_left(timeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:  # noqa: ANN001
+        return DeadlineStream(self.stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
+
+    def get_extra_info(self, info: str) -> object:
+        return self.stream.get_extra_info(info)
 
 
 class GuardedBackend(httpcore.SyncBackend):
@@ -57,8 +123,9 @@ class GuardedBackend(httpcore.SyncBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
+        timeout = _time_left(timeout)
         if self.allow_private_addresses or (host.lower(), port) in self.allowed_endpoints:
-            return super().connect_tcp(host, port, timeout, local_address, socket_options)
+            return DeadlineStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
@@ -74,7 +141,7 @@ class GuardedBackend(httpcore.SyncBackend):
         last_error: Exception | None = None
         for address in addresses:  # connect to the checked literal, so no second DNS lookup
             try:
-                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+                return DeadlineStream(super().connect_tcp(address, port, timeout, local_address, socket_options))
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None  # getaddrinfo never returns an empty list without raising
@@ -110,7 +177,7 @@ def build_client(
     )
     return httpx.Client(
         transport=GuardedTransport(backend),
-        headers={"User-Agent": user_agent, "Accept": _ACCEPT_HTML},
+        headers={"User-Agent": user_agent, "Accept": _ACCEPT_HTML, "Accept-Encoding": _ACCEPT_ENCODING},
         timeout=httpx.Timeout(timeout_seconds),  # connect, read, write and pool wait
         follow_redirects=follow_redirects,
         max_redirects=max_redirects,
@@ -118,16 +185,34 @@ def build_client(
     )
 
 
+class DeadlineExceeded(httpx.TimeoutException):
+    """A response took longer than its total deadline (e.g. a server that drips bytes forever)."""
+
+
+class ContentEncodingError(httpx.DecodingError):
+    """A body whose Content-Encoding is unsupported or whose compressed bytes are corrupt."""
+
+
 @dataclass(frozen=True, slots=True)
 class FetchResult:
-    """One HTTP exchange: status, headers we care about and the body if it was kept."""
+    """One HTTP exchange as the crawler keeps it: status, headers, the body if kept, and why not."""
 
     url: str
-    status: int
-    content_type: str | None
+    status: int  # 0 when no response arrived
+    content_type: str | None  # as the server declared it
     location: str | None
-    body: bytes | None
-    outcome: str  # "ok" | "redirect" | "http_error" | "not_html" | "too_large"
+    body: bytes | None  # decoded (Content-Encoding undone); kept for 2xx pages of an accepted type
+    outcome: str  # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed
+    headers: tuple[tuple[str, str], ...] = ()  # response headers as received, in order
+    charset: str | None = None  # Python codec the body really is in (see sniff_charset)
+    reason: str | None = None  # why a page failed; see tasks.crawl.FAIL_REASONS
+    truncated: str | None = None  # WARC-Truncated value when the body was not read in full
+    attempts: int = 1  # requests made for this URL, retries included
+
+    def header(self, name: str) -> str | None:
+        """First response header of that name (case-insensitive), or None."""
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
 
 
 def media_type(content_type: str | None) -> str | None:
@@ -137,35 +222,281 @@ def media_type(content_type: str | None) -> str | None:
     return content_type.split(";", 1)[0].strip().lower() or None
 
 
+def http_failure_reason(status: int) -> str:
+    """The failure reason for an HTTP error status."""
+    if status == 429:
+        return "rate_limited"
+    return "http_server_error" if status >= 500 else "http_client_error"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a body within a size cap and a total deadline
+
+
+def _decompressor(encoding: str | None) -> zlib._Decompress | None:
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return None
+    if coding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if coding == "deflate":  # RFC 9110 says zlib-wrapped; raw deflate is handled in read_body
+        return zlib.decompressobj(zlib.MAX_WBITS)
+    raise ContentEncodingError(f"unsupported Content-Encoding {encoding!r}")
+
+
+def read_body(response: httpx.Response, max_bytes: int, deadline: float | None) -> tuple[bytes, bool]:
+    """Read a streamed response's body, decoded; returns (body, complete).
+
+    complete is False when the decoded body passed max_bytes (body is then its first max_bytes).
+    `deadline` is a time.monotonic() instant: passing it between two network reads raises
+    DeadlineExceeded, so a server that drips bytes is cut off within one read timeout of it (at
+    it exactly for a build_client client inside request_deadline).
+    Content-Encoding is undone here rather than by httpx, so a compressed drip cannot hide reads
+    that yield no decoded bytes, and a gzip bomb stops at max_bytes.
+    """
+    encoding = response.headers.get("content-encoding")
+    decompressor = _decompressor(encoding)
+    chunks: list[bytes] = []
+    size = 0
+    first = True
+    for raw in response.iter_raw():  # one item per network read, transfer coding already undone
+        if deadline is not None and time.monotonic() > deadline:
+            raise DeadlineExceeded(f"{response.url}: total deadline passed while reading the body")
+        if decompressor is None:
+            chunk = raw[: max_bytes - size + 1]
+        else:
+            try:
+                chunk = decompressor.decompress(raw, max_bytes - size + 1)
+            except zlib.error as exc:
+                if not (first and encoding and encoding.strip().lower() == "deflate"):
+                    raise ContentEncodingError(f"corrupt {encoding} body: {exc}") from exc
+                decompressor = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, sent by some servers
+                chunk = decompressor.decompress(raw, max_bytes - size + 1)
+        first = False
+        size += len(chunk)
+        chunks.append(chunk)
+        if size > max_bytes:
+            return b"".join(chunks)[:max_bytes], False
+    return b"".join(chunks), True
+
+
+# ---------------------------------------------------------------------------------------------
+# What the body really is: binary, or text in which charset
+
+
+SNIFF_BYTES = 1445  # WHATWG MIME Sniffing 5.2: the resource header is at most 1445 bytes
+# WHATWG MIME Sniffing 3: "binary data bytes" never occur in text (TAB, LF, FF, CR, ESC do)
+_BINARY_DATA_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
+def _codec(label: str | bytes) -> str | None:
+    if isinstance(label, bytes):
+        label = label.decode("ascii", "ignore")
+    try:
+        return codecs.lookup(label.strip("\"' ")).name
+    except LookupError:
+        return None
+
+
+def declared_charsets(body: bytes, content_type: str | None) -> list[str]:
+    """Known codecs the page declares: the HTTP charset parameter, then a <meta> charset."""
+    labels: list[str | bytes] = []
+    if content_type and "charset=" in content_type.lower():
+        labels.append(content_type.lower().split("charset=", 1)[1].split(";")[0])
+    meta = _META_CHARSET.search(body[:4096])
+    if meta:
+        labels.append(meta.group(1))
+    return list(dict.fromkeys(c for c in map(_codec, labels) if c))
+
+
+def _decodes(body: bytes, codec: str) -> bool:
+    try:
+        body.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        return False
+    return True
+
+
+def sniff_charset(body: bytes, content_type: str | None) -> tuple[str, str | None]:
+    """('text', codec) for a body that is text, ('binary' | 'undecodable', None) otherwise.
+
+    Order: a BOM; a declared UTF-16/32; binary data bytes in the first 1445 bytes mean binary;
+    valid UTF-8 is UTF-8 whatever the label says (UTF-8 served as latin-1 is the common mislabel,
+    and non-ASCII text in another charset is almost never valid UTF-8); then the first declared
+    charset that decodes the bytes; then charset_normalizer's detection.
+    """
+    for bom, codec in _BOMS:
+        if body.startswith(bom):
+            return "text", codec
+    declared = declared_charsets(body, content_type)
+    wide = [c for c in declared if c.startswith(("utf-16", "utf-32")) and _decodes(body, c)]
+    if wide:
+        return "text", wide[0]
+    if _BINARY_DATA_BYTES.search(body[:SNIFF_BYTES]):
+        return "binary", None
+    if body.isascii():
+        return "text", declared[0] if declared else "utf-8"
+    if _decodes(body, "utf-8"):
+        return "text", "utf-8"
+    for codec in declared:
+        if _decodes(body, codec):
+            return "text", codec
+    best = charset_normalizer.from_bytes(body).best()
+    if best is None:
+        return "undecodable", None
+    return "text", _codec(best.encoding) or best.encoding
+
+
+# ---------------------------------------------------------------------------------------------
+# One request, then retries
+
+
 def fetch(
     client: httpx.Client,
     url: str,
     *,
     max_bytes: int,
+    deadline_seconds: float | None = None,
     content_types: frozenset[str] = HTML_CONTENT_TYPES,
 ) -> FetchResult:
-    """GET url, streaming; keep the body only for 2xx responses of an accepted type under max_bytes.
+    """GET url, streaming; keep the body only for 2xx text responses of an accepted type under max_bytes.
 
-    Network errors (httpx.TransportError, BlockedAddressError) propagate to the caller.
+    The whole exchange (connect, headers, body) is cut off deadline_seconds after it starts, when
+    the client is one of build_client's. Network errors (httpx.TransportError: BlockedAddressError,
+    DeadlineExceeded, timeouts) propagate to the caller; a bad Content-Encoding is a failed result.
     """
+    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    try:
+        with request_deadline(deadline):
+            return _exchange(client, url, max_bytes, deadline, content_types)
+    except httpx.TimeoutException as exc:
+        if deadline is not None and time.monotonic() >= deadline and not isinstance(exc, DeadlineExceeded):
+            raise DeadlineExceeded(f"{url}: total deadline of {deadline_seconds:.1f} s passed") from exc
+        raise
+
+
+def _exchange(
+    client: httpx.Client, url: str, max_bytes: int, deadline: float | None, content_types: frozenset[str]
+) -> FetchResult:
     with client.stream("GET", url) as response:
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw)
         status = response.status_code
         ctype = response.headers.get("content-type")
-        location = response.headers.get("location")
+        partial = FetchResult(url, status, ctype, response.headers.get("location"), None, "", headers)
         if response.is_redirect:
-            return FetchResult(url, status, ctype, location, None, "redirect")
+            return replace(partial, outcome="redirect")
         if not response.is_success:
-            return FetchResult(url, status, ctype, location, None, "http_error")
+            return replace(partial, outcome="http_error", reason=http_failure_reason(status))
         if media_type(ctype) not in content_types:
-            return FetchResult(url, status, ctype, location, None, "not_html")
+            return replace(partial, outcome="not_html", truncated="unspecified")  # body never read
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-            return FetchResult(url, status, ctype, location, None, "too_large")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in response.iter_bytes():  # decoded bytes, so a gzip bomb is capped too
-            size += len(chunk)
-            if size > max_bytes:
-                return FetchResult(url, status, ctype, location, None, "too_large")
-            chunks.append(chunk)
-        return FetchResult(url, status, ctype, location, b"".join(chunks), "ok")
+            return replace(partial, outcome="too_large", truncated="length")
+        try:
+            body, complete = read_body(response, max_bytes, deadline)
+        except ContentEncodingError as exc:
+            logger.warning("%s: %s", url, exc)
+            return replace(partial, outcome="failed", reason="bad_encoding", truncated="unspecified")
+    if not complete:
+        return replace(partial, outcome="too_large", truncated="length")
+    kind, charset = sniff_charset(body, ctype)
+    if kind != "text":  # a binary file served as text/html: kept in the archive, never parsed
+        return replace(partial, body=body, outcome=kind, reason=kind)
+    return replace(partial, body=body, outcome="ok", charset=charset)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff on transient failures, bounded in count and in each wait."""
+
+    max_retries: int
+    backoff_seconds: float  # first wait; doubles with every retry
+    max_backoff_seconds: float  # no single wait is longer
+
+    def delay(self, retry: int, retry_after: float | None) -> float | None:
+        """Seconds to wait before retry number `retry` (1-based), or None to give up.
+
+        A Retry-After longer than max_backoff_seconds gives up: retrying sooner would ignore it.
+        """
+        if retry > self.max_retries:
+            return None
+        backoff = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** (retry - 1))
+        if retry_after is None:
+            return backoff
+        if retry_after > self.max_backoff_seconds:
+            return None
+        return max(backoff, retry_after)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After (RFC 9110 10.2.3) in seconds from now: delay-seconds or an HTTP-date; None if absent or bad."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _failure(url: str, exc: httpx.TransportError) -> FetchResult:
+    if isinstance(exc, BlockedAddressError):
+        reason = "blocked_address"
+    elif isinstance(exc, DeadlineExceeded):
+        reason = "deadline"
+    elif isinstance(exc, httpx.TimeoutException):
+        reason = "timeout"
+    else:
+        reason = "network_error"
+    return FetchResult(url, 0, None, None, None, "failed", reason=reason)
+
+
+_NOT_RETRIED = ("blocked_address", "deadline")  # retrying cannot help, and a drip would cost a deadline each time
+
+
+def fetch_with_retries(
+    client: httpx.Client,
+    url: str,
+    *,
+    max_bytes: int,
+    deadline_seconds: float | None,
+    policy: RetryPolicy,
+    wait: Callable[[float], bool],
+    time_left: Callable[[], float] = lambda: float("inf"),
+) -> FetchResult:
+    """fetch() with retries on 408/429/5xx answers, timeouts and network errors; never raises httpx errors.
+
+    wait(seconds) sleeps and returns False if the caller wants to stop; time_left() is the caller's
+    remaining time budget: no wait or request runs past it. A failure is a result with
+    outcome 'failed' (or 'http_error') and its reason.
+    """
+    attempts = 0
+    while True:
+        attempts += 1
+        cap = min(deadline_seconds or math.inf, time_left())
+        try:
+            result = fetch(client, url, max_bytes=max_bytes,
+                           deadline_seconds=None if math.isinf(cap) else max(cap, 0.0))
+        except httpx.TransportError as exc:
+            logger.warning("fetch failed for %s: %s: %s", url, type(exc).__name__, exc)
+            result = _failure(url, exc)
+        result = replace(result, attempts=attempts)
+        transient = result.status in RETRY_STATUSES or (
+            result.outcome == "failed" and result.reason not in (*_NOT_RETRIED, "bad_encoding"))
+        if not transient:
+            return result
+        delay = policy.delay(attempts, parse_retry_after(result.header("retry-after")))
+        if delay is None or delay >= time_left():
+            return result
+        logger.info("%s: %s, retry %d in %.1f s", url, result.reason, attempts, delay)
+        if not wait(delay):
+            return result
+

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from tasks.crawl import (
     CrawlConfig,
-    ParquetRawStore,
+    WarcRawStore,
     Robots,
     crawl,
     extract_links,
@@ -94,8 +94,8 @@ def test_raw_store_ignores_unfinished_batches(tmp_path: Path) -> None:
     site_root = make_site(tmp_path / "site")
     with serve_site(site_root) as site:
         crawl(_config(site.base_url), tmp_path / "raw")
-    (tmp_path / "raw" / "fetches-00099.parquet.tmp").write_bytes(b"half a file from a killed run")
-    store = ParquetRawStore(tmp_path / "raw", batch_size=10)
+    (tmp_path / "raw" / "fetches-00099.warc.gz.tmp").write_bytes(b"half a file from a killed run")
+    store = WarcRawStore(tmp_path / "raw", batch_size=10)
     assert store.get(site.base_url) is not None
     assert len(list(saved_pages(tmp_path / "raw"))) == 8
 
@@ -180,10 +180,19 @@ def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path) -> None:
             time.sleep(0.02)
         child.send_signal(signal.SIGKILL)
         child.wait()
-        saved = {r.url for r in ParquetRawStore(raw, batch_size=1).records()}
+        saved = {r.url for r in WarcRawStore(raw, batch_size=1).records()}
         assert saved  # at least two full batches were flushed before the kill
         before = len(site.requests)
         crawl(cfg.model_copy(update={"delay_seconds": 0.0}), raw)
         refetched = {site.base_url.rstrip("/") + p for p in site.requests[before:]}
     assert not saved & refetched  # nothing saved before the kill was fetched again
     assert len(list(saved_pages(raw))) == 8
+
+
+def test_retry_and_budget_settings_are_validated() -> None:
+    with pytest.raises(ValidationError) as info:
+        CrawlConfig(max_retries=-1, backoff_seconds=-0.5, max_seconds=0, request_deadline_seconds=0, max_redirects=-2)
+    message = str(info.value)
+    for name in ("max_retries", "backoff_seconds", "max_seconds", "request_deadline_seconds", "max_redirects"):
+        assert name in message
+    assert CrawlConfig().max_seconds is None  # no time budget unless asked
