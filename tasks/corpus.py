@@ -16,6 +16,12 @@ from tasks.clean import CleanPipeline, Document, default_pipeline
 from tasks.crawl import CrawlConfig, crawl, saved_pages
 from tasks.dedup import ExactDedup, content_hash, dedup_key
 from tasks.extract import ExtractConfig, extract_pages
+from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS, C4LineFilter, QualityConfig, quality_steps
+from tasks.langid import LANGUAGE_DROP_REASONS, LanguageConfig, language_steps
+from tasks.minhash import (
+    INDEX_FILE, NEAR_DUPLICATE_REASONS, MinHashIndex, NearDedup, NearDedupConfig, load_index, save_index,
+)
+from tasks.pii import PII_COUNTS, PiiConfig, RedactPii
 from tasks.sources import match_patterns, read_local_files
 
 logger = logging.getLogger(__name__)
@@ -27,11 +33,14 @@ SNAPSHOT_SCHEMA = pa.schema([
     pa.field("source", pa.string(), nullable=False),  # "crawl" | "local"
     pa.field("title", pa.string()),
     pa.field("text", pa.string(), nullable=False),  # paragraphs separated by "\n"
+    pa.field("language", pa.string()),  # ISO 639 code from py3langid; null when language id is disabled
+    pa.field("language_score", pa.float32()),  # py3langid's probability for `language`, 0..1
     pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("content_hash", pa.string(), nullable=False),  # sha256 of text
 ])
 # every reason a document can be dropped for; each becomes a dropped_<reason> statistic
-DROP_REASONS = ("extract_failed", "extract_empty", "empty", "too_few_words", "duplicate")
+DROP_REASONS = ("extract_failed", "extract_empty", "empty", "too_few_words", *LANGUAGE_DROP_REASONS,
+                *QUALITY_DROP_REASONS, "duplicate", *NEAR_DUPLICATE_REASONS)
 _CRAWL_STATS = ("pages_fetched", "pages_disallowed_robots", "pages_failed")
 
 
@@ -48,6 +57,14 @@ class CorpusConfig(BaseModel):
     """HTML main-text extraction (crawled pages and local HTML files)."""
     min_words: int = Field(default=20, ge=0)
     """Drop documents with fewer whitespace-separated words than this, after cleaning."""
+    language: LanguageConfig = Field(default_factory=LanguageConfig)
+    """Language identification (py3langid) and which languages are kept."""
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    """Quality filters with their published defaults: Gopher repetition and quality, C4, FineWeb."""
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    """MinHash LSH near-duplicate removal, within the snapshot and against its parent."""
+    pii: PiiConfig = Field(default_factory=PiiConfig)
+    """E-mail and IP address redaction in the kept documents."""
     documents_per_shard: int = Field(default=10_000, ge=1)
     """Rows per documents-NNNNN.parquet file."""
 
@@ -69,26 +86,40 @@ class CorpusConfig(BaseModel):
 def crawled_documents(raw_dir: Path, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
     """Documents from the HTML pages a crawl saved in raw_dir; extraction failures go to counts."""
     pages = {record.url: record for record in saved_pages(raw_dir)}
-    extracted = extract_pages(((r.url, r.body, r.content_type) for r in pages.values()), cfg, counts)
+    extracted = extract_pages(((r.url, r.body, r.content_type_with_charset) for r in pages.values()), cfg, counts)
     for url, page in extracted:
         yield Document(url=url, source="crawl", title=page.title, text=page.text, fetched_at=pages[url].fetched_at)
 
 
-def clean_documents(docs: Iterable[Document], min_words: int, counts: Counter[str]) -> list[Document]:
-    """Fix, normalise and filter, then sort by url and drop exact duplicates (the first url wins)."""
-    pipeline = default_pipeline(min_words)
+def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
+    """Fixes, empty/short filters, language id and filter, quality filters, PII redaction, in that order."""
+    steps = default_pipeline(cfg.min_words).steps
+    # PII last: only documents that survive the filters pay for it, and dedup sees the redacted text
+    return CleanPipeline([*steps, *language_steps(cfg.language), *quality_steps(cfg.quality), RedactPii(cfg.pii)])
+
+
+def clean_documents(docs: Iterable[Document], pipeline: CleanPipeline, near_dedup: NearDedup,
+                    counts: Counter[str]) -> list[Document]:
+    """Fix, normalise and filter, sort by url, drop exact duplicates (the first url wins), then near-duplicates."""
     cleaned = sorted(pipeline.run(docs), key=lambda d: (d.url, content_hash(d.text)))
     dedup = CleanPipeline([ExactDedup()])
-    kept = list(dedup.run(cleaned))
+    kept = near_dedup.run(list(dedup.run(cleaned)))
     counts.update(pipeline.counts)
     counts.update(dedup.counts)
+    counts.update(near_dedup.counts)
+    for step in pipeline.steps:
+        if isinstance(step, C4LineFilter):
+            counts.update(step.lines_removed)
+        if isinstance(step, RedactPii):
+            counts.update(step.counts)
     return kept
 
 
 def _rows(docs: Iterable[Document]) -> list[dict]:
     return [
         {"id": dedup_key(d.text), "url": d.url, "source": d.source, "title": d.title, "text": d.text,
-         "fetched_at": d.fetched_at, "content_hash": content_hash(d.text)}
+         "language": d.language, "language_score": d.language_score, "fetched_at": d.fetched_at,
+         "content_hash": content_hash(d.text)}
         for d in docs
     ]
 
@@ -117,10 +148,22 @@ def read_snapshot(snapshot_dir: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(s, schema=SNAPSHOT_SCHEMA) for s in shards])
 
 
-def build_snapshot(cfg: CorpusConfig, out_dir: Path) -> dict[str, int | float]:
-    """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics."""
+def parent_index(parent_dir: Path | None, cfg: NearDedupConfig) -> MinHashIndex | None:
+    """The parent snapshot's minhash index, if there is a parent and it has one."""
+    if parent_dir is None or not cfg.enabled or not (Path(parent_dir) / INDEX_FILE).exists():
+        return None
+    return load_index(parent_dir, cfg)
+
+
+def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = None) -> dict[str, int | float]:
+    """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics.
+
+    With parent_dir (the previous snapshot), documents that near-duplicate its documents are dropped.
+    """
     out_dir = Path(out_dir)
     counts: Counter[str] = Counter()
+    pipeline = clean_pipeline(cfg)  # built before any crawling, so a bad step fails at once
+    near_dedup = NearDedup(cfg.near_dedup, parent=parent_index(parent_dir, cfg.near_dedup))
     stats: dict[str, int | float] = dict.fromkeys(_CRAWL_STATS, 0)
     docs: list[Document] = []
     if cfg.crawl.seeds or cfg.crawl.local_site:
@@ -130,9 +173,13 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path) -> dict[str, int | float]:
     if cfg.local_files:
         docs.extend(read_local_files(cfg.local_files, cfg.extract, counts))
     stats["documents_in"] = len(docs) + counts["extract_failed"] + counts["extract_empty"]
-    kept = clean_documents(docs, cfg.min_words, counts)
+    kept = clean_documents(docs, pipeline, near_dedup, counts)
     stats["shards"] = write_snapshot(kept, out_dir, cfg.documents_per_shard)
+    if cfg.near_dedup.enabled:
+        save_index(near_dedup.index, out_dir)  # the next refresh dedups against this snapshot
     stats.update({f"dropped_{reason}": counts[reason] for reason in DROP_REASONS})
+    stats.update({f"lines_removed_{reason}": counts[reason] for reason in C4_LINE_REASONS})
+    stats.update({kind: counts[kind] for kind in PII_COUNTS})
     stats["documents"] = len(kept)
     stats["words"] = sum(len(d.text.split()) for d in kept)
     stats["characters"] = sum(len(d.text) for d in kept)

@@ -67,7 +67,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("corpus", "1", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot"),
+        Stage("corpus", "2", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot"),
         Stage("tokenize", "1", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
         Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),

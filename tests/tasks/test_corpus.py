@@ -9,6 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from tasks.filters import QualityConfig
 from tasks.corpus import DROP_REASONS, SNAPSHOT_SCHEMA, CorpusConfig, build_snapshot, read_snapshot
 from tasks.crawl import CrawlConfig
 from tasks.local_site import PYTHON_DOCS
@@ -16,13 +17,19 @@ from tests.tasks.site_fixtures import BROKEN_TEXT, MOJIBAKE_TEXT, PARAGRAPH_B, P
 
 CONTRACT_SCHEMA = pa.schema([
     ("id", pa.string()), ("url", pa.string()), ("source", pa.string()), ("title", pa.string()),
-    ("text", pa.string()), ("fetched_at", pa.timestamp("us", tz="UTC")), ("content_hash", pa.string()),
+    ("text", pa.string()), ("language", pa.string()), ("language_score", pa.float32()),
+    ("fetched_at", pa.timestamp("us", tz="UTC")), ("content_hash", pa.string()),
 ])
+
+
+# the toy pages here are a few sentences long: far below Gopher's 50 words and C4's 3 sentences
+NO_QUALITY = QualityConfig(**{family: {"enabled": False} for family in ("gopher_repetition", "gopher_quality", "c4", "fineweb")})
 
 
 def _crawl_config(base_url: str, **overrides) -> CorpusConfig:
     crawl = CrawlConfig(seeds=[base_url], allow_private_addresses=True, delay_seconds=0.0)
-    return CorpusConfig(crawl=crawl, min_words=8, **overrides)
+    # the mojibake page is French
+    return CorpusConfig(crawl=crawl, min_words=8, quality=NO_QUALITY, language={"languages": ["en", "fr"]}, **overrides)
 
 
 def test_config_needs_a_source() -> None:
@@ -97,7 +104,7 @@ def test_same_raw_pages_give_identical_shards(tmp_path: Path) -> None:
 def test_finished_shards_are_reused(tmp_path: Path) -> None:
     for i in range(5):
         (tmp_path / f"doc{i}.txt").write_text(f"document number {i} has a handful of words in it")
-    cfg = CorpusConfig(local_files=[str(tmp_path / "*.txt")], min_words=3, documents_per_shard=2)
+    cfg = CorpusConfig(local_files=[str(tmp_path / "*.txt")], min_words=3, documents_per_shard=2, quality=NO_QUALITY)
     out = tmp_path / "snapshot"
     build_snapshot(cfg, out)
     first = out / "documents-00000.parquet"
@@ -124,9 +131,32 @@ def test_local_files_and_empty_corpus(tmp_path: Path) -> None:
 def test_python_docs_first_pages(tmp_path: Path) -> None:
     crawl = CrawlConfig(local_site=PYTHON_DOCS, max_pages=30, delay_seconds=0.0,
                         exclude_patterns=[r"/genindex", r"/contents\.html$", r"/_sources/"])
-    stats = build_snapshot(CorpusConfig(crawl=crawl), tmp_path)
+    stats = build_snapshot(CorpusConfig(crawl=crawl, quality=NO_QUALITY), tmp_path)
     print(f"python docs: {stats['pages_fetched']} pages -> {stats['documents']} documents, {stats['words']} words")
     assert stats["pages_fetched"] == 30
     assert stats["documents"] >= 25 and stats["words"] > 10_000
     urls = read_snapshot(tmp_path).column("url").to_pylist()
     assert all(u.startswith(PYTHON_DOCS.as_uri() + "/") for u in urls)
+
+
+def test_near_duplicates_and_pii_within_the_snapshot_and_against_its_parent(tmp_path: Path) -> None:
+    # proposed by the minhash/pii helper (task 3b)
+    words = [f"word{i}" for i in range(300)]
+    base = " ".join(words)
+    rewritten = " ".join(words[:150] + ["changed"] * 10 + words[160:])  # one passage rewritten
+    other = " ".join(f"other{i}" for i in range(300))
+    rows = [{"text": base + " mail jane@corp.com", "url": "u1"}, {"text": rewritten, "url": "u2"},
+            {"text": other + " from 8.8.8.8", "url": "u3"}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = CorpusConfig(local_files=[str(tmp_path / "a.jsonl")], quality=NO_QUALITY, language={"enabled": False})
+    stats = build_snapshot(cfg, tmp_path / "one")
+    assert stats["documents"] == 2 and stats["dropped_near_duplicate"] == 1
+    assert stats["pii_email"] == 1 and stats["pii_ip"] == 1
+    texts = read_snapshot(tmp_path / "one").column("text").to_pylist()
+    assert "jane@corp.com" not in " ".join(texts) and "8.8.8.8" not in " ".join(texts)
+    assert (tmp_path / "one" / "minhash_index.parquet").exists()
+
+    (tmp_path / "b.jsonl").write_text(json.dumps({"text": rewritten, "url": "u9"}) + "\n")
+    child = CorpusConfig(local_files=[str(tmp_path / "b.jsonl")], quality=NO_QUALITY, language={"enabled": False})
+    stats = build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
+    assert stats["documents"] == 0 and stats["dropped_near_duplicate_of_parent"] == 1
