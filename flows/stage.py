@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -30,6 +33,7 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
         tags={"prefect_flow_run_id": str(flow_run.id)},
         execute=build,
     )
+    publish_reports(name, result.artifact_id, result.path)
     return {
         "stage": result.stage,
         "artifact_id": result.artifact_id,
@@ -38,3 +42,10 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
         "stats": result.stats,
         "mlflow_run_id": result.mlflow_run_id,
     }
+
+
+def publish_reports(stage: str, artifact_id: str, path: Path) -> None:
+    """Show the artifact's top-level markdown reports (tables, cleaning report) in the Prefect UI."""
+    for report in sorted(path.glob("*.md")):
+        key = re.sub(r"[^a-z0-9-]+", "-", f"{stage}-{report.stem}".lower())  # Prefect's key alphabet
+        create_markdown_artifact(key=key, markdown=report.read_text(), description=f"{stage}/{artifact_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -64,6 +65,8 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert children["pretrain"].data.tags["registered_model"] == "pretrainflow-bert/1"
     assert "model" in {f.path for f in tracker.client.list_artifacts(children["pretrain"].info.run_id)}
 
+    assert "evaluate-results" in asyncio.run(prefect_artifact_keys())
+
     listing = subprocess.run(
         [sys.executable, "-m", "flows.cli", "artifacts", "--data-root", str(store.root), "--verify"],
         capture_output=True, text=True, timeout=120,
@@ -81,3 +84,10 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
     second_children = tracker.child_runs(second["mlflow_run_id"])
     assert {r.data.tags["cache_hit"] for r in second_children} == {"true"}
+
+
+async def prefect_artifact_keys() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return {a.key for a in await client.read_artifacts()}
