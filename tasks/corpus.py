@@ -1,4 +1,4 @@
-"""The corpus stage: crawl and local files -> extract -> clean -> exact dedup -> Parquet snapshot."""
+"""The corpus stage: crawl, local, WARC/WET and HF sources -> extract -> clean -> dedup -> Parquet snapshot."""
 
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ from tasks.minhash import (
     INDEX_FILE, NEAR_DUPLICATE_REASONS, MinHashIndex, NearDedup, NearDedupConfig, load_index, save_index,
 )
 from tasks.pii import PII_COUNTS, PiiConfig, RedactPii
-from tasks.sources import match_patterns, read_local_files
+from tasks.sources import (
+    WARC_COUNTS, HuggingFaceSource, WarcSourceConfig, match_patterns, read_hf_datasets, read_local_files,
+    read_warc_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ logger = logging.getLogger(__name__)
 SNAPSHOT_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),  # sha256 of the dedup-normalised text (unique)
     pa.field("url", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),  # "crawl" | "local"
+    pa.field("source", pa.string(), nullable=False),  # "crawl" | "local" | "warc" | "hf"
     pa.field("title", pa.string()),
     pa.field("text", pa.string(), nullable=False),  # paragraphs separated by "\n"
     pa.field("language", pa.string()),  # ISO 639 code from py3langid; null when language id is disabled
@@ -53,8 +56,12 @@ class CorpusConfig(BaseModel):
     """Web crawl (seeds and/or a local site served on 127.0.0.1)."""
     local_files: list[str] = Field(default=[])
     """Glob patterns of local .txt, .jsonl, .parquet or .html/.htm files ('**' recurses)."""
+    warc: WarcSourceConfig = Field(default_factory=WarcSourceConfig)
+    """WARC/WET files (Common Crawl layout): HTML responses extracted, WET conversion text taken as is."""
+    hf_datasets: list[HuggingFaceSource] = Field(default=[])
+    """Hugging Face dataset splits (load_dataset or load_from_disk), read offline in batches."""
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
-    """HTML main-text extraction (crawled pages and local HTML files)."""
+    """HTML main-text extraction (crawled pages, local HTML files and WARC responses)."""
     min_words: int = Field(default=20, ge=0)
     """Drop documents with fewer whitespace-separated words than this, after cleaning."""
     language: LanguageConfig = Field(default_factory=LanguageConfig)
@@ -78,8 +85,10 @@ class CorpusConfig(BaseModel):
 
     @model_validator(mode="after")
     def _has_source(self) -> CorpusConfig:
-        if not (self.crawl.seeds or self.crawl.local_site or self.local_files):
-            raise ValueError("no corpus source: set crawl.seeds, crawl.local_site or local_files")
+        if not (self.crawl.seeds or self.crawl.local_site or self.local_files or self.warc.patterns
+                or self.hf_datasets):
+            raise ValueError("no corpus source: set crawl.seeds, crawl.local_site, local_files, warc.patterns "
+                             "or hf_datasets")
         return self
 
 
@@ -172,6 +181,10 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
         logger.info("extracted %d documents from crawled pages", len(docs))
     if cfg.local_files:
         docs.extend(read_local_files(cfg.local_files, cfg.extract, counts))
+    if cfg.warc.patterns:
+        docs.extend(read_warc_files(cfg.warc, cfg.extract, counts))
+    if cfg.hf_datasets:
+        docs.extend(read_hf_datasets(cfg.hf_datasets))
     stats["documents_in"] = len(docs) + counts["extract_failed"] + counts["extract_empty"]
     kept = clean_documents(docs, pipeline, near_dedup, counts)
     stats["shards"] = write_snapshot(kept, out_dir, cfg.documents_per_shard)
@@ -180,6 +193,7 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     stats.update({f"dropped_{reason}": counts[reason] for reason in DROP_REASONS})
     stats.update({f"lines_removed_{reason}": counts[reason] for reason in C4_LINE_REASONS})
     stats.update({kind: counts[kind] for kind in PII_COUNTS})
+    stats.update({kind: counts[kind] for kind in WARC_COUNTS})
     stats["documents"] = len(kept)
     stats["words"] = sum(len(d.text.split()) for d in kept)
     stats["characters"] = sum(len(d.text) for d in kept)

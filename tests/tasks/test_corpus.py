@@ -33,7 +33,7 @@ def _crawl_config(base_url: str, **overrides) -> CorpusConfig:
 
 
 def test_config_needs_a_source() -> None:
-    with pytest.raises(ValidationError, match="no corpus source: set crawl.seeds, crawl.local_site or local_files"):
+    with pytest.raises(ValidationError, match="no corpus source: set crawl.seeds, crawl.local_site, local_files, warc"):
         CorpusConfig()
 
 

@@ -1,13 +1,22 @@
+import gzip
+import io
 import json
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from pydantic import ValidationError
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
 
 from tasks.extract import ExtractConfig
-from tasks.sources import read_local_files, resolve_patterns
+from tasks.sources import (
+    HuggingFaceSource, WarcSourceConfig, read_hf_dataset, read_hf_datasets, read_local_files, read_warc_files,
+    resolve_patterns,
+)
 
 
 def _read(patterns: list[str]) -> tuple[list, Counter]:
@@ -60,3 +69,147 @@ def test_patterns_must_match_supported_files(tmp_path: Path) -> None:
     message = str(info.value)
     assert "*.nothing' matches no file" in message  # every problem in one message
     assert "data.csv" in message and ".jsonl" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# WARC and WET files
+
+def _html(title: str, paragraph: str) -> bytes:
+    body = f"<body><article><p>{paragraph}</p></article></body>"
+    return f"<html><head><title>{title}</title></head>{body}</html>".encode()
+
+
+def _write_warc(path: Path, records: list[tuple[str, str, int, str, bytes]]) -> None:
+    """(record type, url, HTTP status, content type, payload) -> one gzip member per record, after a warcinfo."""
+    with path.open("wb") as stream:
+        writer = WARCWriter(stream, gzip=path.suffix == ".gz")
+        writer.write_record(writer.create_warcinfo_record(path.name, {"software": "test"}))
+        for number, (record_type, url, status, content_type, payload) in enumerate(records):
+            date = {"WARC-Date": f"2024-03-0{number + 1}T10:00:00Z"}
+            if record_type == "response":
+                http = StatusAndHeaders(f"{status} X", [("Content-Type", content_type)], protocol="HTTP/1.1")
+                record = writer.create_warc_record(url, "response", payload=io.BytesIO(payload), http_headers=http,
+                                                   warc_headers_dict=date)
+            else:
+                record = writer.create_warc_record(url, record_type, payload=io.BytesIO(payload),
+                                                   warc_content_type=content_type, warc_headers_dict=date)
+            writer.write_record(record)
+
+
+def _read_warc(patterns: list[str], **options: bool) -> tuple[list, Counter]:
+    counts: Counter[str] = Counter()
+    return list(read_warc_files(WarcSourceConfig(patterns=patterns, **options), ExtractConfig(), counts)), counts
+
+
+def test_warc_html_responses_are_extracted_and_others_skipped(tmp_path: Path) -> None:
+    _write_warc(tmp_path / "CC-MAIN-1.warc.gz", [
+        ("response", "https://example.org/a", 200, "text/html; charset=utf-8", _html("A", "First page text.")),
+        ("response", "https://example.org/missing", 404, "text/html", _html("Gone", "Not found here.")),
+        ("response", "https://example.org/logo.png", 200, "image/png", b"\x89PNG\r\n"),
+        ("request", "https://example.org/a", 0, "application/http; msgtype=request", b"GET /a HTTP/1.1\r\n\r\n"),
+        ("response", "https://example.org/a", 200, "application/xhtml+xml", _html("A2", "Second capture.")),
+        ("response", "https://example.org/empty", 200, "text/html", b"<html><body></body></html>"),
+    ])
+    docs, counts = _read_warc([str(tmp_path / "*.warc.gz")])
+    assert [(d.url, d.title, d.text, d.source) for d in docs] == [
+        ("https://example.org/a", "A", "First page text.", "warc"),
+        ("https://example.org/a", "A2", "Second capture.", "warc"),  # a second capture keeps its own date
+    ]
+    assert [d.fetched_at for d in docs] == [datetime(2024, 3, 1, 10, tzinfo=UTC), datetime(2024, 3, 5, 10, tzinfo=UTC)]
+    assert (counts["warc_skipped_status"], counts["warc_skipped_content_type"], counts["extract_empty"]) == (1, 1, 1)
+
+
+def test_wet_conversion_records_are_taken_as_text(tmp_path: Path) -> None:
+    _write_warc(tmp_path / "CC-MAIN-1.warc.wet.gz", [
+        ("conversion", "https://example.org/x", 0, "text/plain", "Line one.\nLine two é.".encode()),
+        ("conversion", "https://example.org/y", 0, "text/plain", b"Other text."),
+    ])
+    docs, _ = _read_warc([str(tmp_path / "*.wet.gz")])
+    assert [(d.url, d.title, d.text, d.source) for d in docs] == [
+        ("https://example.org/x", None, "Line one.\nLine two é.", "warc"),
+        ("https://example.org/y", None, "Other text.", "warc"),
+    ]
+    assert docs[1].fetched_at == datetime(2024, 3, 2, 10, tzinfo=UTC)
+
+
+def test_warc_patterns_are_validated_with_the_config(tmp_path: Path) -> None:
+    (tmp_path / "notes.warc.gz").write_bytes(gzip.compress(b"not a warc"))
+    (tmp_path / "plain.warc").write_bytes(b"hello")
+    with pytest.raises(ValidationError) as info:
+        WarcSourceConfig(patterns=[str(tmp_path / "none-*.warc.gz"), str(tmp_path / "*.warc*")])
+    message = str(info.value)
+    assert "none-*.warc.gz' matches no file" in message
+    assert "notes.warc.gz" in message and "plain.warc" in message and "does not start with 'WARC/'" in message
+
+
+def test_corrupt_warc_is_raised_with_its_name_or_counted(tmp_path: Path) -> None:
+    whole = tmp_path / "whole.warc.gz"
+    _write_warc(whole, [("conversion", f"https://example.org/{i}", 0, "text/plain", f"Text {i}.".encode())
+                        for i in range(3)])
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.warc.gz"
+    cut.write_bytes(data[:-20])  # an interrupted download: the last gzip member is cut short
+    whole.unlink()
+    with pytest.raises(ValueError, match=r"cut\.warc\.gz: corrupt WARC/WET file after \d records \(EOFError"):
+        _read_warc([str(cut)])
+    docs, counts = _read_warc([str(cut)], skip_corrupt=True)
+    assert [d.text for d in docs][:2] == ["Text 0.", "Text 1."]  # records before the damage are kept
+    assert counts["warc_files_corrupt"] == 1
+    garbled = tmp_path / "garbled.warc.gz"
+    garbled.write_bytes(data[:len(data) // 2] + bytes(40) + data[len(data) // 2 + 40:])
+    with pytest.raises(ValueError, match=r"garbled\.warc\.gz: corrupt WARC/WET file"):
+        _read_warc([str(garbled)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face datasets
+
+def test_hf_dataset_from_disk_streams_rows(tmp_path: Path) -> None:
+    from datasets import Dataset, DatasetDict
+
+    rows = {"text": ["first", None, "third"], "link": ["https://example.org/1", None, None],
+            "heading": ["One", None, None]}
+    DatasetDict({"train": Dataset.from_dict(rows)}).save_to_disk(str(tmp_path / "corpus"))
+    source = HuggingFaceSource(from_disk=str(tmp_path / "corpus"), url_column="link", title_column="heading",
+                               batch_size=2)
+    docs = list(read_hf_datasets([source]))
+    assert [(d.url, d.title, d.text, d.source) for d in docs] == [
+        ("https://example.org/1", "One", "first", "hf"),
+        ("hf://corpus/train/2", None, "third", "hf"),  # row 1 has no text; synthetic urls keep row numbers
+    ]
+    assert docs[0].fetched_at.tzinfo is not None
+    with pytest.raises(ValueError, match=r"'corpus'.*no split 'test' \(splits: train\)"):
+        list(read_hf_dataset(source.model_copy(update={"split": "test"})))
+    with pytest.raises(ValueError, match=r"no column 'body' \(columns: text, link, heading\)"):
+        list(read_hf_dataset(source.model_copy(update={"text_column": "body"})))
+
+
+def test_hf_load_dataset_json_data_files(tmp_path: Path) -> None:
+    lines = [{"text": "alpha", "url": "https://example.org/a"}, {"text": "beta"}, {"text": "gamma"}]
+    (tmp_path / "part.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    source = HuggingFaceSource(name="json", data_files=[str(tmp_path / "*.jsonl")], url_column="url", max_rows=2)
+    docs = list(read_hf_dataset(source))
+    assert [(d.url, d.text) for d in docs] == [("https://example.org/a", "alpha"), ("hf://part.jsonl/train/1", "beta")]
+
+
+def test_hf_load_dataset_local_folder(tmp_path: Path) -> None:
+    (tmp_path / "wiki" / "data").mkdir(parents=True)
+    (tmp_path / "wiki" / "data" / "train.jsonl").write_text('{"body": "folder row", "name": "Row"}\n')
+    source = HuggingFaceSource(name=str(tmp_path / "wiki"), data_dir="data", text_column="body", title_column="name")
+    assert [(d.url, d.title, d.text) for d in read_hf_dataset(source)] == [("hf://wiki/train/0", "Row", "folder row")]
+
+
+def test_hf_sources_that_cannot_be_found(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="matches no file"):
+        HuggingFaceSource(name="json", data_files=[str(tmp_path / "none*.jsonl")])
+    with pytest.raises(ValidationError, match="not a folder written by save_to_disk"):
+        HuggingFaceSource(from_disk=str(tmp_path / "nowhere"))
+    with pytest.raises(ValidationError, match="exactly one of name and from_disk"):
+        HuggingFaceSource()
+    # offline, a hub id outside the local cache cannot be loaded; if datasets was imported online
+    # earlier in this process, a hub id is refused before any request: either way, no download
+    with pytest.raises(ValueError, match=r"'someone/no-such-dataset'.*valid: from_disk"):
+        list(read_hf_dataset(HuggingFaceSource(name="someone/no-such-dataset")))
+    (tmp_path / "part.jsonl").write_text('{"text": "x"}\n')
+    with pytest.raises(ValueError, match=r"'part\.jsonl' cannot be loaded \(ValueError: Bad split: test"):
+        list(read_hf_dataset(HuggingFaceSource(name="json", data_files=[str(tmp_path / "part.jsonl")], split="test")))
