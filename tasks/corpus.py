@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.clean import CleanPipeline, Document, default_pipeline
+from tasks.clean import CleaningAccount, CleanPipeline, Document, account_batch_step, default_pipeline, sample_examples
+from tasks.corpus_report import write_cleaning_report
 from tasks.crawl import CrawlConfig, crawl, saved_pages
 from tasks.dedup import ExactDedup, content_hash, dedup_key
 from tasks.extract import ExtractConfig, extract_pages
@@ -108,11 +109,20 @@ def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
 
 
 def clean_documents(docs: Iterable[Document], pipeline: CleanPipeline, near_dedup: NearDedup,
-                    counts: Counter[str]) -> list[Document]:
-    """Fix, normalise and filter, sort by url, drop exact duplicates (the first url wins), then near-duplicates."""
+                    counts: Counter[str], account: CleaningAccount | None = None) -> list[Document]:
+    """Fix, normalise and filter, sort by url, drop exact duplicates (the first url wins), then near-duplicates.
+
+    With account, every step's documents and bytes in and out and a few dropped documents are added to it.
+    """
     cleaned = sorted(pipeline.run(docs), key=lambda d: (d.url, content_hash(d.text)))
     dedup = CleanPipeline([ExactDedup()])
-    kept = near_dedup.run(list(dedup.run(cleaned)))
+    unique = list(dedup.run(cleaned))
+    kept = near_dedup.run(unique)
+    if account is not None:
+        account.add_pipeline(pipeline)
+        account.add_pipeline(dedup)
+        if near_dedup.cfg.enabled:
+            account.add(*account_batch_step(near_dedup.name, unique, kept, near_dedup.counts))
     counts.update(pipeline.counts)
     counts.update(dedup.counts)
     counts.update(near_dedup.counts)
@@ -186,7 +196,8 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     if cfg.hf_datasets:
         docs.extend(read_hf_datasets(cfg.hf_datasets))
     stats["documents_in"] = len(docs) + counts["extract_failed"] + counts["extract_empty"]
-    kept = clean_documents(docs, pipeline, near_dedup, counts)
+    account = CleaningAccount()
+    kept = clean_documents(docs, pipeline, near_dedup, counts, account)
     stats["shards"] = write_snapshot(kept, out_dir, cfg.documents_per_shard)
     if cfg.near_dedup.enabled:
         save_index(near_dedup.index, out_dir)  # the next refresh dedups against this snapshot
@@ -197,5 +208,9 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     stats["documents"] = len(kept)
     stats["words"] = sum(len(d.text.split()) for d in kept)
     stats["characters"] = sum(len(d.text) for d in kept)
+    stats["bytes_in"] = account.bytes_in  # UTF-8 bytes of extracted text that went into cleaning
+    stats["bytes_out"] = account.bytes_out  # UTF-8 bytes of text in the snapshot
+    write_cleaning_report(out_dir, account.steps, account.drop_examples, sample_examples(kept, "kept", "kept"), kept,
+                          drop_counts={reason: counts[reason] for reason in DROP_REASONS})
     logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
     return stats

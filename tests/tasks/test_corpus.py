@@ -160,3 +160,26 @@ def test_near_duplicates_and_pii_within_the_snapshot_and_against_its_parent(tmp_
     child = CorpusConfig(local_files=[str(tmp_path / "b.jsonl")], quality=NO_QUALITY, language={"enabled": False})
     stats = build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
     assert stats["documents"] == 0 and stats["dropped_near_duplicate_of_parent"] == 1
+
+
+def test_cleaning_report_accounts_for_every_step(tmp_path: Path) -> None:
+    # proposed by the cleaning-report helper (task 3e)
+    words = [f"word{i}" for i in range(300)]
+    base = " ".join(words)
+    rows = [{"text": base, "url": "u1"}, {"text": base, "url": "u2"}, {"text": "tiny", "url": "u3"},
+            {"text": " ".join(words[:150] + ["changed"] * 10 + words[160:]), "url": "u4"},
+            {"text": " ".join(f"other{i}" for i in range(300)), "url": "u5"}]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = CorpusConfig(local_files=[str(tmp_path / "a.jsonl")], quality=NO_QUALITY, language={"enabled": False})
+    stats = build_snapshot(cfg, tmp_path / "out")
+    texts = read_snapshot(tmp_path / "out").column("text").to_pylist()
+    assert stats["bytes_in"] == sum(len(r["text"].encode()) for r in rows)
+    assert stats["bytes_out"] == sum(len(t.encode()) for t in texts)
+    report = (tmp_path / "out" / "cleaning_report.md").read_text()
+    assert "| too_few_words | 5 | 4 | 1 |" in report
+    assert "| duplicate | 4 | 3 | 1 |" in report
+    near_duplicate_in = stats["bytes_out"] + len(rows[3]["text"])
+    assert f"| near_duplicate | 3 | 2 | 1 | {near_duplicate_in:,} | {stats['bytes_out']:,} |" in report
+    assert "**near_duplicate**: `u4`" in report and "**duplicate**: `u2`" in report
+    for plot in ("document_length.png", "languages.png"):
+        assert (tmp_path / "out" / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
