@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from warcio.archiveiterator import ArchiveIterator
-from warcio.statusandheaders import StatusAndHeaders
+from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 from warcio.warcwriter import WARCWriter
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,8 @@ class WarcRecord:
         return next((v for k, v in self.warc_headers if k.lower() == name), None)
 
 
+_HTTP_HEADERS = StatusAndHeadersParser(["HTTP/1.0", "HTTP/1.1"], verify=False)
+
 def _warc_date(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -120,6 +122,13 @@ def iter_warc_records(path: Path, record_types: Collection[str] | None = None) -
                 continue
             warc = record.rec_headers
             http = record.http_headers
+            body = record.content_stream().read()
+            if http is None and record.rec_type in ("response", "revisit") and body.startswith(b"HTTP/"):
+                # warcio parses HTTP headers only for http(s) target URIs; a local site is recorded
+                # under its stable file:// URI, so its header block is parsed here
+                block = io.BytesIO(body)
+                http = _HTTP_HEADERS.parse(block)
+                body = block.read()
             status = None
             if http is not None and record.rec_type in ("response", "revisit"):
                 code = http.get_statuscode()
@@ -133,7 +142,7 @@ def iter_warc_records(path: Path, record_types: Collection[str] | None = None) -
                 date=_warc_date(warc.get_header("WARC-Date")),
                 status=status,
                 http_headers=http_headers,
-                body=record.content_stream().read(),
+                body=body,
                 content_type=ctype or warc.get_header("Content-Type"),
                 concurrent_to=warc.get_header("WARC-Concurrent-To"),
                 truncated=warc.get_header("WARC-Truncated"),

@@ -94,3 +94,16 @@ def test_iter_warc_records_reads_common_crawl_wet_and_raw_http_payloads(tmp_path
                                                       payload=io.BytesIO(chunked), http_headers=headers))
     [response] = iter_warc_records(raw)
     assert response.status == 200 and response.body == html and response.content_type == "text/html"
+
+
+def test_a_local_site_page_recorded_under_a_file_uri_reads_back_without_its_header_block(tmp_path: Path) -> None:
+    # warcio parses HTTP headers only for http(s) target URIs; a local mirror is recorded under file://
+    store = WarcRawStore(tmp_path, batch_size=10)
+    page = _record("file:///usr/share/doc/site/index.html")
+    store.add(page)
+    store.flush()
+    [path] = sorted(tmp_path.glob("*.warc.gz"))
+    [response] = iter_warc_records(path, record_types={"response"})
+    assert response.status == 200 and response.content_type == "text/html; charset=iso-8859-1"
+    assert response.body == page.body
+    assert list(read_fetches(path)) == [page]
