@@ -73,15 +73,11 @@ class SiteServer:
         return [p for p in self.requests if p != "/robots.txt"]
 
 
-class _SiteHandler(SimpleHTTPRequestHandler):
-    """Static files plus a redirect (/moved -> /c.html) and a wrong charset on /mojibake.html."""
+class _SlowResponses:
+    """Responses that never finish by themselves, shared by the plain and the hostile test sites.
 
-    def __init__(self, *args, site: SiteServer, **kwargs) -> None:
-        self.site = site
-        super().__init__(*args, **kwargs)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    The handler's `site` has `closing` (an Event), `lock` and `aborted` (paths the client cut off).
+    """
 
     def _drip_headers(self) -> None:
         started = time.monotonic()
@@ -100,6 +96,17 @@ class _SiteHandler(SimpleHTTPRequestHandler):
         while time.monotonic() - started < DRIP_LIMIT and not self.site.closing.is_set():
             time.sleep(DRIP_INTERVAL)
         yield b""
+
+
+class _SiteHandler(_SlowResponses, SimpleHTTPRequestHandler):
+    """Static files plus a redirect (/moved -> /c.html) and a wrong charset on /mojibake.html."""
+
+    def __init__(self, *args, site: SiteServer, **kwargs) -> None:
+        self.site = site
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
 
     def do_GET(self) -> None:
         with self.site.lock:
@@ -191,7 +198,7 @@ def _html(title: str, *paragraphs: str, links: tuple[str, ...] = (), charset: st
     return _page(title, *paragraphs, links=links).encode(charset)
 
 
-class _HostileHandler(BaseHTTPRequestHandler):
+class _HostileHandler(_SlowResponses, BaseHTTPRequestHandler):
     """Serves the hostile pages; every response is generated."""
 
     def __init__(self, *args, site: HostileSite, **kwargs) -> None:
@@ -239,24 +246,6 @@ class _HostileHandler(BaseHTTPRequestHandler):
         while time.monotonic() - started < DRIP_LIMIT:
             time.sleep(DRIP_INTERVAL)
             yield b"."
-
-    def _drip_headers(self) -> None:
-        started = time.monotonic()
-        try:
-            self.wfile.write(b"HTTP/1.0 200 OK\r\nX-Padding: ")
-            while time.monotonic() - started < DRIP_LIMIT and not self.site.closing.is_set():
-                time.sleep(DRIP_INTERVAL)
-                self.wfile.write(b"a")
-                self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            with self.site.lock:
-                self.site.aborted.add(self.path)
-
-    def _stall(self) -> Iterator[bytes]:
-        started = time.monotonic()
-        while time.monotonic() - started < DRIP_LIMIT and not self.site.closing.is_set():
-            time.sleep(DRIP_INTERVAL)
-        yield b""
 
     def do_GET(self) -> None:  # noqa: C901 (one branch per hostile page)
         with self.site.lock:
