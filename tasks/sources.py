@@ -16,7 +16,7 @@ import re
 import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -43,18 +43,29 @@ def match_patterns(patterns: Iterable[str]) -> tuple[list[Path], list[str]]:
 
     Problems: a pattern matching no file, a matched file with an unsupported suffix.
     """
+    return _match_files(patterns, "local_files", _suffix_problem)
+
+
+def _suffix_problem(path: Path) -> str | None:
+    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+        return None
+    return f"whose type is not supported (supported: {', '.join(SUPPORTED_SUFFIXES)})"
+
+
+def _match_files(
+    patterns: Iterable[str], field: str, problem_of: Callable[[Path], str | None]
+) -> tuple[list[Path], list[str]]:
+    """Glob each pattern; a pattern matching nothing and each file problem_of rejects is one problem line."""
     files: dict[Path, None] = {}
     problems: list[str] = []
     for pattern in patterns:
         matched = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
         if not matched:
-            problems.append(f"local_files pattern {pattern!r} matches no file")
+            problems.append(f"{field} pattern {pattern!r} matches no file")
         for path in matched:
-            if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-                problems.append(
-                    f"local_files pattern {pattern!r} matches {str(path)!r}, whose type is not supported "
-                    f"(supported: {', '.join(SUPPORTED_SUFFIXES)})"
-                )
+            problem = problem_of(path)
+            if problem:
+                problems.append(f"{field} pattern {pattern!r} matches {str(path)!r}, {problem}")
             files[path.resolve()] = None
     return sorted(files), problems
 
@@ -205,18 +216,12 @@ def match_warc_patterns(patterns: Iterable[str]) -> tuple[list[Path], list[str]]
 
     Problems: a pattern matching no file, a matched file that does not start like a WARC file.
     """
-    files: dict[Path, None] = {}
-    problems: list[str] = []
-    for pattern in patterns:
-        matched = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
-        if not matched:
-            problems.append(f"warc.patterns pattern {pattern!r} matches no file")
-        for path in matched:
-            problem = _warc_problem(path)
-            if problem:
-                problems.append(f"warc.patterns pattern {pattern!r} matches {str(path)!r}, which {problem}")
-            files[path.resolve()] = None
-    return sorted(files), problems
+    return _match_files(patterns, "warc.patterns", _warc_file_problem)
+
+
+def _warc_file_problem(path: Path) -> str | None:
+    problem = _warc_problem(path)
+    return f"which {problem}" if problem else None
 
 
 class WarcSourceConfig(BaseModel):
