@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,23 +148,16 @@ def run_stage(
 
     staging = store.staging_dir(name, own_id)
     log.info("%s: building artifact %s in %s", name, own_id, staging)
-    run_id = None
-    if tracker is not None:
-        run_id = tracker.start_run(name, parent_run_id, {**run_tags, "cache_hit": "false"})
-        tracker.log_params(run_id, flatten(config_dump))
-    try:
+    # the run ends FAILED if building or logging raises (a SIGKILL leaves it RUNNING, and no artifact)
+    run = tracker.run(name, parent_run_id, {**run_tags, "cache_hit": "false"}) if tracker else nullcontext(None)
+    with run as run_id:
+        if run_id:
+            tracker.log_params(run_id, flatten(config_dump))
         stats = (execute or stage.work)(cfg, input_paths, staging, tracker.metric_logger(run_id) if run_id else None)
-        artifact = store.commit(
-            name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version
-        )
-    except BaseException:
-        if tracker is not None and run_id:
-            tracker.end_run(run_id, failed=True)
-        raise
-    if tracker is not None and run_id:
-        tracker.log_metrics(run_id, stats)
-        _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)
-        tracker.end_run(run_id)
+        artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version)
+        if run_id:
+            tracker.log_metrics(run_id, stats)
+            _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)
     log.info("%s: artifact %s written to %s", name, own_id, artifact.path)
     return StageResult(name, own_id, artifact.path, False, stats, run_id)
 
