@@ -98,6 +98,9 @@ def cmd_task(args: argparse.Namespace) -> int:
 
     config = _config(args)
     stage = STAGES[args.stage]
+    malformed = [item for item in args.inputs if "=" not in item]
+    if malformed:
+        raise ConfigError("--input", [f"--input {item!r} is not of the form STAGE=DIR" for item in malformed])
     given = dict(item.split("=", 1) for item in args.inputs)
     unknown = sorted(set(given) - set(stage.inputs))
     if unknown:

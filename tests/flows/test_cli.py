@@ -55,6 +55,12 @@ def test_stage_work_runs_alone_without_prefect_or_mlflow(tmp_path):
     assert "input folder does not exist" in missing.stderr and "--input STAGE=DIR" in missing.stderr
 
 
+def test_malformed_input_is_refused_with_exit_2(tmp_path):
+    done = pretrainflow("task", "tokenize", "--config", "tiny", "--input", str(tmp_path), "--output",
+                        str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode == 2 and "is not of the form STAGE=DIR" in done.stderr
+
+
 def test_artifacts_lists_nothing_in_an_empty_root(tmp_path):
     done = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0 and "no artifacts under" in done.stdout
