@@ -94,6 +94,7 @@ def run_flow(name: str, config: PipelineConfig) -> dict[str, Any]:
 
 def cmd_task(args: argparse.Namespace) -> int:
     from tasks.artifacts import ArtifactStore
+    from tasks.parallel import local_map
     from tasks.stages import STAGES, resolve_ids
 
     config = _config(args)
@@ -111,7 +112,8 @@ def cmd_task(args: argparse.Namespace) -> int:
     if absent:
         raise ConfigError("--input", [f"input folder does not exist ({a}); pass --input STAGE=DIR" for a in absent])
     args.output.mkdir(parents=True, exist_ok=True)
-    stats = stage.work(config, inputs, args.output, lambda metrics, step: print(f"step {step}: {metrics}"))
+    stats = stage.work(config, inputs, args.output, lambda metrics, step: print(f"step {step}: {metrics}"),
+                       local_map(config.parallel.workers))
     print(json.dumps(stats, indent=2, default=str))
     return 0
 

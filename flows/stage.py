@@ -12,6 +12,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from tasks.config import PipelineConfig
+from tasks.parallel import local_map
 from tasks.stages import STAGES, run_stage
 from tasks.tracking import Tracker
 
@@ -32,6 +33,7 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
         parent_run_id=parent_run_id,
         tags={"prefect_flow_run_id": str(flow_run.id)},
         execute=build,
+        map_shards=local_map(config.parallel.workers),
     )
     publish_reports(name, result.artifact_id, result.path)
     return {

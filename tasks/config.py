@@ -18,6 +18,7 @@ from model.config import PretrainConfig
 from tasks.corpus import CorpusConfig
 from tasks.evaluate import EvaluateConfig
 from tasks.instances import InstancesConfig
+from tasks.parallel import ParallelConfig
 from tasks.shards import TokenizeConfig
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -45,6 +46,8 @@ class PipelineConfig(BaseModel):
     """Folder that holds every stage's artifacts as <stage>/<id>/."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow experiment and store."""
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    """Where sharded stage work runs (local processes or Dask); never part of an artifact id."""
     corpus: CorpusConfig
     """Sources, extraction, cleaning and deduplication (required: there is no default source)."""
     tokenize: TokenizeConfig = Field(default_factory=TokenizeConfig)

@@ -17,38 +17,45 @@ from typing import Any
 
 from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version
 from tasks.config import PipelineConfig
+from tasks.parallel import ShardMap, serial_map
 from tasks.tracking import MetricLogger, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
-StageWork = Callable[[PipelineConfig, dict[str, Path], Path, MetricLogger | None], dict[str, Any]]
+# (config, input artifact dirs, output dir, metric logger, shard map) -> statistics
+StageWork = Callable[[PipelineConfig, dict[str, Path], Path, MetricLogger | None, ShardMap], dict[str, Any]]
 
 
-def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
+            map_shards: ShardMap) -> dict:
     from tasks.corpus import build_snapshot
 
     return build_snapshot(cfg.corpus, out)
 
 
-def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
+            map_shards: ShardMap) -> dict:
     from tasks.shards import build_token_shards
 
     return build_token_shards(cfg.tokenize, inputs["corpus"], out)
 
 
-def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
+            map_shards: ShardMap) -> dict:
     from tasks.instances import build_instances
 
     return build_instances(cfg.instances, inputs["tokenize"], out)
 
 
-def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
+            map_shards: ShardMap) -> dict:
     from model.train import pretrain
 
     return pretrain(cfg.pretrain, inputs["instances"], inputs["tokenize"] / "tokenizer", out, log_metrics)
 
 
-def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None) -> dict:
+def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
+            map_shards: ShardMap) -> dict:
     from tasks.evaluate import run_evaluation
 
     return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, log_metrics)
@@ -115,6 +122,7 @@ def run_stage(
     parent_run_id: str | None = None,
     tags: dict[str, str] | None = None,
     execute: StageWork | None = None,
+    map_shards: ShardMap = serial_map,
 ) -> StageResult:
     """Build one stage's artifact (or find it cached) and record the run."""
     stage = STAGES[name]
@@ -153,7 +161,8 @@ def run_stage(
     with run as run_id:
         if run_id:
             tracker.log_params(run_id, flatten(config_dump))
-        stats = (execute or stage.work)(cfg, input_paths, staging, tracker.metric_logger(run_id) if run_id else None)
+        metric_logger = tracker.metric_logger(run_id) if run_id else None
+        stats = (execute or stage.work)(cfg, input_paths, staging, metric_logger, map_shards)
         artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version)
         if run_id:
             tracker.log_metrics(run_id, stats)

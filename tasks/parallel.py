@@ -1,0 +1,59 @@
+"""Run one function over shards: in this process, or on all local cores.
+
+Sharded stages express their parallel work as `map_shards(fn, items)`: `fn` is a module-level function
+(so it pickles) taking one small picklable item (a shard spec) and returning its result; results come
+back in item order, so what a stage writes never depends on which worker finished first. The stage
+code does not know where it runs: the CLI passes `local_map`, flows can pass a map that submits the
+shards through Prefect's task runner (a Dask cluster).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ShardMap(Protocol):
+    """fn applied to every item, results in item order."""
+
+    def __call__(self, fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]: ...
+
+
+class ParallelConfig(BaseModel):
+    """Where sharded stage work runs; it never changes what a stage writes, so it is not part of any artifact id."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    workers: int = Field(default=0, ge=0)
+    """Local worker processes for sharded stages; 0 = one per CPU core, 1 = in this process."""
+    dask_address: str | None = None
+    """Dask scheduler address ('tcp://host:8786') or 'local' for a LocalCluster; unset = local processes."""
+
+
+def serial_map(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
+    """Every item in this process, in order."""
+    return [fn(item) for item in items]
+
+
+def local_map(workers: int = 0) -> ShardMap:
+    """A map over `workers` spawned processes (0 = one per core); one worker or one item runs in-process."""
+    workers = workers or os.cpu_count() or 1
+
+    def run(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
+        if workers <= 1 or len(items) <= 1:
+            return serial_map(fn, items)
+        # spawn, not fork: the parent may hold threads (Prefect's API server, torch pools) whose locks a
+        # forked child would inherit held
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
+            return list(pool.map(fn, items))
+
+    return run
