@@ -131,8 +131,12 @@ class ArtifactStore:
         inputs: dict[str, str],
         stats: dict[str, Any],
         version: str,
+        extra: dict[str, Any] | None = None,
     ) -> Artifact:
-        """Checksum the staging folder, write its manifest last, then rename it into place."""
+        """Checksum the staging folder, write its manifest last, then rename it into place.
+
+        extra: further manifest fields (a refreshed snapshot's parent, family and generation).
+        """
         staging = self.root / stage / f".staging-{id}"
         if not staging.is_dir():
             raise ArtifactError(f"nothing staged for {stage} {id} at {staging}")
@@ -151,6 +155,7 @@ class ArtifactStore:
             "stats": stats,
             "files": files,
             "code": code_version(),
+            **(extra or {}),
         }
         for leftover in staging.rglob("*.tmp"):  # half-written files of a killed attempt
             leftover.unlink()
@@ -187,6 +192,18 @@ class ArtifactStore:
                 if not child.name.startswith(".") and (child / MANIFEST).is_file():
                     found.append(self.get(folder.name, child.name))
         return sorted(found, key=lambda a: (a.manifest.get("created_at", ""), a.stage))
+
+    def family_head(self, stage: str, base_id: str) -> str:
+        """The newest refresh descending from base_id (base_id itself when it was never refreshed).
+
+        A refresh writes its manifest with family = the base id and generation = its parent's + 1, so the
+        newest is the highest generation, whatever the clocks said.
+        """
+        members = [a for a in self.list(stage) if a.manifest.get("family") == base_id]
+        if not members:
+            return base_id
+        head = max(members, key=lambda a: (a.manifest.get("generation", 0), a.manifest.get("created_at", "")))
+        return head.id
 
     def lineage(self, stage: str, id: str) -> list[Artifact]:
         """This artifact followed by every artifact it was built from, depth first."""

@@ -30,7 +30,7 @@ def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics
             map_shards: ShardMap) -> dict:
     from tasks.corpus import build_snapshot
 
-    return build_snapshot(cfg.corpus, out)
+    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"))
 
 
 def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
@@ -70,12 +70,14 @@ class Stage:
     inputs: tuple[str, ...]
     work: StageWork = field(repr=False)
     summary: str = ""
+    refreshable: bool = False  # a refresh builds a new artifact from the newest one of its family
 
 
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("corpus", "2", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot"),
+        Stage("corpus", "2", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot",
+              refreshable=True),
         Stage("tokenize", "1", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
         Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
@@ -90,12 +92,37 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
 
 
 def resolve_ids(cfg: PipelineConfig) -> dict[str, str]:
-    """Artifact id of every stage, derived along the config chain (upstream first)."""
+    """Artifact id of every stage, derived along the config chain (upstream first).
+
+    A refreshable stage (the corpus) resolves to the newest refresh of the snapshot its config names, so
+    after a refresh every later stage reads the refreshed snapshot (and gets a new id from it).
+    """
+    store = ArtifactStore(cfg.data_root)
     ids: dict[str, str] = {}
     for name, stage in STAGES.items():  # dict order is pipeline order
         inputs = {up: ids[up] for up in stage.inputs}
         ids[name] = artifact_id(name, stage_config(cfg, name), inputs, stage.version)
+        if stage.refreshable:
+            ids[name] = store.family_head(name, ids[name])
     return ids
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A refresh build: the new artifact's id, the parent it refreshes and its manifest fields."""
+
+    id: str
+    parent_id: str
+    manifest: dict[str, Any]
+
+
+def plan_refresh(store: ArtifactStore, stage: Stage, cfg: PipelineConfig, parent_id: str) -> Refresh:
+    """The refresh of `parent_id` (the family head): same config, the parent as its input."""
+    parent = store.get(stage.name, parent_id)
+    family = parent.manifest.get("family", parent_id)
+    own_id = artifact_id(stage.name, stage_config(cfg, stage.name), {stage.name: parent_id}, stage.version)
+    generation = parent.manifest.get("generation", 0) + 1
+    return Refresh(own_id, parent_id, {"family": family, "generation": generation, "parent": parent_id})
 
 
 class MissingInputError(RuntimeError):
@@ -123,9 +150,17 @@ def run_stage(
     tags: dict[str, str] | None = None,
     execute: StageWork | None = None,
     map_shards: ShardMap = serial_map,
+    refresh: bool = False,
 ) -> StageResult:
-    """Build one stage's artifact (or find it cached) and record the run."""
+    """Build one stage's artifact (or find it cached) and record the run.
+
+    refresh (corpus only): build a new snapshot from the newest one of this config's family (re-crawl
+    with conditional requests, dedup against it); with no snapshot yet, build the first one.
+    """
     stage = STAGES[name]
+    if refresh and not stage.refreshable:
+        refreshable = [s.name for s in STAGES.values() if s.refreshable]
+        raise ValueError(f"stage {name!r} cannot be refreshed; only {refreshable} can")
     store = ArtifactStore(cfg.data_root)
     ids = resolve_ids(cfg)
     own_id = ids[name]
@@ -138,6 +173,13 @@ def run_stage(
             f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
         )
     input_paths = {up: store.path(up, up_id) for up, up_id in inputs.items()}
+    manifest_extra: dict[str, Any] = {"family": own_id, "generation": 0} if stage.refreshable else {}
+    if refresh and store.exists(name, own_id):
+        plan = plan_refresh(store, stage, cfg, own_id)
+        own_id, inputs, manifest_extra = plan.id, {name: plan.parent_id}, plan.manifest
+        input_paths = {"parent": store.path(name, plan.parent_id)}
+        tags = {**(tags or {}), "refresh": "true", "parent_artifact_id": plan.parent_id}
+        log.info("%s: refreshing %s as %s", name, plan.parent_id, own_id)
     run_tags = {
         "stage": name,
         "artifact_id": own_id,
@@ -163,7 +205,8 @@ def run_stage(
             tracker.log_params(run_id, flatten(config_dump))
         metric_logger = tracker.metric_logger(run_id) if run_id else None
         stats = (execute or stage.work)(cfg, input_paths, staging, metric_logger, map_shards)
-        artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version)
+        artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version,
+                                extra=manifest_extra)
         if run_id:
             tracker.log_metrics(run_id, stats)
             _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)

@@ -1,0 +1,58 @@
+"""Refresh runs of the corpus stage: a new artifact per refresh, chained to its parent, followed downstream."""
+
+from pathlib import Path
+
+import pytest
+
+from tasks.artifacts import ArtifactStore
+from tasks.config import PipelineConfig
+from tasks.stages import resolve_ids, run_stage
+
+WORDS = "the quick brown fox jumps over the lazy dog while the river runs past old mills and green fields"
+
+
+def _config(tmp_path: Path) -> PipelineConfig:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name in ("a", "b"):
+        (docs / f"{name}.txt").write_text(f"{name} {WORDS} {name}.\n")
+    return PipelineConfig(
+        data_root=tmp_path / "data",
+        corpus={"local_files": [str(docs / "*.txt")], "min_words": 5, "language": {"enabled": False},
+                "quality": {f: {"enabled": False} for f in ("gopher_repetition", "gopher_quality", "c4", "fineweb")},
+                "near_dedup": {"enabled": False}},
+    )
+
+
+def test_refresh_chains_snapshots_and_later_stages_follow_the_newest(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    store = ArtifactStore(cfg.data_root)
+    first = run_stage("corpus", cfg, refresh=True)  # nothing to refresh yet: builds the first snapshot
+    assert not first.cache_hit
+    base = store.get("corpus", first.artifact_id)
+    assert (base.manifest["family"], base.manifest["generation"]) == (first.artifact_id, 0)
+
+    (tmp_path / "docs" / "c.txt").write_text(f"c {WORDS} c, and a new page.\n")
+    second = run_stage("corpus", cfg, refresh=True)
+    assert second.artifact_id != first.artifact_id
+    refreshed = store.get("corpus", second.artifact_id)
+    assert refreshed.manifest["parent"] == first.artifact_id
+    assert refreshed.manifest["family"] == first.artifact_id and refreshed.manifest["generation"] == 1
+    assert refreshed.inputs == {"corpus": first.artifact_id}  # lineage walks back to the parent
+    assert [a.id for a in store.lineage("corpus", second.artifact_id)] == [second.artifact_id, first.artifact_id]
+    assert second.stats["documents"] == 3
+
+    # a plain run of the same config is now a cache hit on the refresh, and tokenize reads it
+    ids = resolve_ids(cfg)
+    assert ids["corpus"] == second.artifact_id
+    assert run_stage("corpus", cfg).artifact_id == second.artifact_id
+    assert run_stage("corpus", cfg).cache_hit
+
+    third = run_stage("corpus", cfg, refresh=True)  # every refresh is a new generation
+    assert store.get("corpus", third.artifact_id).manifest["generation"] == 2
+    assert resolve_ids(cfg)["tokenize"] != ids["tokenize"]
+
+
+def test_only_the_corpus_refreshes(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"stage 'tokenize' cannot be refreshed; only \['corpus'\] can"):
+        run_stage("tokenize", _config(tmp_path), refresh=True)
