@@ -1,11 +1,16 @@
-"""Plain fine-tuning loop for sequence classification: AdamW, linear warmup/decay, per-batch padding."""
+"""Plain fine-tuning loop for sequence classification and regression: AdamW, linear warmup/decay, per-batch padding.
+
+A model with config.num_labels == 1 is a regressor (mean squared error on float labels, as GLUE's STS-B);
+otherwise a classifier (cross-entropy on class ids). Which metrics a task reports is the caller's business:
+`finetune` and `evaluate` take a `score(predictions, labels) -> {name: value}` function.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,16 +47,30 @@ class FinetuneSettings(BaseModel):
     """Where to train: auto picks cuda when available, else cpu."""
 
 
+Score = Callable[[np.ndarray, np.ndarray], dict[str, float]]  # (predictions, labels) -> metrics
+
+
 @dataclass(frozen=True)
 class LabelledExamples:
-    """Classification examples: unpadded token ids (with [CLS]/[SEP]) and integer labels."""
+    """Examples: unpadded token ids ([CLS] A [SEP] or [CLS] A [SEP] B [SEP]) and class ids or real values.
+
+    token_type_ids: per row 0 for [CLS] A [SEP] and 1 for B [SEP]; None means single sentences (all 0).
+    """
 
     input_ids: Sequence[Sequence[int]]
-    labels: Sequence[int]
+    labels: Sequence[int] | Sequence[float]
+    token_type_ids: Sequence[Sequence[int]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.input_ids) != len(self.labels):
             raise ValueError(f"{len(self.input_ids)} input_ids rows but {len(self.labels)} labels")
+        if self.token_type_ids is not None and len(self.token_type_ids) != len(self.input_ids):
+            raise ValueError(f"{len(self.input_ids)} input_ids rows but {len(self.token_type_ids)} token_type_ids rows")
+
+    def rows(self, index: Sequence[int]) -> tuple[list[Sequence[int]], list[Sequence[int]] | None]:
+        """The input_ids and token_type_ids rows at index."""
+        types = None if self.token_type_ids is None else [self.token_type_ids[i] for i in index]
+        return [self.input_ids[i] for i in index], types
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -64,36 +83,40 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def macro_f1(predictions: np.ndarray, labels: np.ndarray, num_labels: int) -> float:
-    """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
-    predictions = np.asarray(predictions, dtype=np.int64)
-    labels = np.asarray(labels, dtype=np.int64)
-    # confusion[i, j] = examples of true class i predicted as j
-    confusion = np.zeros((num_labels, num_labels), dtype=np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
-    true_positives = np.diag(confusion).astype(np.float64)
-    support = confusion.sum(axis=1)
-    predicted = confusion.sum(axis=0)
-    denominator = support + predicted  # 2*TP + FP + FN
-    present = denominator > 0
-    # a class absent from both labels and predictions says nothing about the model: leave it out
-    f1 = np.where(present, 2.0 * true_positives / np.maximum(denominator, 1), 0.0)
-    return float(f1[present].mean()) if present.any() else 0.0
-
-
-def _pad_batch(rows: Sequence[Sequence[int]], pad_token_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def _pad_batch(
+    rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None, pad_token_id: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """Right-pad a batch to its longest row; returns input_ids/attention_mask/token_type_ids (batch, seq_len)."""
     seq_len = max(len(row) for row in rows)
     input_ids = torch.full((len(rows), seq_len), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), seq_len), dtype=torch.long)
+    token_type_ids = torch.zeros((len(rows), seq_len), dtype=torch.long)
     for i, row in enumerate(rows):
         input_ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
         attention_mask[i, : len(row)] = 1
+        if types is not None:
+            token_type_ids[i, : len(row)] = torch.as_tensor(types[i], dtype=torch.long)
     return {
         "input_ids": input_ids.to(device),
         "attention_mask": attention_mask.to(device),
-        "token_type_ids": torch.zeros_like(input_ids).to(device),  # single segment
+        "token_type_ids": token_type_ids.to(device),
     }
+
+
+def is_regression(model: nn.Module) -> bool:
+    """One output: a regressor trained with mean squared error."""
+    return model.config.num_labels == 1
+
+
+def _loss(logits: torch.Tensor, labels: Sequence[int] | Sequence[float], regression: bool,
+          reduction: str = "mean") -> torch.Tensor:
+    """MSE on the single output for regression, cross-entropy otherwise; logits (batch, num_labels)."""
+    device = logits.device
+    if regression:
+        target = torch.as_tensor(labels, dtype=torch.float32, device=device)
+        return nn.functional.mse_loss(logits.float()[:, 0], target, reduction=reduction)
+    target = torch.as_tensor(labels, dtype=torch.long, device=device)
+    return nn.functional.cross_entropy(logits.float(), target, reduction=reduction)
 
 
 def _optimizer(model: nn.Module, settings: FinetuneSettings) -> torch.optim.AdamW:
@@ -118,33 +141,43 @@ def total_steps(num_examples: int, settings: FinetuneSettings) -> int:
 
 
 @torch.no_grad()
-def evaluate(
+def predict(
     model: nn.Module, examples: LabelledExamples, batch_size: int, device: torch.device | None = None
-) -> dict[str, float]:
-    """Accuracy, macro-F1 and mean cross-entropy of a sequence classifier on examples."""
+) -> tuple[np.ndarray, float]:
+    """(predictions, mean loss): class ids (argmax) for a classifier, the single output for a regressor."""
     device = device or next(model.parameters()).device
     pad_token_id = model.config.pad_token_id or 0
-    num_labels = model.config.num_labels
+    regression = is_regression(model)
     was_training = model.training
     model.eval()
     # sort by length so each batch pads little; predictions go back to their original index
     order = sorted(range(len(examples)), key=lambda i: len(examples.input_ids[i]))
-    predictions = np.empty(len(examples), dtype=np.int64)
+    predictions = np.empty(len(examples), dtype=np.float64 if regression else np.int64)
     loss_sum = 0.0
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
-        batch = _pad_batch([examples.input_ids[i] for i in index], pad_token_id, device)
-        labels = torch.as_tensor([examples.labels[i] for i in index], dtype=torch.long, device=device)
+        batch = _pad_batch(*examples.rows(index), pad_token_id, device)
         logits = model(**batch).logits  # (batch, num_labels)
-        loss_sum += nn.functional.cross_entropy(logits.float(), labels, reduction="sum").item()
-        predictions[index] = logits.argmax(dim=-1).cpu().numpy()
+        loss_sum += _loss(logits, [examples.labels[i] for i in index], regression, "sum").item()
+        predictions[index] = (logits.float()[:, 0] if regression else logits.argmax(dim=-1)).cpu().numpy()
     model.train(was_training)
-    labels = np.asarray(examples.labels, dtype=np.int64)
-    return {
-        "accuracy": float((predictions == labels).mean()) if len(labels) else 0.0,
-        "macro_f1": macro_f1(predictions, labels, num_labels),
-        "loss": loss_sum / max(len(labels), 1),
-    }
+    return predictions, loss_sum / max(len(examples), 1)
+
+
+def _accuracy(predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    return {"accuracy": float(np.mean(predictions == labels)) if len(labels) else 0.0}
+
+
+def evaluate(
+    model: nn.Module, examples: LabelledExamples, batch_size: int, device: torch.device | None = None,
+    score: Score | None = None,
+) -> dict[str, float]:
+    """Mean loss plus score(predictions, labels) (default: accuracy for a classifier, nothing for a regressor)."""
+    predictions, loss = predict(model, examples, batch_size, device)
+    labels = np.asarray(examples.labels, dtype=predictions.dtype)
+    if score is None:
+        score = (lambda p, y: {}) if is_regression(model) else _accuracy
+    return {**score(predictions, labels), "loss": loss}
 
 
 def finetune(
@@ -153,11 +186,12 @@ def finetune(
     eval_sets: Mapping[str, LabelledExamples],
     settings: FinetuneSettings,
     seed: int,
+    score: Score | None = None,
 ) -> dict[str, float]:
-    """Fine-tune a sequence classifier in place on train, then evaluate it on each named eval set.
+    """Fine-tune a sequence classifier or regressor in place on train, then evaluate it on each named eval set.
 
     Returns flat metrics: train_loss (mean over the last 10% of steps), steps, train_seconds and
-    `<name>_accuracy`, `<name>_macro_f1`, `<name>_loss` per eval set. Deterministic given the seed
+    `<name>_loss` plus `<name>_<metric>` for each metric of score per eval set. Deterministic given the seed
     (batch order and dropout); initialise the model under the same seed for a fully seeded run.
     """
     if len(train) == 0:
@@ -171,6 +205,7 @@ def finetune(
     optimizer = _optimizer(model, settings)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(settings.warmup_ratio * num_steps), num_steps)
     pad_token_id = model.config.pad_token_id or 0
+    regression = is_regression(model)
 
     def batches():
         while True:  # endless epochs; each a fresh permutation
@@ -182,10 +217,9 @@ def finetune(
     tail_from = num_steps - max(1, num_steps // 10)
     started = time.perf_counter()
     for step, index in zip(range(num_steps), batches()):
-        batch = _pad_batch([train.input_ids[i] for i in index], pad_token_id, device)
-        labels = torch.as_tensor([train.labels[i] for i in index], dtype=torch.long, device=device)
+        batch = _pad_batch(*train.rows(index), pad_token_id, device)
         logits = model(**batch).logits  # (batch, num_labels)
-        loss = nn.functional.cross_entropy(logits.float(), labels)
+        loss = _loss(logits, [train.labels[i] for i in index], regression)
         loss.backward()
         if settings.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
@@ -204,7 +238,7 @@ def finetune(
         "train_seconds": train_seconds,
     }
     for name, examples in eval_sets.items():
-        for key, value in evaluate(model, examples, settings.eval_batch_size, device).items():
+        for key, value in evaluate(model, examples, settings.eval_batch_size, device, score).items():
             metrics[f"{name}_{key}"] = value
     logger.info(
         "fine-tuned %d steps (lr %.1e, seed %d) in %.1fs: %s",
@@ -212,6 +246,6 @@ def finetune(
         settings.learning_rate,
         seed,
         train_seconds,
-        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.endswith(("accuracy", "macro_f1"))),
+        ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if not k.startswith("train")),
     )
     return metrics

@@ -1,128 +1,63 @@
-"""Evaluate stage: fine-tune the pretrained model and a from-scratch twin on a downstream task.
+"""Evaluate stage: does pretraining pay off? Fine-tune each pretrained model and a from-scratch twin per task.
 
-The default task is built from the corpus snapshot itself: each document's label is a regex group
-on its URL (for the Python docs, the site section: library, c-api, howto, tutorial, ...), documents
-are cut into `max_seq_length`-token chunks, and train/dev/test are split by document.
+For every task (the offline url-section task, GLUE, local files) and every model (the pipeline's
+pretrained model, any models to compare, and the same architecture at random), a small learning-rate
+grid runs on the first seed and the best on dev is kept per model, so neither side is handicapped by
+one shared rate; every seed then runs at that rate and the test metrics are reported as mean and std.
+Each fine-tuning run is saved to runs/ as it finishes, so an interrupted evaluation resumes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 import os
-import re
 import statistics
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from model.finetune import FinetuneSettings, LabelledExamples, finetune
+from model.finetune import FinetuneSettings, finetune
+from tasks.downstream import FileTask, GlueTask, build_file_task, build_glue_task
+from tasks.evaluate_report import plot_results, render_results
+from tasks.intrinsic import IntrinsicConfig, intrinsic_evaluation
+from tasks.metrics import score
+from tasks.task_data import TaskData
+from tasks.url_task import UrlSectionTask, build_url_task
 
 logger = logging.getLogger(__name__)
 
-INITS = ("pretrained", "scratch")
-"""The two initialisations compared: the model dir's weights, and the same architecture at random."""
-SPLITS = ("train", "dev", "test")
-DATA_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
-class DownstreamTaskConfig(BaseModel):
-    """Where the labelled examples come from and how documents become examples and splits."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    task_name: str = Field(default="url-section", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    """Name of the task in the results table."""
-    data_files: list[Path] | None = None
-    """Labelled jsonl/csv/parquet files (one document per row); None derives labels from the snapshot URLs."""
-    text_column: str = Field(default="text", min_length=1)
-    """Column of data_files holding the document text."""
-    label_column: str = Field(default="label", min_length=1)
-    """Column of data_files holding the label (any type; compared as text)."""
-    label_from_url: str = r"^[a-z]+://[^/]+/([^/]+)/"
-    """Regex searched in each snapshot URL; group 1 is the label (default: the first path segment)."""
-    min_documents_per_class: int = Field(default=10, ge=3)
-    """Classes with fewer usable documents are dropped (3 is the least that fills train, dev and test)."""
-    max_classes: int = Field(default=8, ge=2)
-    """Keep at most this many classes, the ones with the most documents."""
-    max_examples_per_class: int = Field(default=400, ge=3)
-    """Cap on the chunks of one class over all splits, taken round-robin across its documents."""
-    chunks_per_document: int = Field(default=4, ge=1)
-    """At most this many chunks per document, spread evenly through it."""
-    min_chunk_tokens: int = Field(default=16, ge=1)
-    """A document's trailing partial chunk is kept only if it has at least this many tokens."""
-    dev_fraction: float = Field(default=0.15, gt=0.0, lt=0.5)
-    """Fraction of each class's documents in the dev split (learning-rate selection)."""
-    test_fraction: float = Field(default=0.2, gt=0.0, lt=0.5)
-    """Fraction of each class's documents in the test split (reported metrics)."""
-
-    @field_validator("data_files")
-    @classmethod
-    def _data_files_exist(cls, files: list[Path] | None) -> list[Path] | None:
-        if files is None:
-            return None
-        if not files:
-            raise ValueError("data_files is empty: give at least one file, or None to derive labels from the snapshot")
-        problems = [f"{f} does not exist" for f in files if not f.is_file()]
-        problems += [
-            f"{f} has suffix {f.suffix!r}; valid: {', '.join(DATA_FILE_SUFFIXES)}"
-            for f in files
-            if f.suffix.lower() not in DATA_FILE_SUFFIXES
-        ]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return files
-
-    @field_validator("label_from_url")
-    @classmethod
-    def _regex_has_group(cls, pattern: str) -> str:
-        try:
-            compiled = re.compile(pattern)
-        except re.error as error:
-            raise ValueError(f"label_from_url {pattern!r} is not a valid regex: {error}") from None
-        if compiled.groups < 1:
-            raise ValueError(f"label_from_url {pattern!r} has no capture group; wrap the label part in (...)")
-        return pattern
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DownstreamTaskConfig:
-        if self.max_examples_per_class < self.min_documents_per_class:
-            raise ValueError(
-                f"max_examples_per_class={self.max_examples_per_class} is below min_documents_per_class="
-                f"{self.min_documents_per_class}; it must be at least that so every kept document gives a chunk"
-            )
-        return self
+SCRATCH = "scratch"  # the baseline: the pipeline model's architecture, randomly initialised
+PRETRAINED = "pretrained"  # the pipeline's own pretrained model
+TaskConfig = Annotated[UrlSectionTask | GlueTask | FileTask, Field(discriminator="type")]
 
 
 class EvaluateConfig(BaseModel):
-    """Evaluate stage: downstream task, learning-rate grid, seeds and fine-tuning schedule."""
+    """Evaluate stage: downstream tasks, models compared, learning-rate grid, seeds and fine-tuning schedule."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    task: DownstreamTaskConfig = Field(default_factory=DownstreamTaskConfig)
-    """The downstream classification task."""
+    tasks: list[TaskConfig] = Field(default_factory=lambda: [UrlSectionTask()], min_length=1)
+    """Downstream tasks: {type: url-section} (offline, from the snapshot), {type: glue, task: rte}, {type: files, ...}."""
+    compare_models: list[Path] = Field(default=[])
+    """Further pretrained model folders (Hugging Face format, e.g. data/pretrain/<id>/model) to fine-tune too."""
     max_seq_length: int = Field(default=128, ge=8, le=8192)
     """Tokens per example including [CLS] and [SEP]; must not exceed the model's position embeddings."""
     learning_rates: list[float] = Field(default=[1e-4, 3e-4, 1e-3], min_length=1)
-    """Grid searched on the dev split (first seed), separately for each initialisation."""
+    """Grid searched on the dev split (first seed), separately for each model and task."""
     seeds: list[int] = Field(default=[0, 1], min_length=1)
     """Fine-tuning seeds run at the chosen learning rate; the first also runs the grid search."""
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     """Schedule of each fine-tuning run (its learning_rate comes from learning_rates)."""
+    intrinsic: IntrinsicConfig = Field(default_factory=IntrinsicConfig)
+    """Held-out MLM accuracy, perplexity and fill-mask examples of each pretrained model."""
 
     @field_validator("learning_rates")
     @classmethod
@@ -144,201 +79,59 @@ class EvaluateConfig(BaseModel):
             raise ValueError(f"seeds {seeds} has duplicates")
         return seeds
 
+    @field_validator("compare_models")
+    @classmethod
+    def _model_folders(cls, folders: list[Path]) -> list[Path]:
+        bad = [str(f) for f in folders if not (Path(f) / "config.json").is_file()]
+        if bad:
+            raise ValueError(f"compare_models {bad} hold no config.json; give Hugging Face model folders "
+                             f"such as data/pretrain/<id>/model")
+        return folders
+
     @model_validator(mode="after")
-    def _learning_rate_from_grid(self) -> EvaluateConfig:
-        if "learning_rate" in self.finetune.model_fields_set:
-            raise ValueError(
-                f"finetune.learning_rate={self.finetune.learning_rate} is not used here: "
-                "the evaluate stage picks it from learning_rates; set learning_rates instead"
-            )
+    def _consistent(self) -> EvaluateConfig:
+        problems = []
+        # a full model_dump() round trip (a deployment's parameters) carries the default: only another value is wrong
+        default_rate = FinetuneSettings.model_fields["learning_rate"].default
+        if "learning_rate" in self.finetune.model_fields_set and self.finetune.learning_rate != default_rate:
+            problems.append(f"finetune.learning_rate={self.finetune.learning_rate} is not used here: the evaluate "
+                            "stage picks it from learning_rates; set learning_rates instead")
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            problems.append(f"task names {names} repeat; give each task a distinct name")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
-@dataclass(frozen=True)
-class Document:
-    """One labelled document."""
-
-    doc_id: str
-    text: str
-    label: str
-
-
-@dataclass(frozen=True)
-class TaskDataset:
-    """The examples of a downstream task, split by document."""
-
-    class_names: list[str]
-    splits: dict[str, LabelledExamples]
-    split_doc_ids: dict[str, list[str]]
-    class_documents: dict[str, int]  # usable documents per class before the example cap
-    class_examples: dict[str, dict[str, int]]  # split -> class -> examples
-    dropped: dict[str, int]  # reason -> documents
+def model_names(model_dir: Path, compare_models: list[Path]) -> dict[str, Path]:
+    """Name -> folder of every pretrained model: 'pretrained' for the pipeline's, the artifact id for others."""
+    models = {PRETRAINED: Path(model_dir)}
+    for folder in compare_models:
+        folder = Path(folder).resolve()
+        name = folder.parent.name if folder.name == "model" else folder.name  # data/pretrain/<id>/model -> <id>
+        while name in models:
+            name += "'"
+        models[name] = folder
+    return models
 
 
-def _doc_hash(doc_id: str) -> str:
-    """Stable order of documents for capping and splitting, independent of file order."""
-    return hashlib.sha256(doc_id.encode("utf-8")).hexdigest()
+def build_task(task: TaskConfig, tokenizer: Any, max_seq_length: int, snapshot_dir: Path) -> TaskData:
+    """Read, check and encode one task with one tokenizer."""
+    if isinstance(task, UrlSectionTask):
+        return build_url_task(task, tokenizer, max_seq_length, snapshot_dir)
+    if isinstance(task, GlueTask):
+        return build_glue_task(task, tokenizer, max_seq_length)
+    return build_file_task(task, tokenizer, max_seq_length)
 
 
-def load_documents(task: DownstreamTaskConfig, snapshot_dir: Path) -> tuple[list[Document], dict[str, int]]:
-    """Labelled documents from data_files, or from the snapshot with labels taken from the URL regex."""
-    dropped: Counter[str] = Counter()
-    documents: dict[str, Document] = {}
-    if task.data_files is not None:
-        for path in task.data_files:
-            table = _read_table(path)
-            missing = [c for c in (task.text_column, task.label_column) if c not in table.column_names]
-            if missing:
-                raise ValueError(f"{path} lacks column(s) {missing}; it has {table.column_names}")
-            for text, label in zip(table[task.text_column].to_pylist(), table[task.label_column].to_pylist()):
-                if not text or label is None:
-                    dropped["missing_text_or_label"] += 1
-                    continue
-                doc_id = hashlib.sha256(text.encode("utf-8")).hexdigest()
-                _add_unique(documents, Document(doc_id, text, str(label)), dropped)
-        return list(documents.values()), dict(dropped)
-
-    shards = sorted(snapshot_dir.glob("documents-*.parquet"))
-    if not shards:
-        raise FileNotFoundError(f"no documents-*.parquet in snapshot dir {snapshot_dir}")
-    pattern = re.compile(task.label_from_url)
-    for shard in shards:
-        table = pq.read_table(shard, columns=["id", "url", "text"])
-        for doc_id, url, text in zip(*(table[c].to_pylist() for c in ("id", "url", "text"))):
-            match = pattern.search(url or "")
-            if match is None or not match.group(1):
-                dropped["url_without_label"] += 1
-                continue
-            if not text:
-                dropped["empty_text"] += 1
-                continue
-            _add_unique(documents, Document(doc_id, text, match.group(1)), dropped)
-    return list(documents.values()), dict(dropped)
-
-
-def _add_unique(documents: dict[str, Document], document: Document, dropped: Counter[str]) -> None:
-    if document.doc_id in documents:
-        dropped["duplicate_document"] += 1
-    else:
-        documents[document.doc_id] = document
-
-
-def _read_table(path: Path) -> pa.Table:
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        return pq.read_table(path)
-    if suffix == ".csv":
-        return pa_csv.read_csv(path)
-    return pa_json.read_json(path)  # .jsonl / .json: one JSON object per line
-
-
-def chunk_token_ids(token_ids: list[int], window: int, max_chunks: int, min_chunk_tokens: int) -> list[list[int]]:
-    """Up to max_chunks non-overlapping windows of the document, spread evenly from start to end."""
-    starts = list(range(0, len(token_ids), window))
-    if starts and len(token_ids) - starts[-1] < min(min_chunk_tokens, window):
-        starts.pop()  # a short tail carries too little text to classify
-    if len(starts) > max_chunks:
-        picks = np.linspace(0, len(starts) - 1, max_chunks).round().astype(int)
-        starts = [starts[i] for i in picks]
-    return [token_ids[s : s + window] for s in starts]
-
-
-def _split_sizes(n: int, dev_fraction: float, test_fraction: float) -> tuple[int, int]:
-    """(dev, test) document counts for a class of n >= 3 documents, each >= 1, leaving >= 1 for train."""
-    n_dev = max(1, round(n * dev_fraction))
-    n_test = max(1, round(n * test_fraction))
-    while n_dev + n_test > n - 1:
-        if n_test >= n_dev and n_test > 1:
-            n_test -= 1
-        else:
-            n_dev -= 1
-    return n_dev, n_test
-
-
-def build_task_dataset(
-    task: DownstreamTaskConfig, tokenizer: PreTrainedTokenizerBase, max_seq_length: int, snapshot_dir: Path
-) -> TaskDataset:
-    """Label, chunk, cap and split (by document, stratified by class) the task's examples."""
-    documents, dropped = load_documents(task, snapshot_dir)
-    by_class: dict[str, list[Document]] = {}
-    for document in documents:
-        by_class.setdefault(document.label, []).append(document)
-    candidates = {label: docs for label, docs in by_class.items() if len(docs) >= task.min_documents_per_class}
-
-    # tokenize only documents of classes that can still qualify
-    window = max_seq_length - 2  # room for [CLS] and [SEP]
-    chunks: dict[str, list[list[int]]] = {}
-    texts = [d for docs in candidates.values() for d in docs]
-    if texts:
-        encoded = tokenizer([d.text for d in texts], add_special_tokens=False, verbose=False)["input_ids"]
-        for document, token_ids in zip(texts, encoded):
-            doc_chunks = chunk_token_ids(token_ids, window, task.chunks_per_document, task.min_chunk_tokens)
-            if doc_chunks:
-                chunks[document.doc_id] = doc_chunks
-    usable = {
-        label: sorted((d for d in docs if d.doc_id in chunks), key=lambda d: _doc_hash(d.doc_id))
-        for label, docs in candidates.items()
-    }
-    ranked = sorted(
-        (label for label, docs in usable.items() if len(docs) >= task.min_documents_per_class),
-        key=lambda label: (-len(usable[label]), label),
-    )
-    class_names = sorted(ranked[: task.max_classes])
-    if len(class_names) < 2:
-        counts = dict(Counter(d.label for d in documents).most_common(20))
-        raise ValueError(
-            f"task {task.task_name!r} needs at least 2 classes with >= {task.min_documents_per_class} usable "
-            f"documents; documents per label found: {counts}"
-        )
-    dropped["class_not_kept"] = sum(len(docs) for label, docs in by_class.items() if label not in class_names)
-    dropped["too_short"] = sum(len(by_class[label]) - len(usable[label]) for label in class_names)
-
-    rows: dict[str, tuple[list[list[int]], list[int]]] = {split: ([], []) for split in SPLITS}
-    split_doc_ids: dict[str, list[str]] = {split: [] for split in SPLITS}
-    class_examples = {split: dict.fromkeys(class_names, 0) for split in SPLITS}
-    cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-    for label_id, label in enumerate(class_names):
-        docs = usable[label]  # in split order
-        # round-robin over documents (first chunk of each, then second, ...) so the cap keeps many documents;
-        # the round order is a second hash, or the documents that get extra chunks would all land in test
-        round_robin = sorted(docs, key=lambda d: _doc_hash("cap:" + d.doc_id))
-        taken: dict[str, list[list[int]]] = {}
-        budget = task.max_examples_per_class
-        for round_index in range(task.chunks_per_document):
-            for document in round_robin:
-                if budget and round_index < len(chunks[document.doc_id]):
-                    taken.setdefault(document.doc_id, []).append(chunks[document.doc_id][round_index])
-                    budget -= 1
-        kept = [d for d in docs if d.doc_id in taken]  # still in hash order
-        n_dev, n_test = _split_sizes(len(kept), task.dev_fraction, task.test_fraction)
-        assignment = ["test"] * n_test + ["dev"] * n_dev + ["train"] * (len(kept) - n_dev - n_test)
-        for document, split in zip(kept, assignment):
-            split_doc_ids[split].append(document.doc_id)
-            for chunk in taken[document.doc_id]:
-                rows[split][0].append([cls_id, *chunk, sep_id])
-                rows[split][1].append(label_id)
-                class_examples[split][label] += 1
-
-    return TaskDataset(
-        class_names=class_names,
-        splits={split: LabelledExamples(*rows[split]) for split in SPLITS},
-        split_doc_ids=split_doc_ids,
-        class_documents={label: len(usable[label]) for label in class_names},
-        class_examples=class_examples,
-        dropped=dropped,
-    )
-
-
-def build_classifier(init: str, model_dir: Path, num_labels: int, seed: int) -> torch.nn.Module:
-    """A sequence classifier from model_dir's weights ('pretrained') or its config at random ('scratch')."""
-    torch.manual_seed(seed)  # the new classifier head (and, for scratch, every weight) is drawn from here
-    if init == "pretrained":
+def build_classifier(init_from: Path | None, config_dir: Path, num_labels: int, seed: int) -> torch.nn.Module:
+    """A sequence classifier/regressor from init_from's weights, or (None) config_dir's architecture at random."""
+    torch.manual_seed(seed)  # the new head (and, from scratch, every weight) is drawn from here
+    if init_from is not None:
         # the pretraining heads (MLM, NSP) are dropped; the encoder and pooler are loaded
-        return AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=num_labels)
-    if init == "scratch":
-        config = AutoConfig.from_pretrained(model_dir, num_labels=num_labels)
-        return AutoModelForSequenceClassification.from_config(config)
-    raise ValueError(f"init {init!r} unknown; valid: {INITS}")
+        return AutoModelForSequenceClassification.from_pretrained(init_from, num_labels=num_labels)
+    return AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(config_dir, num_labels=num_labels))
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -347,14 +140,15 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _check_inputs(cfg: EvaluateConfig, model_dir: Path) -> None:
+def _check_models(cfg: EvaluateConfig, models: dict[str, Path]) -> None:
     problems = []
-    if not (model_dir / "config.json").is_file():
-        problems.append(f"model_dir {model_dir} has no config.json (expected a Hugging Face model folder)")
-    else:
-        max_positions = AutoConfig.from_pretrained(model_dir).max_position_embeddings
+    for name, folder in models.items():
+        if not (folder / "config.json").is_file():
+            problems.append(f"model {name} at {folder} has no config.json (expected a Hugging Face model folder)")
+            continue
+        max_positions = AutoConfig.from_pretrained(folder).max_position_embeddings
         if cfg.max_seq_length > max_positions:
-            problems.append(f"max_seq_length={cfg.max_seq_length} exceeds the model's {max_positions} positions")
+            problems.append(f"max_seq_length={cfg.max_seq_length} exceeds model {name}'s {max_positions} positions")
     if problems:
         raise ValueError("; ".join(problems))
 
@@ -364,145 +158,141 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+@dataclass
+class _Runner:
+    """Runs (or reuses from runs/) the fine-tuning runs of one evaluation."""
+
+    cfg: EvaluateConfig
+    runs_dir: Path
+    log_metrics: Callable[[dict[str, float], int], None] | None
+    index: int = 0
+
+    def run(self, data: TaskData, model: str, init_from: Path | None, config_dir: Path, learning_rate: float,
+            seed: int) -> dict[str, Any]:
+        path = self.runs_dir / f"{data.name}-{model}-lr{learning_rate:g}-seed{seed}.json"
+        if path.is_file():
+            record = json.loads(path.read_text(encoding="utf-8"))
+            logger.info("reusing finished run %s", path.name)
+        else:
+            classifier = build_classifier(init_from, config_dir, data.num_labels, seed)
+            settings = self.cfg.finetune.model_copy(update={"learning_rate": learning_rate})
+            eval_sets = {"dev": data.splits["dev"], "test": data.splits["test"]}
+            metrics = finetune(classifier, data.splits["train"], eval_sets, settings, seed,
+                               score=lambda p, y: score(data.metrics, p, y))
+            record = {"task": data.name, "model": model, "learning_rate": learning_rate, "seed": seed, **metrics}
+            _write_atomic(path, json.dumps(record, indent=1))
+        if self.log_metrics is not None:
+            headline = f"dev_{data.metrics[0]}"
+            self.log_metrics({f"{data.name}_{model}_{headline}": float(record[headline])}, self.index)
+        self.index += 1
+        return record
+
+    def mark(self, record: dict[str, Any], **fields: Any) -> dict[str, Any]:
+        """Add phase/chosen to a run's saved record (its MLflow child run shows them)."""
+        record.update(fields)
+        path = self.runs_dir / f"{record['task']}-{record['model']}-lr{record['learning_rate']:g}-seed{record['seed']}.json"
+        _write_atomic(path, json.dumps(record, indent=1))
+        return record
+
+
+def evaluate_model_on_task(runner: _Runner, data: TaskData, model: str, init_from: Path | None,
+                           config_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Grid on the first seed, best on dev, then every seed: (summary row, run records)."""
+    cfg = runner.cfg
+    headline = f"dev_{data.metrics[0]}"
+    search = [runner.run(data, model, init_from, config_dir, lr, cfg.seeds[0]) for lr in cfg.learning_rates]
+    best = max(search, key=lambda r: r[headline])  # ties: first in the grid
+    for record in search:
+        runner.mark(record, phase="lr_search", chosen=record is best)
+    final = [best] + [runner.mark(runner.run(data, model, init_from, config_dir, best["learning_rate"], s),
+                                  phase="seed", chosen=True) for s in cfg.seeds[1:]]
+    row: dict[str, Any] = {"learning_rate": best["learning_rate"], "dev": best[headline], "seeds": len(final)}
+    for metric in data.metrics:
+        row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([r[f"test_{metric}"] for r in final])
+    return row, search + final[1:]
+
+
 def run_evaluation(
     cfg: EvaluateConfig,
     model_dir: Path,
     snapshot_dir: Path,
     out_dir: Path,
     log_metrics: Callable[[dict[str, float], int], None] | None = None,
+    instances_dir: Path | None = None,
 ) -> dict[str, int | float]:
-    """Fine-tune pretrained vs scratch (lr chosen on dev, then every seed); write results.json/.md."""
+    """Every task x (pretrained models + scratch); write results.json/.md/.png and runs/*.json."""
     started = time.perf_counter()
     model_dir, snapshot_dir, out_dir = Path(model_dir), Path(snapshot_dir), Path(out_dir)
-    _check_inputs(cfg, model_dir)
+    models = model_names(model_dir, cfg.compare_models)
+    _check_models(cfg, models)
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    dataset = build_task_dataset(cfg.task, tokenizer, cfg.max_seq_length, snapshot_dir)
-    _write_atomic(out_dir / "splits.json", json.dumps(dataset.split_doc_ids, indent=1))
-    logger.info(
-        "task %s: %d classes %s; examples train/dev/test %s",
-        cfg.task.task_name,
-        len(dataset.class_names),
-        dataset.class_names,
-        [len(dataset.splits[s]) for s in SPLITS],
-    )
+    # every task is read, checked and encoded (with each model's tokenizer) before any training
+    tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in models.items()}
+    tokenizers[SCRATCH] = tokenizers[PRETRAINED]
+    data = {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir)
+            for task in cfg.tasks for name, tokenizer in tokenizers.items()}
 
-    run_index = 0
-
-    def run(init: str, learning_rate: float, seed: int, phase: str) -> dict[str, Any]:
-        """One fine-tuning run, reused from runs/ if an earlier attempt finished it."""
-        nonlocal run_index
-        path = runs_dir / f"{init}-lr{learning_rate:g}-seed{seed}.json"
-        if path.is_file():
-            record = json.loads(path.read_text(encoding="utf-8"))
-            logger.info("reusing finished run %s", path.name)
-        else:
-            model = build_classifier(init, model_dir, len(dataset.class_names), seed)
-            settings = cfg.finetune.model_copy(update={"learning_rate": learning_rate})
-            eval_sets = {"dev": dataset.splits["dev"], "test": dataset.splits["test"]}
-            metrics = finetune(model, dataset.splits["train"], eval_sets, settings, seed)
-            record = {"init": init, "learning_rate": learning_rate, "seed": seed, **metrics}
-            _write_atomic(path, json.dumps(record, indent=1))
-        record = {**record, "phase": phase}
-        if log_metrics is not None:
-            logged = {"learning_rate": learning_rate, "seed": float(seed)}
-            logged |= {k: v for k, v in record.items() if k.startswith(("dev_", "test_", "train_"))}
-            log_metrics({f"{init}_{k}": float(v) for k, v in logged.items()}, run_index)
-        run_index += 1
-        return record
-
+    runner = _Runner(cfg, runs_dir, log_metrics)
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
     runs: list[dict[str, Any]] = []
-    chosen: dict[str, float] = {}
-    summary: dict[str, dict[str, float]] = {}
-    for init in INITS:
-        search = [run(init, lr, cfg.seeds[0], "lr_search") for lr in cfg.learning_rates]
-        best = max(search, key=lambda r: (r["dev_accuracy"], r["dev_macro_f1"]))  # ties: first in grid
-        chosen[init] = best["learning_rate"]
-        for record in search:
-            record["chosen"] = record is best
-        final = [{**best, "phase": "seed"}] + [run(init, chosen[init], s, "seed") for s in cfg.seeds[1:]]
-        runs += search + final[1:]
-        acc_mean, acc_std = _mean_std([r["test_accuracy"] for r in final])
-        f1_mean, f1_std = _mean_std([r["test_macro_f1"] for r in final])
-        summary[init] = {
-            "test_accuracy_mean": acc_mean,
-            "test_accuracy_std": acc_std,
-            "test_macro_f1_mean": f1_mean,
-            "test_macro_f1_std": f1_std,
-            "dev_accuracy": best["dev_accuracy"],
-            "seeds": len(final),
-        }
-
+    for task in cfg.tasks:
+        summary[task.name] = {}
+        for name in [*models, SCRATCH]:
+            init_from = None if name == SCRATCH else models[name]
+            row, records = evaluate_model_on_task(runner, data[task.name, name], name, init_from, model_dir)
+            summary[task.name][name] = row
+            runs += records
+    tasks_info = {}
+    for task in cfg.tasks:
+        task_data = data[task.name, PRETRAINED]
+        tasks_info[task.name] = {"kind": task_data.kind, "metrics": list(task_data.metrics),
+                                 "labels": task_data.label_names, "majority_rate": task_data.majority_rate(),
+                                 **task_data.info}
+    intrinsic = {name: intrinsic_evaluation(folder, instances_dir, cfg.intrinsic) for name, folder in models.items()}
     results = {
-        "task": cfg.task.task_name,
-        "source": "data_files" if cfg.task.data_files is not None else "snapshot_urls",
-        "model_dir": str(model_dir),
-        "classes": dataset.class_names,
-        "class_documents": dataset.class_documents,
-        "class_examples": dataset.class_examples,
-        "split_documents": {s: len(ids) for s, ids in dataset.split_doc_ids.items()},
-        "split_examples": {s: len(dataset.splits[s]) for s in SPLITS},
-        "dropped_documents": dataset.dropped,
-        "learning_rates": cfg.learning_rates,
-        "seeds": cfg.seeds,
-        "chosen_learning_rate": chosen,
+        "models": {name: str(folder) for name, folder in models.items()},
+        "tasks": tasks_info,
         "summary": summary,
-        "gain": {
-            "accuracy": summary["pretrained"]["test_accuracy_mean"] - summary["scratch"]["test_accuracy_mean"],
-            "macro_f1": summary["pretrained"]["test_macro_f1_mean"] - summary["scratch"]["test_macro_f1_mean"],
-        },
+        "gain": {task: {name: {m: row[f"{m}_mean"] - summary[task][SCRATCH][f"{m}_mean"]
+                               for m in tasks_info[task]["metrics"]}
+                        for name, row in rows.items() if name != SCRATCH}
+                 for task, rows in summary.items()},
+        "intrinsic": intrinsic,
         "runs": runs,
         "config": cfg.model_dump(mode="json"),
     }
-    _write_atomic(out_dir / "results.json", json.dumps(results, indent=1))
-    _write_atomic(out_dir / "results.md", render_results_table(results))
+    _write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_number))
+    _write_atomic(out_dir / "results.md", render_results(results))
+    plot_results(results, out_dir / "results.png")
+    if data and (split_ids := data[cfg.tasks[0].name, PRETRAINED].split_ids):
+        _write_atomic(out_dir / "splits.json", json.dumps(split_ids, indent=1))
+    return _stats(results, runner.index, time.perf_counter() - started)
 
-    stats: dict[str, int | float] = {
-        "classes": len(dataset.class_names),
-        **{f"{s}_examples": len(dataset.splits[s]) for s in SPLITS},
-        **{f"{s}_documents": len(ids) for s, ids in dataset.split_doc_ids.items()},
-        "runs": run_index,
-        "gain_accuracy": results["gain"]["accuracy"],
-        "gain_macro_f1": results["gain"]["macro_f1"],
-        "seconds": time.perf_counter() - started,
-    }
-    for init in INITS:
-        stats[f"{init}_learning_rate"] = chosen[init]
-        stats[f"{init}_test_accuracy"] = summary[init]["test_accuracy_mean"]
-        stats[f"{init}_test_accuracy_std"] = summary[init]["test_accuracy_std"]
-        stats[f"{init}_test_macro_f1"] = summary[init]["test_macro_f1_mean"]
-        stats[f"{init}_test_macro_f1_std"] = summary[init]["test_macro_f1_std"]
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _stats(results: dict[str, Any], runs: int, seconds: float) -> dict[str, int | float]:
+    """Flat, stable metric names for MLflow: <task>_<model>_test_<metric>[_std], <task>_<model>_gain_<metric>."""
+    stats: dict[str, int | float] = {"runs": runs, "seconds": seconds}
+    for task, rows in results["summary"].items():
+        metrics = results["tasks"][task]["metrics"]
+        stats[f"{task}_train_examples"] = results["tasks"][task]["split_examples"]["train"]
+        for model, row in rows.items():
+            stats[f"{task}_{model}_learning_rate"] = row["learning_rate"]
+            for metric in metrics:
+                stats[f"{task}_{model}_test_{metric}"] = row[f"{metric}_mean"]
+                stats[f"{task}_{model}_test_{metric}_std"] = row[f"{metric}_std"]
+        for model, gains in results["gain"][task].items():
+            for metric, gain in gains.items():
+                stats[f"{task}_{model}_gain_{metric}"] = gain
+    for model, values in results["intrinsic"].items():
+        for key in ("mlm_accuracy", "perplexity", "nsp_accuracy"):
+            if isinstance(values.get(key), float):
+                stats[f"{model}_{key}"] = values[key]
     return stats
-
-
-def render_results_table(results: dict[str, Any]) -> str:
-    """Markdown table of a results.json dict (one row per initialisation) plus the pretraining gain."""
-    lines = [
-        "| task | init | chosen lr | test accuracy (mean ± std) | macro-F1 (mean ± std) | seeds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for init, row in results["summary"].items():
-        lines.append(
-            f"| {results['task']} | {init} | {results['chosen_learning_rate'][init]:g} "
-            f"| {row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f} "
-            f"| {row['test_macro_f1_mean']:.4f} ± {row['test_macro_f1_std']:.4f} | {int(row['seeds'])} |"
-        )
-    gain = results["gain"]
-    sizes = results["split_examples"]
-    lines += [
-        "",
-        f"Pretraining gain (pretrained − scratch, test mean): {100 * gain['accuracy']:+.2f} accuracy points, "
-        f"{100 * gain['macro_f1']:+.2f} macro-F1 points.",
-        f"{len(results['classes'])} classes ({', '.join(results['classes'])}); examples train/dev/test "
-        f"{sizes['train']}/{sizes['dev']}/{sizes['test']}; chance accuracy ≤ "
-        f"{_majority_rate(results):.4f} (majority class of test).",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def _majority_rate(results: dict[str, Any]) -> float:
-    test = results["class_examples"]["test"]
-    total = sum(test.values())
-    return max(test.values()) / total if total else math.nan

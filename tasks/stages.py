@@ -8,6 +8,7 @@ in `execute` wrapped as a Prefect task; tests and the CLI call it plain.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -58,7 +59,8 @@ def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metri
             map_shards: ShardMap) -> dict:
     from tasks.evaluate import run_evaluation
 
-    return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, log_metrics)
+    return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, log_metrics,
+                          instances_dir=inputs["instances"])
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,8 @@ STAGES: dict[str, Stage] = {
         Stage("tokenize", "1", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
         Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
-        Stage("evaluate", "1", ("pretrain", "corpus"), _evaluate, "fine-tune pretrained vs scratch -> table"),
+        Stage("evaluate", "2", ("pretrain", "corpus", "instances"), _evaluate,
+              "fine-tune pretrained vs scratch per task -> table"),
     )
 }
 
@@ -235,9 +238,24 @@ def _log_reports(tracker: Tracker, run_id: str, artifact: Artifact, registered_m
     for path in sorted(artifact.path.iterdir()):
         if path.is_file() and path.suffix in _REPORT_SUFFIXES and path.stat().st_size <= _REPORT_MAX_BYTES:
             tracker.log_artifact(run_id, path)
+    _log_child_runs(tracker, run_id, artifact.path / "runs")
     model_dir = artifact.path / "model"  # the Hugging Face export of the pretrain stage
     if model_dir.is_dir():
         tracker.log_artifact(run_id, model_dir, "model")
         if registered_model:
             version = tracker.register_model(run_id, "model", registered_model)
             tracker.set_tags(run_id, {"registered_model": f"{registered_model}/{version}"})
+
+
+def _log_child_runs(tracker: Tracker, run_id: str, runs_dir: Path) -> None:
+    """One nested run per runs/*.json record (the evaluate stage's fine-tuning runs): text and the
+    learning rate/seed as params, every other number as a metric."""
+    if not runs_dir.is_dir():
+        return
+    for path in sorted(runs_dir.glob("*.json")):
+        record = json.loads(path.read_text())
+        params = {k: v for k, v in record.items() if not isinstance(v, (int, float)) or k in ("learning_rate", "seed")}
+        metrics = {k: float(v) for k, v in record.items() if k not in params and isinstance(v, (int, float))}
+        with tracker.run(path.stem, run_id, {"stage_child": "true"}) as child:
+            tracker.log_params(child, params)
+            tracker.log_metrics(child, metrics)
