@@ -1,10 +1,40 @@
-"""A polite breadth-first crawler: scope, robots.txt, per-host delays, retries, a WARC raw store.
+"""A polite concurrent crawler: scope, robots.txt, sitemaps, per-host politeness, retries, a WARC raw store.
+
+Concurrency model
+-----------------
+crawl() is a plain synchronous function: it runs one asyncio event loop for the whole crawl, so
+Prefect tasks and tests call it like any other task. Inside that loop:
+
+- The dispatcher (_Crawler.run) hands frontier entries to worker tasks, one task per URL, and
+  is the only code that touches the statistics, the raw store and the frontier, so none of them
+  needs a lock. Workers fetch; the dispatcher counts, stores and queues the links they found.
+- The frontier (tasks.frontier) is breadth-first with a level barrier: depth d + 1 is handed out
+  only once depth d is done, so every URL gets its breadth-first depth and the set of pages kept
+  does not depend on which response came back first. Within a level, hosts take turns.
+- Per-host slots: at most max_concurrency_per_host URLs of one host are worked on at once.
+- Per-host clocks: two request starts to one host are at least delay_seconds apart (robots.txt
+  Crawl-delay wins if larger), retries included.
+- A global semaphore: at most max_concurrency requests are in flight over all hosts,
+  robots.txt fetches included (statistic max_in_flight: the most seen at once).
+- The robots cache: robots.txt is fetched once per origin; the first URL of an origin starts the
+  fetch as a task and every other URL of it awaits the same task.
+- max_pages counts kept pages plus page URLs in flight, so the crawl never keeps more than
+  max_pages; a URL that fails frees its place for the next one.
+(Classes: tasks.politeness.Politeness and Robots; the HTTP seam is tasks.http.)
+
+A stop request or the end of max_seconds stops new requests at once; the requests in flight end
+within their deadline (cut at the budget). Waits (host delays, backoff) notice a stop within 50 ms.
 
 Resume works by replay: every fetch is recorded in the raw store (with the links found on the
-page), and a rerun walks the same breadth-first order, taking pages from the store instead of the
-network. So a killed crawl restarts without refetching what it saved, and ends in the same state
-as an uninterrupted one. Transient failures (5xx, 429, network errors, deadlines) are not
-saved, so a rerun tries those pages again.
+page), and a rerun walks the same frontier, taking pages from the store instead of the network.
+So a killed crawl restarts without refetching what it saved, and keeps the same pages as an
+uninterrupted one. Transient failures (5xx, 429, network errors, deadlines) are not saved, so a
+rerun tries those pages again.
+
+Sitemaps (cfg.sitemaps, and the Sitemap: lines of the seeds' robots.txt with use_robots_sitemaps)
+are frontier entries at depth 0, and the page URLs they list are depth-0 pages; both obey scope
+and robots.txt. A refresh crawl (previous_raw_dir) asks conditionally for every page the previous
+crawl kept (tasks.recrawl).
 
 Every failure is counted as pages_failed_<reason> (FAIL_REASONS), and pages_failed is their sum.
 A crawl ends when its frontier is empty, max_pages are kept, `stop` is set, or max_seconds pass.
@@ -12,35 +42,28 @@ A crawl ends when its frontier is empty, max_pages are kept, `stop` is set, or m
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import math
 import re
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import httpx
-import lxml.etree
-from protego import Protego
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.extract import decode_html, parse_html
-from tasks.http import (
-    RETRY_STATUSES,
-    BlockedAddressError,
-    RetryPolicy,
-    build_client,
-    fetch_with_retries,
-    http_failure_reason,
-    read_body,
-    request_deadline,
-)
+from tasks.frontier import Frontier, FrontierEntry, Scope, SiteAlias, extract_links, normalize_url
+from tasks.http import RETRY_STATUSES, FetchResult, RetryPolicy, build_client, fetch_with_retries, http_failure_reason
 from tasks.local_site import PYTHON_DOCS, PYTHON_DOCS_HINT, serve_directory
+from tasks.politeness import MIN_REQUEST_SECONDS, ROBOTS_MAX_REDIRECTS, Politeness, Robots, Stopped
+from tasks.recrawl import REFRESH_COUNTS, PreviousCrawl
+from tasks.sitemap import ACCEPT_SITEMAP, SITEMAP_CONTENT_TYPES, SitemapError, parse_sitemap
 from tasks.warc import FetchRecord, RawStore, WarcRawStore
 
 __all__ = ["FAIL_REASONS", "CrawlConfig", "FetchRecord", "RawStore", "Robots", "WarcRawStore", "crawl",
@@ -48,9 +71,6 @@ __all__ = ["FAIL_REASONS", "CrawlConfig", "FetchRecord", "RawStore", "Robots", "
 
 logger = logging.getLogger(__name__)
 
-ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five consecutive redirects
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309 2.5: parse at least 500 KiB
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # every reason a page can fail for; each is a pages_failed_<reason> statistic
 FAIL_REASONS = (
     "http_client_error",  # 4xx other than 408/429
@@ -67,7 +87,16 @@ FAIL_REASONS = (
     "redirect_loop",  # a redirect back to a URL earlier in the same redirect chain
     "too_many_redirects",  # a redirect chain longer than max_redirects
 )
-_STORED_OUTCOMES = frozenset({"ok", "redirect", "http_error", "not_html", "too_large", "binary", "undecodable"})
+_STORED_OUTCOMES = frozenset({"ok", "redirect", "http_error", "not_html", "too_large", "binary", "undecodable",
+                              "sitemap", "sitemap_index"})
+_SITEMAP_OUTCOMES = frozenset({"sitemap", "sitemap_index"})
+
+
+def _http_urls(field: str, urls: list[str]) -> list[str]:
+    bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+    if bad:
+        raise ValueError(f"{field} must be absolute http(s) URLs, got {bad}")
+    return urls
 
 
 class CrawlConfig(BaseModel):
@@ -115,14 +144,26 @@ class CrawlConfig(BaseModel):
     """Allow connections to private, loopback and link-local addresses (never needed for local_site)."""
     raw_batch_pages: int = Field(default=50, ge=1)
     """Fetches per raw-store batch file; a killed crawl refetches at most this many."""
+    max_concurrency: int = Field(default=16, ge=1)
+    """Requests in flight at once over all hosts (Scrapy's CONCURRENT_REQUESTS), robots.txt included."""
+    max_concurrency_per_host: int = Field(default=1, ge=1)
+    """URLs of one host worked on at once; their request starts stay delay_seconds apart."""
+    sitemaps: list[str] = Field(default=[])
+    """Sitemap URLs (XML, sitemap index, .xml.gz or text); the pages they list are crawled at depth 0."""
+    use_robots_sitemaps: bool = False
+    """Also read the sitemaps named by `Sitemap:` lines in the robots.txt of the seeds' hosts."""
+    max_sitemap_depth: int = Field(default=2, ge=0)
+    """Sitemap indexes followed at most this many levels deep (0: an index's sitemaps are not read)."""
 
     @field_validator("seeds")
     @classmethod
-    def _http_urls(cls, seeds: list[str]) -> list[str]:
-        bad = [s for s in seeds if urlsplit(s).scheme not in ("http", "https") or not urlsplit(s).hostname]
-        if bad:
-            raise ValueError(f"seeds must be absolute http(s) URLs, got {bad}")
-        return seeds
+    def _seed_urls(cls, seeds: list[str]) -> list[str]:
+        return _http_urls("seeds", seeds)
+
+    @field_validator("sitemaps")
+    @classmethod
+    def _sitemap_urls(cls, sitemaps: list[str]) -> list[str]:
+        return _http_urls("sitemaps", sitemaps)
 
     @field_validator("include_patterns", "exclude_patterns")
     @classmethod
@@ -151,212 +192,48 @@ class CrawlConfig(BaseModel):
 
 
 # ---------------------------------------------------------------------------------------------
-# URLs and scope
-
-
-@dataclass(frozen=True, slots=True)
-class SiteAlias:
-    """Maps a local site's live URL (ephemeral port) to a stable recorded URL (file://), and back.
-
-    The recorded form is what the raw store and the snapshot keep, so a rerun on another port
-    still finds its saved pages and produces identical documents.
-    """
-
-    live_base: str  # 'http://127.0.0.1:PORT/'
-    stable_base: str  # 'file:///usr/share/doc/python3.11/html/'
-
-    def to_live(self, url: str) -> str:
-        return self.live_base + url[len(self.stable_base):] if url.startswith(self.stable_base) else url
-
-    def to_stable(self, url: str) -> str:
-        return self.stable_base + url[len(self.live_base):] if url.startswith(self.live_base) else url
-
-
-def _remove_dot_segments(path: str) -> str:
-    """'/a/./b/../c' -> '/a/c' (RFC 3986 5.2.4), keeping a trailing slash and empty segments."""
-    segments = path.split("/")
-    output: list[str] = []
-    for index, segment in enumerate(segments):
-        last = index == len(segments) - 1
-        if segment == ".":
-            if last:
-                output.append("")
-        elif segment == "..":
-            if len(output) > 1:
-                output.pop()
-            if last:
-                output.append("")
-        else:
-            output.append(segment)
-    return "/".join(output) if output[:1] == [""] else "/" + "/".join(output)
-
-
-def normalize_url(url: str, base: str | None = None) -> str | None:
-    """Absolute http(s) URL without fragment, lowercase scheme/host, no default port; else None."""
-    url = url.strip()
-    if base is not None:
-        url = urljoin(base, url)
-    url, _ = urldefrag(url)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
-    try:
-        port = parts.port
-    except ValueError:  # a non-numeric port
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"  # IPv6 literal
-    netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _remove_dot_segments(parts.path or "/")
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
-
-
-def extract_links(body: bytes, content_type: str | None, page_url: str) -> list[str]:
-    """Normalised <a href> targets of an HTML page, in page order; honours <base> and nofollow."""
-    try:
-        tree = parse_html(decode_html(body, content_type))
-    except (ValueError, lxml.etree.ParserError):
-        return []
-    for meta in tree.iterfind(".//meta[@name]"):
-        if meta.get("name", "").lower() == "robots" and "nofollow" in meta.get("content", "").lower():
-            return []
-    base = tree.find(".//base[@href]")
-    base_url = urljoin(page_url, base.get("href")) if base is not None else page_url
-    links: dict[str, None] = {}
-    for anchor in tree.iterfind(".//a[@href]"):
-        if "nofollow" in (anchor.get("rel") or "").lower().split():
-            continue
-        link = normalize_url(anchor.get("href"), base_url)
-        if link is not None:
-            links[link] = None
-    return list(links)
-
-
-@dataclass
-class Scope:
-    """Which recorded URLs the crawl may visit."""
-
-    allowed_hosts: frozenset[str]  # hostnames and host:port netlocs
-    include: list[re.Pattern[str]]
-    exclude: list[re.Pattern[str]]
-    site: SiteAlias | None
-
-    def allows(self, url: str) -> bool:
-        live = urlsplit(self.site.to_live(url) if self.site else url)
-        if live.scheme not in _DEFAULT_PORTS:
-            return False
-        if live.netloc not in self.allowed_hosts and (live.hostname or "") not in self.allowed_hosts:
-            return False
-        if self.include and not any(p.search(url) for p in self.include):
-            return False
-        return not any(p.search(url) for p in self.exclude)
-
-
-# ---------------------------------------------------------------------------------------------
-# robots.txt and politeness
-
-
-_ALLOW_ALL = Protego.parse("")
-_DISALLOW_ALL = Protego.parse("User-agent: *\nDisallow: /\n")
-
-
-class Robots:
-    """robots.txt per origin, fetched once per crawl; RFC 9309 rules and status handling (protego)."""
-
-    def __init__(
-        self,
-        client: httpx.Client,
-        user_agent: str,
-        counts: Counter[str],
-        deadline_seconds: float | None = None,
-        time_left: Callable[[], float] = lambda: math.inf,
-    ) -> None:
-        self.client = client
-        self.user_agent = user_agent
-        self.counts = counts
-        self.deadline_seconds = deadline_seconds  # total seconds for one robots.txt response
-        self.time_left = time_left  # the crawl's remaining budget, which no fetch outlasts
-        self._parsers: dict[str, Protego] = {}
-
-    def _load(self, origin: str) -> Protego:
-        self.counts["robots_fetched"] += 1
-        seconds = min(self.deadline_seconds or math.inf, self.time_left())
-        deadline = None if math.isinf(seconds) else time.monotonic() + seconds
-        try:
-            with request_deadline(deadline), \
-                    self.client.stream("GET", origin + "/robots.txt", follow_redirects=True) as response:
-                body, _ = read_body(response, ROBOTS_MAX_BYTES, deadline)  # longer files are cut, not refused
-                status = response.status_code
-        except BlockedAddressError:  # the page fetches will be refused too, and counted as failed
-            return _ALLOW_ALL
-        except httpx.HTTPError as exc:  # unreachable: assume complete disallow (RFC 9309 2.3.1.4)
-            logger.warning("robots.txt of %s unreachable (%s): not crawling this host", origin, exc)
-            return _DISALLOW_ALL
-        if 200 <= status < 300:
-            return Protego.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace"))
-        if 400 <= status < 500:  # unavailable: crawl anything (RFC 9309 2.3.1.3)
-            return _ALLOW_ALL
-        logger.warning("robots.txt of %s answered %d: not crawling this host", origin, status)
-        return _DISALLOW_ALL
-
-    def parser(self, live_url: str) -> Protego:
-        parts = urlsplit(live_url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        if origin not in self._parsers:
-            self._parsers[origin] = self._load(origin)
-        return self._parsers[origin]
-
-    def allowed(self, live_url: str) -> bool:
-        return self.parser(live_url).can_fetch(live_url, self.user_agent)
-
-    def crawl_delay(self, live_url: str) -> float:
-        """Crawl-delay in seconds for our user agent, 0 if none."""
-        delay = self.parser(live_url).crawl_delay(self.user_agent)
-        return float(delay) if delay is not None else 0.0
-
-
-class HostClock:
-    """Makes sure two requests to one host are at least `delay` seconds apart."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self._last: dict[str, float] = {}
-
-    def wait(self, host: str, delay: float, time_left: float = math.inf) -> bool:
-        """Wait until host may be asked again; False (without waiting) if that is more than time_left."""
-        last = self._last.get(host)
-        if last is not None:
-            remaining = last + delay - time.monotonic()
-            if remaining >= time_left:
-                return False
-            if remaining > 0:
-                self.stop.wait(remaining)  # returns early when a stop is requested
-        self._last[host] = time.monotonic()
-        return True
-
-
-# ---------------------------------------------------------------------------------------------
 # The crawl
 
 
-def crawl(cfg: CrawlConfig, raw_dir: Path, stop: threading.Event | None = None) -> dict[str, int]:
-    """Crawl breadth-first from cfg's seeds (and local_site) into raw_dir; returns fetch statistics.
+def crawl(
+    cfg: CrawlConfig, raw_dir: Path, stop: threading.Event | None = None, previous_raw_dir: Path | None = None
+) -> dict[str, int]:
+    """Crawl breadth-first from cfg's seeds, sitemaps (and local_site) into raw_dir; returns fetch statistics.
 
+    previous_raw_dir: the raw store of an earlier crawl; its pages are asked for conditionally
+    and reused on 304 (tasks.recrawl).
     Statistics: pages_fetched (HTML pages kept, new or reused), pages_requested (network requests
     for pages this run, retries included), pages_retried, pages_reused (taken from raw_dir),
     pages_disallowed_robots, pages_not_html, pages_too_large, pages_redirected, pages_failed and
     pages_failed_<reason> for each of FAIL_REASONS, links_out_of_scope, robots_fetched, stopped
-    (1 if `stop` ended the crawl), budget_exhausted (1 if max_seconds did).
+    (1 if `stop` ended the crawl), budget_exhausted (1 if max_seconds did), max_in_flight (the
+    most requests in flight at once); sitemaps_fetched (parsed, new or reused), sitemaps_requested,
+    sitemaps_failed, sitemaps_disallowed_robots, sitemap_urls (page URLs the sitemaps listed); and
+    for a refresh, pages_not_modified, pages_unchanged, pages_changed, pages_new, pages_gone.
     """
     stop = stop or threading.Event()
+    previous = None
+    if previous_raw_dir is not None:
+        if Path(previous_raw_dir).resolve() == Path(raw_dir).resolve():
+            raise ValueError(f"previous_raw_dir {str(previous_raw_dir)!r} must differ from raw_dir: "
+                             "a refresh writes a new raw store")
+        previous = PreviousCrawl(Path(previous_raw_dir))
     store = WarcRawStore(raw_dir, cfg.raw_batch_pages)
     if cfg.local_site is None:
-        return _crawl(cfg, store, cfg.seeds, site=None, stop=stop)
+        return _run(_Crawler(cfg, store, None, stop, previous).run(cfg.seeds))
     with serve_directory(cfg.local_site) as live_base:
         site = SiteAlias(live_base=live_base, stable_base=cfg.local_site.resolve().as_uri() + "/")
-        return _crawl(cfg, store, [live_base, *cfg.seeds], site=site, stop=stop)
+        return _run(_Crawler(cfg, store, site, stop, previous).run([live_base, *cfg.seeds]))
+
+
+def _run(crawl_run: Coroutine[object, object, dict[str, int]]) -> dict[str, int]:
+    """Run the crawl's event loop; from inside a running loop (async caller), in a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(crawl_run)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, crawl_run).result()
 
 
 def _store_worthy(record: FetchRecord) -> bool:
@@ -371,8 +248,9 @@ def _store_worthy(record: FetchRecord) -> bool:
 def _new_counts() -> Counter[str]:
     keys = ("pages_fetched", "pages_requested", "pages_retried", "pages_reused", "pages_disallowed_robots",
             "pages_failed", "pages_not_html", "pages_too_large", "pages_redirected", "links_out_of_scope",
-            "robots_fetched", "stopped", "budget_exhausted")
-    return Counter({k: 0 for k in (*keys, *(f"pages_failed_{r}" for r in FAIL_REASONS))})
+            "robots_fetched", "stopped", "budget_exhausted", "max_in_flight", "sitemaps_fetched",
+            "sitemaps_requested", "sitemaps_failed", "sitemaps_disallowed_robots", "sitemap_urls")
+    return Counter({k: 0 for k in (*keys, *(f"pages_failed_{r}" for r in FAIL_REASONS), *REFRESH_COUNTS)})
 
 
 def _fail(counts: Counter[str], reason: str) -> None:
@@ -381,153 +259,299 @@ def _fail(counts: Counter[str], reason: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _FrontierEntry:
-    url: str  # recorded form
-    depth: int
-    redirects: tuple[str, ...] = ()  # the redirect chain that led here, oldest first
+class _Visit:
+    """What a worker brings back for one frontier entry."""
+
+    record: FetchRecord | None = None  # None when nothing was fetched or reused
+    reused: bool = False  # taken from the raw store
+    attempts: int = 0  # network requests made, retries included
+    disallowed: bool = False  # robots.txt said no
+    stopped: str | None = None  # 'stopped' | 'budget_exhausted': a wait was cut short, the URL is left for a rerun
 
 
-def _crawl(
-    cfg: CrawlConfig, store: RawStore, live_seeds: list[str], site: SiteAlias | None, stop: threading.Event
-) -> dict[str, int]:
-    started = time.monotonic()
-    budget = math.inf if cfg.max_seconds is None else cfg.max_seconds
+class _Crawler:
+    """One crawl's state; run() is the dispatcher, _visit() the worker of one URL."""
 
-    def time_left() -> float:
-        return budget - (time.monotonic() - started)
+    def __init__(self, cfg: CrawlConfig, store: RawStore, site: SiteAlias | None, stop: threading.Event,
+                 previous: PreviousCrawl | None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.site = site
+        self.stop = stop
+        self.previous = previous
+        self.started = time.monotonic()
+        self.budget = math.inf if cfg.max_seconds is None else cfg.max_seconds
+        self.counts = _new_counts()
+        self.frontier = Frontier()
+        self.seen: set[str] = set()  # page URLs, and sitemap URLs prefixed 'sitemap:'
+        self.pages_in_flight = 0  # page entries handed to workers and not yet finished
+        self.ending = False  # a stop or the budget ended the crawl: no new requests
+        self.previous_queued = previous is None
 
-    counts = _new_counts()
-    seeds = [normalize_url(s) for s in live_seeds]
-    allowed = cfg.allowed_hosts or [urlsplit(s).netloc for s in seeds]
-    if site is not None:
-        allowed = [*allowed, urlsplit(site.live_base).netloc]  # the local site is always in scope
-    scope = Scope(
-        allowed_hosts=frozenset(h.lower() for h in allowed),
-        include=[re.compile(p) for p in cfg.include_patterns],
-        exclude=[re.compile(p) for p in cfg.exclude_patterns],
-        site=site,
-    )
-    to_recorded = site.to_stable if site else (lambda u: u)
-    to_live = site.to_live if site else (lambda u: u)
-    endpoints = []
-    if site is not None:
-        live = urlsplit(site.live_base)
-        endpoints.append((live.hostname, live.port))  # loopback allowed for our own server only
-    client = build_client(
-        user_agent=cfg.user_agent,
-        timeout_seconds=cfg.timeout_seconds,
-        allow_private_addresses=cfg.allow_private_addresses,
-        follow_redirects=False,  # a redirect is a frontier entry, so scope and robots apply to it
-        max_redirects=ROBOTS_MAX_REDIRECTS,  # used by robots.txt fetches only
-        allowed_endpoints=endpoints,
-    )
-    robots = Robots(client, cfg.user_agent, counts, cfg.request_deadline_seconds, time_left)
-    clock = HostClock(stop)
-    policy = RetryPolicy(cfg.max_retries, cfg.backoff_seconds, cfg.max_backoff_seconds)
-    queue: deque[_FrontierEntry] = deque(_FrontierEntry(to_recorded(s), 0) for s in dict.fromkeys(seeds))
-    seen = {entry.url for entry in queue}
-    with client:
-        while queue and counts["pages_fetched"] < cfg.max_pages:
-            if stop.is_set():
-                counts["stopped"] = 1
-                break
-            if time_left() <= 0:
-                counts["budget_exhausted"] = 1
-                break
-            entry = queue.popleft()
-            live_url = to_live(entry.url)
-            if cfg.obey_robots and not robots.allowed(live_url):
-                counts["pages_disallowed_robots"] += 1
-                continue
-            record = store.get(entry.url)
-            if record is not None:
-                counts["pages_reused"] += 1
-            else:
-                delay = max(cfg.delay_seconds, robots.crawl_delay(live_url) if cfg.obey_robots else 0.0)
-                if not clock.wait(urlsplit(live_url).netloc, delay, time_left()):
-                    counts["budget_exhausted"] = 1  # the host's delay outlasts the budget
-                    break
-                record = _fetch(client, cfg, policy, delay, stop, time_left, entry, live_url, to_recorded, counts)
-                if _store_worthy(record):
-                    store.add(record)
-            _count_outcome(record, counts)
-            for link, next_entry in _next_entries(cfg, entry, record, counts):
-                if link in seen:
+    def time_left(self) -> float:
+        return self.budget - (time.monotonic() - self.started)
+
+    def to_live(self, url: str) -> str:
+        return self.site.to_live(url) if self.site else url
+
+    def to_recorded(self, url: str) -> str:
+        return self.site.to_stable(url) if self.site else url
+
+    async def run(self, live_seeds: list[str]) -> dict[str, int]:
+        cfg = self.cfg
+        seeds = [u for u in (normalize_url(s) for s in live_seeds) if u]
+        sitemaps = [u for u in (normalize_url(s) for s in cfg.sitemaps) if u]
+        allowed = cfg.allowed_hosts or [urlsplit(u).netloc for u in (*seeds, *sitemaps)]
+        endpoints = []
+        if self.site is not None:
+            live = urlsplit(self.site.live_base)
+            allowed = [*allowed, live.netloc]  # the local site is always in scope
+            endpoints.append((live.hostname, live.port))  # loopback allowed for our own server only
+        self.scope = Scope(
+            allowed_hosts=frozenset(h.lower() for h in allowed),
+            include=[re.compile(p) for p in cfg.include_patterns],
+            exclude=[re.compile(p) for p in cfg.exclude_patterns],
+            site=self.site,
+        )
+        self.client = build_client(
+            user_agent=cfg.user_agent,
+            timeout_seconds=cfg.timeout_seconds,
+            allow_private_addresses=cfg.allow_private_addresses,
+            follow_redirects=False,  # a redirect is a frontier entry, so scope and robots apply to it
+            max_redirects=ROBOTS_MAX_REDIRECTS,  # used by robots.txt fetches only
+            allowed_endpoints=endpoints,
+        )
+        self.politeness = Politeness(cfg.max_concurrency, cfg.max_concurrency_per_host, self.stop, self.time_left)
+        self.robots = Robots(self.client, cfg.user_agent, self.counts, cfg.request_deadline_seconds,
+                             self.time_left, self.politeness.request_slot)
+        self.policy = RetryPolicy(cfg.max_retries, cfg.backoff_seconds, cfg.max_backoff_seconds)
+        async with self.client:
+            for url in seeds:
+                self._queue(FrontierEntry(self.to_recorded(url), 0), check_scope=False)
+            for url in sitemaps:
+                self._queue(FrontierEntry(self.to_recorded(url), 0, sitemap_level=0), check_scope=False)
+            if cfg.use_robots_sitemaps:
+                for seed in dict.fromkeys(f"{urlsplit(u).scheme}://{urlsplit(u).netloc}/" for u in seeds):
+                    for listed in await self.robots.sitemaps(seed):
+                        url = normalize_url(listed, seed + "robots.txt")
+                        if url is not None:
+                            self._queue(FrontierEntry(self.to_recorded(url), 0, sitemap_level=0))
+            await self._dispatch_until_done()
+        self.store.flush()
+        self.counts["max_in_flight"] = self.politeness.max_in_flight
+        logger.info("crawl done: %s", {k: v for k, v in self.counts.items() if v})
+        return dict(self.counts)
+
+    def _queue(self, entry: FrontierEntry, check_scope: bool = True) -> None:
+        key = entry.url if entry.sitemap_level is None else "sitemap:" + entry.url
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        if check_scope and not self.scope.allows(entry.url):
+            self.counts["links_out_of_scope"] += 1
+            return
+        self.frontier.add(entry, urlsplit(self.to_live(entry.url)).netloc)
+
+    def _queue_previous_pages(self) -> None:
+        """A refresh asks again for every page the previous crawl kept, also those no longer linked."""
+        self.previous_queued = True
+        for url, page in self.previous.pages.items() if self.previous else ():
+            if url not in self.seen and page.depth <= self.cfg.max_depth and self.scope.allows(url):
+                self._queue(FrontierEntry(url, page.depth), check_scope=False)
+
+    async def _dispatch_until_done(self) -> None:
+        workers: dict[asyncio.Task[_Visit], tuple[FrontierEntry, str]] = {}
+        while True:
+            self._dispatch(workers)
+            if not workers:
+                if not self.ending and not self.previous_queued and self.frontier.empty():
+                    self._queue_previous_pages()
                     continue
-                seen.add(link)
-                if scope.allows(link):
-                    queue.append(next_entry)
-                else:
-                    counts["links_out_of_scope"] += 1
-            if counts["pages_fetched"] % 50 == 0 and record.outcome == "ok":
-                logger.info("crawl: %d pages kept, %d queued", counts["pages_fetched"], len(queue))
-    store.flush()
-    logger.info("crawl done: %s", {k: v for k, v in counts.items() if v})
-    return dict(counts)
+                return
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_COMPLETED)
+            for worker in done:
+                entry, host = workers.pop(worker)
+                self._finish(entry, host, worker.result())
+
+    def _dispatch(self, workers: dict[asyncio.Task[_Visit], tuple[FrontierEntry, str]]) -> None:
+        """Hand out entries while hosts have free slots and max_pages leaves room."""
+        while not self.ending and len(self.frontier):
+            if self.counts["pages_fetched"] + self.pages_in_flight >= self.cfg.max_pages:
+                return
+            if self.stop.is_set():
+                self._end("stopped")
+                return
+            if self.time_left() < MIN_REQUEST_SECONDS:
+                self._end("budget_exhausted")
+                return
+            taken = self.frontier.take(self.politeness.has_slot)
+            if taken is None:
+                return
+            entry, host = taken
+            self.politeness.occupy(host)
+            if entry.sitemap_level is None:
+                self.pages_in_flight += 1
+            workers[asyncio.create_task(self._visit(entry, host))] = (entry, host)
+
+    def _end(self, reason: str) -> None:
+        if not self.ending:
+            self.counts[reason] = 1
+            self.ending = True
+
+    async def _wait(self, seconds: float) -> bool:
+        try:
+            await self.politeness.sleep(seconds)
+        except Stopped:
+            return False
+        return True
+
+    async def _visit(self, entry: FrontierEntry, host: str) -> _Visit:
+        """The worker: robots.txt, then the raw store, then the network (with retries)."""
+        cfg = self.cfg
+        live_url = self.to_live(entry.url)
+        try:
+            if cfg.obey_robots and not await self.robots.allowed(live_url):
+                return _Visit(disallowed=True)
+            saved = self.store.get(entry.url)
+            if saved is not None:
+                return _Visit(record=saved, reused=True)
+            delay = max(cfg.delay_seconds, await self.robots.crawl_delay(live_url) if cfg.obey_robots else 0.0)
+            if entry.sitemap_level is None:
+                headers = self.previous.conditional_headers(entry.url) if self.previous else None
+                options: dict[str, object] = {"headers": headers}
+            else:
+                options = {"headers": {"Accept": ACCEPT_SITEMAP}, "content_types": SITEMAP_CONTENT_TYPES,
+                           "sniff": False}
+            fetched_at = datetime.now(UTC)
+            result = await fetch_with_retries(
+                self.client, live_url, max_bytes=cfg.max_bytes, deadline_seconds=cfg.request_deadline_seconds,
+                policy=self.policy, wait=self._wait, time_left=self.time_left,
+                turn=lambda: self.politeness.turn(host, delay), **options,
+            )
+        except Stopped as exc:
+            return _Visit(stopped=exc.reason)
+        logger.debug("%s %d %s %s", entry.url, result.status, result.outcome, result.reason or "")
+        return _Visit(record=self._record(entry, live_url, result, fetched_at), attempts=result.attempts)
+
+    def _record(self, entry: FrontierEntry, live_url: str, result: FetchResult, fetched_at: datetime) -> FetchRecord:
+        """The fetch as the raw store keeps it, with its links (recorded form)."""
+        record = FetchRecord(
+            url=entry.url, depth=entry.depth, status=result.status, outcome=result.outcome,
+            content_type=result.content_type, fetched_at=fetched_at, body=result.body, charset=result.charset,
+            reason=result.reason, headers=result.headers, truncated=result.truncated,
+        )
+        if record.outcome == "not_modified":
+            kept = self.previous.revalidated(entry.url, entry.depth, datetime.now(UTC)) if self.previous else None
+            if kept is None:  # a 304 to a request that was not conditional
+                return replace(record, outcome="http_error", reason="http_client_error")
+            record = kept
+        if record.outcome == "ok" and record.body is not None and entry.sitemap_level is not None:
+            return self._sitemap_record(record, live_url)
+        if record.outcome == "ok" and record.body is not None:
+            links = extract_links(record.body, record.content_type_with_charset, live_url)
+            return replace(record, links=[self.to_recorded(link) for link in links])
+        if record.outcome == "redirect" and result.location:
+            target = normalize_url(result.location, live_url)
+            return replace(record, links=[self.to_recorded(target)] if target else [])
+        return record
+
+    def _sitemap_record(self, record: FetchRecord, live_url: str) -> FetchRecord:
+        try:
+            sitemap = parse_sitemap(record.body or b"", self.cfg.max_bytes)
+        except SitemapError as exc:
+            logger.warning("sitemap %s: %s", record.url, exc)
+            if exc.reason == "too_large":
+                return replace(record, outcome="too_large", truncated="length")
+            return replace(record, outcome="failed", reason="invalid_sitemap")
+        links = [u for u in (normalize_url(loc, live_url) for loc in sitemap.locations) if u]
+        outcome = "sitemap" if sitemap.kind == "urlset" else "sitemap_index"
+        return replace(record, outcome=outcome, links=[self.to_recorded(u) for u in links])
+
+    def _finish(self, entry: FrontierEntry, host: str, visit: _Visit) -> None:
+        """Count, store and follow one worker's result (runs in the dispatcher only)."""
+        self.frontier.done(entry)
+        self.politeness.release(host)
+        is_page = entry.sitemap_level is None
+        if is_page:
+            self.pages_in_flight -= 1
+        if visit.stopped is not None:
+            self._end(visit.stopped)
+            return
+        if visit.disallowed:
+            self.counts["pages_disallowed_robots" if is_page else "sitemaps_disallowed_robots"] += 1
+            return
+        record = visit.record
+        assert record is not None  # a visit neither stopped nor disallowed has a record
+        if visit.reused:
+            self.counts["pages_reused"] += is_page
+        else:
+            self.counts["pages_requested" if is_page else "sitemaps_requested"] += visit.attempts
+            if is_page:
+                self.counts["pages_retried"] += visit.attempts - 1
+            if _store_worthy(record):
+                self.store.add(record)
+        if is_page:
+            self._count_page(record)
+        else:
+            self._count_sitemap(record)
+        entries, failure = _next_entries(self.cfg, entry, record)
+        if failure is not None:
+            if is_page:
+                _fail(self.counts, failure)
+            else:
+                self.counts["sitemaps_failed"] += 1
+        for next_entry in entries:
+            self._queue(next_entry)
+
+    def _count_page(self, record: FetchRecord) -> None:
+        _count_outcome(record, self.counts)
+        if self.previous is not None:
+            change = self.previous.change(record)
+            if change is not None:
+                self.counts[change] += 1
+        if record.outcome == "ok" and self.counts["pages_fetched"] % 50 == 0:
+            logger.info("crawl: %d pages kept, %d queued, %d in flight", self.counts["pages_fetched"],
+                        len(self.frontier), self.politeness.in_flight)
+
+    def _count_sitemap(self, record: FetchRecord) -> None:
+        if record.outcome in _SITEMAP_OUTCOMES:
+            self.counts["sitemaps_fetched"] += 1
+            if record.outcome == "sitemap":
+                self.counts["sitemap_urls"] += len(record.links)
+        elif record.outcome != "redirect":
+            self.counts["sitemaps_failed"] += 1
 
 
-def _next_entries(
-    cfg: CrawlConfig, entry: _FrontierEntry, record: FetchRecord, counts: Counter[str]
-) -> list[tuple[str, _FrontierEntry]]:
-    """Links of a kept page one level deeper, or a redirect's target at the same depth (if not a loop)."""
+def _next_entries(cfg: CrawlConfig, entry: FrontierEntry, record: FetchRecord) -> tuple[list[FrontierEntry], str | None]:
+    """What a fetch adds to the frontier, and the failure reason of a bad redirect.
+
+    A kept page's links go one level deeper; a sitemap's pages are depth 0; an index's sitemaps one
+    sitemap level deeper; a redirect's target replaces the URL at the same depth (if not a loop).
+    """
     if record.outcome == "ok":
         if entry.depth >= cfg.max_depth:
-            return []
-        return [(link, _FrontierEntry(link, entry.depth + 1)) for link in record.links]
+            return [], None
+        return [FrontierEntry(link, entry.depth + 1) for link in record.links], None
+    if record.outcome == "sitemap":
+        return [FrontierEntry(link, 0) for link in record.links], None
+    if record.outcome == "sitemap_index":
+        level = (entry.sitemap_level or 0) + 1
+        if level > cfg.max_sitemap_depth:
+            logger.warning("sitemap index %s: nested deeper than max_sitemap_depth=%d, not followed",
+                           entry.url, cfg.max_sitemap_depth)
+            return [], None
+        return [FrontierEntry(link, 0, sitemap_level=level) for link in record.links], None
     if record.outcome != "redirect":
-        return []
+        return [], None
     if not record.links:
-        _fail(counts, "bad_redirect")
-        return []
+        return [], "bad_redirect"
     target = record.links[0]
     chain = (*entry.redirects, entry.url)
     if target in chain:
-        _fail(counts, "redirect_loop")
-        return []
+        return [], "redirect_loop"
     if len(chain) > cfg.max_redirects:
-        _fail(counts, "too_many_redirects")
-        return []
-    return [(target, _FrontierEntry(target, entry.depth, chain))]  # the target replaces the page
-
-
-def _fetch(
-    client: httpx.Client,
-    cfg: CrawlConfig,
-    policy: RetryPolicy,
-    host_delay: float,
-    stop: threading.Event,
-    time_left: Callable[[], float],
-    entry: _FrontierEntry,
-    live_url: str,
-    to_recorded: Callable[[str], str],
-    counts: Counter[str],
-) -> FetchRecord:
-    """Fetch one URL with retries (the host delay already waited); a failure is a record with its reason."""
-
-    def wait(seconds: float) -> bool:  # a retry is still a request to the host: keep its delay
-        seconds = max(seconds, host_delay)
-        return seconds < time_left() and not stop.wait(seconds)
-
-    fetched_at = datetime.now(UTC)
-    result = fetch_with_retries(
-        client, live_url, max_bytes=cfg.max_bytes, deadline_seconds=cfg.request_deadline_seconds,
-        policy=policy, wait=wait, time_left=time_left,
-    )
-    counts["pages_requested"] += result.attempts
-    counts["pages_retried"] += result.attempts - 1
-    record = FetchRecord(
-        url=entry.url, depth=entry.depth, status=result.status, outcome=result.outcome,
-        content_type=result.content_type, fetched_at=fetched_at, body=result.body, charset=result.charset,
-        reason=result.reason, headers=result.headers, truncated=result.truncated,
-    )
-    logger.debug("%s %d %s %s", entry.url, result.status, result.outcome, result.reason or "")
-    if record.outcome == "ok" and record.body is not None:
-        links = extract_links(record.body, record.content_type_with_charset, live_url)
-        return replace(record, links=[to_recorded(link) for link in links])
-    if record.outcome == "redirect" and result.location:
-        target = normalize_url(result.location, live_url)
-        return replace(record, links=[to_recorded(target)] if target else [])
-    return record
+        return [], "too_many_redirects"
+    return [FrontierEntry(target, entry.depth, chain, entry.sitemap_level)], None
 
 
 _OUTCOME_COUNTS = {"ok": "pages_fetched", "redirect": "pages_redirected", "not_html": "pages_not_html",

@@ -1,3 +1,4 @@
+import asyncio
 import os
 import signal
 import subprocess
@@ -154,15 +155,23 @@ def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
         "User-agent: *\nDisallow: /private/\n")
     bare = tmp_path / "bare"
     bare.mkdir()
-    with serve_site(root) as site, serve_site(bare) as no_robots, httpx.Client(trust_env=False) as client:
-        ours = Robots(client, "pretrainflow-crawler/0.1", Counter())
-        other = Robots(client, "OtherBot/2.0", Counter())
-        assert not ours.allowed(site.base_url + "b.html") and ours.allowed(site.base_url + "private/x.html")
-        assert not ours.allowed(site.base_url + "notes.txt") and ours.allowed(site.base_url + "notes.txt.html")
-        assert ours.crawl_delay(site.base_url) == 0.05  # fractional delays count too
-        assert other.allowed(site.base_url + "b.html") and not other.allowed(site.base_url + "private/x.html")
-        assert other.crawl_delay(site.base_url) == 0.0
-        assert ours.allowed(no_robots.base_url + "anything.html")  # 404 robots.txt: everything allowed
+
+    async def check(base: str, bare_base: str) -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            ours = Robots(client, "pretrainflow-crawler/0.1", Counter())
+            other = Robots(client, "OtherBot/2.0", Counter())
+            # many workers asking at once still fetch robots.txt once
+            answers = await asyncio.gather(*(ours.allowed(base + f"page{i}.html") for i in range(10)))
+            assert all(answers)
+            assert not await ours.allowed(base + "b.html") and await ours.allowed(base + "private/x.html")
+            assert not await ours.allowed(base + "notes.txt") and await ours.allowed(base + "notes.txt.html")
+            assert await ours.crawl_delay(base) == 0.05  # fractional delays count too
+            assert await other.allowed(base + "b.html") and not await other.allowed(base + "private/x.html")
+            assert await other.crawl_delay(base) == 0.0
+            assert await ours.allowed(bare_base + "anything.html")  # 404 robots.txt: everything allowed
+
+    with serve_site(root) as site, serve_site(bare) as no_robots:
+        asyncio.run(check(site.base_url, no_robots.base_url))
     assert site.count("/robots.txt") == 2  # once per Robots (one per crawl), not once per URL
 
 
