@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -21,7 +22,7 @@ from tasks.crawl import (
     normalize_url,
     saved_pages,
 )
-from tests.tasks.site_fixtures import make_site, serve_site
+from tests.tasks.site_fixtures import ConcurrencyProbe, make_site, serve_site, serve_slow_site
 
 
 def _config(base_url: str, **overrides) -> CrawlConfig:
@@ -205,3 +206,26 @@ def test_retry_and_budget_settings_are_validated() -> None:
     for name in ("max_retries", "backoff_seconds", "max_seconds", "request_deadline_seconds", "max_redirects"):
         assert name in message
     assert CrawlConfig().max_seconds is None  # no time budget unless asked
+
+
+def test_global_and_per_host_concurrency_limits_hold(tmp_path: Path) -> None:
+    probe = ConcurrencyProbe()
+    with serve_slow_site(probe, pages=10) as first, serve_slow_site(probe, pages=10) as second:
+        hosts = [urlsplit(first).netloc, urlsplit(second).netloc]
+        cfg = CrawlConfig(seeds=[first, second], allowed_hosts=hosts, allow_private_addresses=True,
+                          delay_seconds=0.0, max_concurrency=3, max_concurrency_per_host=2)
+        stats = crawl(cfg, tmp_path / "raw")
+    assert stats["pages_fetched"] == 2 * 11 and stats["robots_fetched"] == 2
+    assert max(probe.most_per_server.values()) == 2  # never three requests to one host at once
+    assert probe.most_total == stats["max_in_flight"] == 3  # the global limit, reached and held
+    assert {r.depth for r in saved_pages(tmp_path / "raw")} == {0, 1}
+
+
+def test_max_pages_is_exact_under_concurrency(tmp_path: Path) -> None:
+    probe = ConcurrencyProbe()
+    with serve_slow_site(probe, pages=10, seconds=0.05) as site:
+        cfg = CrawlConfig(seeds=[site], allow_private_addresses=True, delay_seconds=0.0, max_concurrency=8,
+                          max_concurrency_per_host=8, max_pages=4)
+        stats = crawl(cfg, tmp_path / "raw")
+    assert stats["pages_fetched"] == 4 and stats["pages_requested"] == 4  # nothing fetched and thrown away
+    assert len(list(saved_pages(tmp_path / "raw"))) == 4
