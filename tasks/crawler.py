@@ -141,6 +141,16 @@ class Crawler:
         self.robots = Robots(self.client, cfg.user_agent, self.counts, cfg.request_deadline_seconds,
                              self.time_left, self.politeness.request_slot)
         self.policy = RetryPolicy(cfg.max_retries, cfg.backoff_seconds, cfg.max_backoff_seconds)
+        try:
+            await self._crawl(seeds, sitemaps)
+        finally:  # also on an error or a cancel: what was fetched is kept whole
+            self.store.flush()
+        self.counts["max_in_flight"] = self.politeness.max_in_flight
+        logger.info("crawl done: %s", {k: v for k, v in self.counts.items() if v})
+        return dict(self.counts)
+
+    async def _crawl(self, seeds: list[str], sitemaps: list[str]) -> None:
+        cfg = self.cfg
         async with self.client:
             for url in seeds:
                 self._queue(FrontierEntry(self.to_recorded(url), 0), check_scope=False)
@@ -153,10 +163,6 @@ class Crawler:
                         if url is not None:
                             self._queue(FrontierEntry(self.to_recorded(url), 0, sitemap_level=0))
             await self._dispatch_until_done()
-        self.store.flush()
-        self.counts["max_in_flight"] = self.politeness.max_in_flight
-        logger.info("crawl done: %s", {k: v for k, v in self.counts.items() if v})
-        return dict(self.counts)
 
     def _queue(self, entry: FrontierEntry, check_scope: bool = True) -> None:
         key = entry.url if entry.sitemap_level is None else "sitemap:" + entry.url

@@ -229,3 +229,14 @@ def test_max_pages_is_exact_under_concurrency(tmp_path: Path) -> None:
         stats = crawl(cfg, tmp_path / "raw")
     assert stats["pages_fetched"] == 4 and stats["pages_requested"] == 4  # nothing fetched and thrown away
     assert len(list(saved_pages(tmp_path / "raw"))) == 4
+
+
+def test_crawl_called_from_async_code_runs_its_own_loop(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+
+    async def caller(base_url: str) -> dict[str, int]:
+        return crawl(_config(base_url, max_depth=0), tmp_path / "raw")  # a sync call inside a running loop
+
+    with serve_site(site_root) as site:
+        stats = asyncio.run(caller(site.base_url))
+    assert stats["pages_fetched"] == 1
