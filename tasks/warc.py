@@ -2,10 +2,12 @@
 
 Every fetch worth keeping is written as a WARC/1.1 `response` record (status line, headers, body)
 followed by a `metadata` record (application/warc-fields, WARC-Concurrent-To the response) that
-holds what the crawler decided: outcome, depth, detected charset, outlinks. Records go into
-raw_dir/fetches-NNNNN.warc.gz after a warcinfo record, one gzip member per record (so each record
-is seekable, as in Common Crawl), one file per batch, written to a .tmp name and renamed into
-place: a crawl killed with SIGKILL leaves only whole batches, and a rerun refetches at most one batch.
+holds what the crawler decided: outcome, depth, detected charset, outlinks (for a sitemap, the URLs
+it lists), and revalidated-at for a page a refresh crawl kept after a 304 (its response keeps the
+first fetch's WARC-Date). Records go into raw_dir/fetches-NNNNN.warc.gz after a warcinfo record,
+one gzip member per record (so each record is seekable, as in Common Crawl), one file per batch,
+written to a .tmp name and renamed into place: a crawl killed with SIGKILL leaves only whole
+batches, and a rerun refetches at most one batch.
 
 The stored body is the decoded payload (Content-Encoding and chunking undone), so, as Common
 Crawl does, the original Content-Encoding, Transfer-Encoding and Content-Length headers are kept
