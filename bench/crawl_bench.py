@@ -71,7 +71,8 @@ def main() -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         bases = [stack.enter_context(_serve(args.pages, args.latency)) for _ in range(args.hosts)]
         print(f"{args.hosts} hosts x {args.pages + 1} pages, {args.latency * 1000:.0f} ms per page")
-        print(f"{'max_concurrency':>16} {'per_host':>9} {'pages':>6} {'seconds':>8} {'pages/s':>8} {'max_in_flight':>14}")
+        print(f"{'max_concurrency':>16} {'per_host':>9} {'pages':>6} {'seconds':>8} {'pages/s':>8} "
+              f"{'max_in_flight':>14}")
         for index, (total, per_host) in enumerate(SETTINGS):
             cfg = CrawlConfig(seeds=bases, allowed_hosts=[urlsplit(b).netloc for b in bases], delay_seconds=0.0,
                               allow_private_addresses=True, max_concurrency=total, max_concurrency_per_host=per_host,

@@ -285,9 +285,10 @@ class Crawler:
             if exc.reason == "too_large":
                 return replace(record, outcome="too_large", truncated="length")
             return replace(record, outcome="failed", reason="invalid_sitemap")
-        links = [u for u in (normalize_url(loc, live_url) for loc in sitemap.locations) if u]
+        recorded = {loc: self.to_recorded(url) for loc in sitemap.locations if (url := normalize_url(loc, live_url))}
+        lastmods = tuple((recorded[loc], modified) for loc, modified in sitemap.lastmod.items() if loc in recorded)
         outcome = "sitemap" if sitemap.kind == "urlset" else "sitemap_index"
-        return replace(record, outcome=outcome, links=[self.to_recorded(u) for u in links])
+        return replace(record, outcome=outcome, links=list(dict.fromkeys(recorded.values())), lastmods=lastmods)
 
     def _finish(self, entry: FrontierEntry, host: str, visit: _Visit) -> None:
         """Count, store and follow one worker's result (runs in the dispatcher only)."""
@@ -344,7 +345,9 @@ class Crawler:
             self.counts["sitemaps_failed"] += 1
 
 
-def _next_entries(cfg: CrawlConfig, entry: FrontierEntry, record: FetchRecord) -> tuple[list[FrontierEntry], str | None]:
+def _next_entries(
+    cfg: CrawlConfig, entry: FrontierEntry, record: FetchRecord
+) -> tuple[list[FrontierEntry], str | None]:
     """What a fetch adds to the frontier, and the failure reason of a bad redirect.
 
     A kept page's links go one level deeper; a sitemap's pages are depth 0; an index's sitemaps one

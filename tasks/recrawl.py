@@ -30,7 +30,8 @@ class PreviousCrawl:
     def __init__(self, raw_dir: Path) -> None:
         raw_dir = Path(raw_dir)
         if not raw_dir.is_dir():
-            raise FileNotFoundError(f"previous_raw_dir {str(raw_dir)!r} is not a folder of a previous crawl's WARC files")
+            raise FileNotFoundError(
+                f"previous_raw_dir {str(raw_dir)!r} is not a folder (a previous crawl's raw store of WARC files)")
         self.store = WarcRawStore(raw_dir, batch_size=1)  # never written to: nothing is added
         self.pages = {r.url: r for r in self.store.fetches() if r.outcome == "ok"}  # without bodies
 

@@ -49,7 +49,8 @@ class FetchRecord:
     url: str
     depth: int
     status: int
-    outcome: str  # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed | sitemap | sitemap_index
+    # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed | sitemap | sitemap_index
+    outcome: str
     content_type: str | None  # as the server declared it
     fetched_at: datetime  # when the body was fetched; a page revalidated by a 304 keeps its first fetch's time
     body: bytes | None  # decoded payload; None where not read (and in a store's index)
@@ -59,6 +60,7 @@ class FetchRecord:
     headers: tuple[tuple[str, str], ...] = ()  # response headers as received
     truncated: str | None = None  # WARC-Truncated: why the body is not the whole payload
     revalidated_at: datetime | None = None  # when a refresh crawl's conditional request got 304 for this body
+    lastmods: tuple[tuple[str, str], ...] = ()  # a sitemap's (listed URL, <lastmod> as written), where given
     digest: str | None = field(default=None, compare=False)  # WARC-Payload-Digest of the body, 'sha1:BASE32'
 
     @property
@@ -185,6 +187,7 @@ def _metadata_fields(record: FetchRecord) -> bytes:
     if record.revalidated_at:
         fields.append(("revalidated-at", _utc_stamp(record.revalidated_at)))
     fields += [("outlink", link) for link in record.links]
+    fields += [("lastmod", f"{modified} {url}") for url, modified in record.lastmods]  # W3C dates have no spaces
     return "".join(f"{k}: {v}\r\n" for k, v in fields).encode("utf-8")
 
 
@@ -243,6 +246,8 @@ def read_fetches(path: Path, with_body: bool = True) -> Iterator[FetchRecord]:
             links=[v for k, v in fields if k == "outlink"], charset=meta.get("charset"),
             reason=meta.get("reason"), headers=headers, truncated=response.truncated,
             revalidated_at=_warc_date(meta.get("revalidated-at")), digest=response.warc_header("WARC-Payload-Digest"),
+            lastmods=tuple((url, modified) for modified, _, url in (v.partition(" ") for k, v in fields
+                                                                    if k == "lastmod")),
         )
 
 

@@ -176,11 +176,13 @@ def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
     assert site.count("/robots.txt") == 2  # once per Robots (one per crawl), not once per URL
 
 
-def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_host", [1, 3])
+def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path, per_host: int) -> None:
     site_root = make_site(tmp_path / "site")
     raw = tmp_path / "raw"
     with serve_site(site_root) as site:
-        cfg = _config(site.base_url, raw_batch_pages=2).model_copy(update={"delay_seconds": 0.2})
+        cfg = _config(site.base_url, raw_batch_pages=2, max_concurrency_per_host=per_host)
+        cfg = cfg.model_copy(update={"delay_seconds": 0.2})
         script = ("import sys; from pathlib import Path; from tasks.crawl import CrawlConfig, crawl; "
                   "crawl(CrawlConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}

@@ -5,6 +5,7 @@ import pytest
 
 from tasks.crawl import CrawlConfig, crawl, saved_pages
 from tasks.sitemap import MAX_SITEMAP_URLS, SitemapError, parse_sitemap
+from tasks.warc import WarcRawStore
 from tests.tasks.site_fixtures import make_site, serve_site
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
@@ -58,7 +59,7 @@ def test_crawl_reads_sitemaps_from_config_and_robots_txt(tmp_path: Path) -> None
                                                         f"{base}missing-sitemap.xml"))
         (root / "pages.xml.gz").write_bytes(gzip.compress(_urlset(
             f"{base}orphan-1.html", f"{base}orphan-2.html", f"{base}private/secret.html",
-            "http://other.invalid/page.html")))
+            "http://other.invalid/page.html", lastmod="2026-11-27T10:00:00+00:00")))
         (root / "nested-index.xml").write_bytes(_index(f"{base}deeper.xml"))
         (root / "deeper.xml").write_bytes(_urlset(f"{base}orphan-3.html"))
         (root / "direct.xml").write_bytes(_urlset(f"{base}orphan-3.html"))
@@ -79,6 +80,9 @@ def test_crawl_reads_sitemaps_from_config_and_robots_txt(tmp_path: Path) -> None
     assert stats["pages_disallowed_robots"] == 1  # the sitemap cannot open a door robots.txt closed
     assert site.count("/deeper.xml") == 0 and site.count("/private/secret.html") == 0
     assert robots_requests == 1
+    listed = WarcRawStore(tmp_path / "raw", 1).get(base + "pages.xml.gz")  # the archive keeps <lastmod>
+    assert listed.outcome == "sitemap" and len(listed.links) == 4
+    assert dict(listed.lastmods)[base + "orphan-1.html"] == "2026-11-27T10:00:00+00:00"
     assert {r.url.removeprefix(base) for r in saved_pages(tmp_path / "raw-direct")} == {"orphan-3.html"}
     assert only_sitemap["sitemaps_fetched"] == 1 and only_sitemap["pages_fetched"] == 1
     assert again["sitemaps_requested"] == 0 and again["pages_requested"] == 0  # the 404 is archived too
