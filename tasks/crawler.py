@@ -283,7 +283,7 @@ class Crawler:
         except SitemapError as exc:
             logger.warning("sitemap %s: %s", record.url, exc)
             if exc.reason == "too_large":
-                return replace(record, outcome="too_large", truncated="length")
+                return replace(record, outcome="too_large", truncated="length", body=None)
             return replace(record, outcome="failed", reason="invalid_sitemap")
         recorded = {loc: self.to_recorded(url) for loc in sitemap.locations if (url := normalize_url(loc, live_url))}
         lastmods = tuple((recorded[loc], modified) for loc, modified in sitemap.lastmod.items() if loc in recorded)
