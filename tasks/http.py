@@ -1,43 +1,48 @@
-"""The one place that builds HTTP clients: timeouts, user agent, size limits and an address guard.
+"""The one place that builds HTTP clients: async httpx, timeouts, user agent, size limits, an address guard.
 
 The guard runs inside httpcore's network backend, after DNS resolution and right before the TCP
 connect, and connects to the very address it checked. So a hostname that resolves to a private
 address is refused, and DNS rebinding between check and connect is not possible.
 
-The same backend enforces a total deadline per request: httpx's timeouts apply to each network
-operation, so a server that drips one byte per second (in the headers or the body) never trips
-them. Every socket operation made inside `request_deadline(...)` gets at most the time left.
+httpx's timeouts apply to each network operation, so a server that drips one byte per second (in
+the headers or the body) never trips them. fetch() therefore runs the whole exchange (connect,
+headers, body) under asyncio.timeout_at: at the deadline the exchange is cancelled wherever it
+waits, and the connection is closed.
 """
 
 from __future__ import annotations
 
-import codecs
+import asyncio
 import email.utils
 import ipaddress
 import logging
 import math
-import re
 import socket
-import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-import charset_normalizer
 import httpcore
 import httpx
+
+from tasks.charset import sniff_charset
+
+__all__ = ["HTML_CONTENT_TYPES", "RETRY_STATUSES", "BlockedAddressError", "ContentEncodingError",
+           "DeadlineExceeded", "FetchResult", "RetryPolicy", "blocked_reason", "build_client", "fetch",
+           "fetch_with_retries", "http_failure_reason", "media_type", "parse_retry_after", "read_body",
+           "sniff_charset"]
 
 logger = logging.getLogger(__name__)
 
 HTML_CONTENT_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _ACCEPT_HTML = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
-# only encodings read_body undoes itself, so the size cap and the deadline see every network read
+# only encodings read_body undoes itself, so the size cap sees every network read
 _ACCEPT_ENCODING = "gzip, deflate"
 # 408, 429 and the transient 5xx: urllib3's and Scrapy's usual retry list
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_KEEPALIVE_CONNECTIONS = 32  # idle connections kept open across all hosts
 
 
 class BlockedAddressError(httpx.ConnectError):
@@ -57,56 +62,8 @@ def blocked_reason(address: str) -> str | None:
     return None
 
 
-# the time.monotonic() instant the request being made in this context must end by; set only
-# through request_deadline(), so it is scoped like an argument and safe across threads
-_REQUEST_DEADLINE: ContextVar[float | None] = ContextVar("request_deadline", default=None)
-
-
-@contextmanager
-def request_deadline(deadline: float | None) -> Iterator[None]:
-    """Within this block, no socket operation of a guarded client outlasts the monotonic `deadline`."""
-    token = _REQUEST_DEADLINE.set(deadline)
-    try:
-        yield
-    finally:
-        _REQUEST_DEADLINE.reset(token)
-
-
-def _time_left(timeout: float | None) -> float | None:
-    """timeout, shortened to what is left before the current request deadline."""
-    deadline = _REQUEST_DEADLINE.get()
-    if deadline is None:
-        return timeout
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise httpcore.ReadTimeout("request deadline passed")
-    return left if timeout is None else min(timeout, left)
-
-
-class DeadlineStream(httpcore.NetworkStream):
-    """A network stream whose reads and writes never wait past the current request deadline."""
-
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
-        self.stream = stream
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.stream.read(max_bytes, _time_left(timeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.stream.write(buffer, _time_left(timeout))
-
-    def close(self) -> None:
-        self.stream.close()
-
-    def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.NetworkStream:  # noqa: ANN001
-        return DeadlineStream(self.stream.start_tls(ssl_context, server_hostname, _time_left(timeout)))
-
-    def get_extra_info(self, info: str) -> object:
-        return self.stream.get_extra_info(info)
-
-
-class GuardedBackend(httpcore.SyncBackend):
-    """httpcore network backend that resolves a host, checks every address, then connects to it."""
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore async network backend that resolves a host, checks every address, then connects to it."""
 
     def __init__(
         self, *, allow_private_addresses: bool, allowed_endpoints: Iterable[tuple[str, int]] = ()
@@ -114,22 +71,25 @@ class GuardedBackend(httpcore.SyncBackend):
         self.allow_private_addresses = allow_private_addresses
         # (host, port) pairs exempt from the guard, e.g. the loopback server of a local site
         self.allowed_endpoints = frozenset((h.lower(), p) for h, p in allowed_endpoints)
+        self._backend = httpcore.AnyIOBackend()
 
-    def connect_tcp(
+    async def connect_tcp(
         self,
         host: str,
         port: int,
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        timeout = _time_left(timeout)
+    ) -> httpcore.AsyncNetworkStream:
         if self.allow_private_addresses or (host.lower(), port) in self.allowed_endpoints:
-            return DeadlineStream(super().connect_tcp(host, port, timeout, local_address, socket_options))
+            return await self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
         try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            async with asyncio.timeout(timeout):
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host!r} took longer than {timeout} s") from exc
         addresses = list(dict.fromkeys(info[4][0] for info in infos))
         for address in addresses:  # refuse if ANY address is private: the OS may pick it
             reason = blocked_reason(address)
@@ -141,23 +101,33 @@ class GuardedBackend(httpcore.SyncBackend):
         last_error: Exception | None = None
         for address in addresses:  # connect to the checked literal, so no second DNS lookup
             try:
-                return DeadlineStream(super().connect_tcp(address, port, timeout, local_address, socket_options))
+                return await self._backend.connect_tcp(address, port, timeout, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
         assert last_error is not None  # getaddrinfo never returns an empty list without raising
         raise last_error
 
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None
+                                  ) -> httpcore.AsyncNetworkStream:
+        raise httpcore.ConnectError(f"refusing to connect to the unix socket {path!r}")
 
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx transport whose connection pool connects through a GuardedBackend."""
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
 
-    def __init__(self, backend: GuardedBackend, *, retries: int = 0) -> None:
-        super().__init__(trust_env=False, retries=retries)
-        # httpx.HTTPTransport takes no network_backend argument, so its pool is replaced by one
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """httpx async transport whose connection pool connects through a GuardedBackend."""
+
+    def __init__(self, backend: GuardedBackend) -> None:
+        super().__init__(trust_env=False)
+        # httpx.AsyncHTTPTransport takes no network_backend argument, so its pool is replaced by one
         # that connects through the guard (tests/tasks/test_http.py checks this still holds).
-        self._pool = httpcore.ConnectionPool(
+        # No connection cap here: the crawler's semaphores bound the requests in flight.
+        self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
-            retries=retries,
+            max_connections=None,
+            max_keepalive_connections=_KEEPALIVE_CONNECTIONS,
             network_backend=backend,
         )
 
@@ -170,12 +140,12 @@ def build_client(
     follow_redirects: bool,
     max_redirects: int,
     allowed_endpoints: Iterable[tuple[str, int]] = (),
-) -> httpx.Client:
-    """An httpx client with our user agent, timeouts, redirect policy and address guard."""
+) -> httpx.AsyncClient:
+    """An async httpx client with our user agent, timeouts, redirect policy and address guard."""
     backend = GuardedBackend(
         allow_private_addresses=allow_private_addresses, allowed_endpoints=allowed_endpoints
     )
-    return httpx.Client(
+    return httpx.AsyncClient(
         transport=GuardedTransport(backend),
         headers={"User-Agent": user_agent, "Accept": _ACCEPT_HTML, "Accept-Encoding": _ACCEPT_ENCODING},
         timeout=httpx.Timeout(timeout_seconds),  # connect, read, write and pool wait
@@ -202,7 +172,7 @@ class FetchResult:
     content_type: str | None  # as the server declared it
     location: str | None
     body: bytes | None  # decoded (Content-Encoding undone); kept for 2xx pages of an accepted type
-    outcome: str  # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed
+    outcome: str  # ok | not_modified | redirect | http_error | not_html | too_large | binary | undecodable | failed
     headers: tuple[tuple[str, str], ...] = ()  # response headers as received, in order
     charset: str | None = None  # Python codec the body really is in (see sniff_charset)
     reason: str | None = None  # why a page failed; see tasks.crawl.FAIL_REASONS
@@ -230,7 +200,7 @@ def http_failure_reason(status: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading a body within a size cap and a total deadline
+# Reading a body within a size cap
 
 
 def _decompressor(encoding: str | None) -> zlib._Decompress | None:
@@ -244,24 +214,19 @@ def _decompressor(encoding: str | None) -> zlib._Decompress | None:
     raise ContentEncodingError(f"unsupported Content-Encoding {encoding!r}")
 
 
-def read_body(response: httpx.Response, max_bytes: int, deadline: float | None) -> tuple[bytes, bool]:
+async def read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, bool]:
     """Read a streamed response's body, decoded; returns (body, complete).
 
     complete is False when the decoded body passed max_bytes (body is then its first max_bytes).
-    `deadline` is a time.monotonic() instant: passing it between two network reads raises
-    DeadlineExceeded, so a server that drips bytes is cut off within one read timeout of it (at
-    it exactly for a build_client client inside request_deadline).
-    Content-Encoding is undone here rather than by httpx, so a compressed drip cannot hide reads
-    that yield no decoded bytes, and a gzip bomb stops at max_bytes.
+    Content-Encoding is undone here rather than by httpx, so a gzip bomb stops at max_bytes.
+    The caller bounds the total time (fetch() does, with its deadline).
     """
     encoding = response.headers.get("content-encoding")
     decompressor = _decompressor(encoding)
     chunks: list[bytes] = []
     size = 0
     first = True
-    for raw in response.iter_raw():  # one item per network read, transfer coding already undone
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded(f"{response.url}: total deadline passed while reading the body")
+    async for raw in response.aiter_raw():  # one item per network read, transfer coding already undone
         if decompressor is None:
             chunk = raw[: max_bytes - size + 1]
         else:
@@ -281,111 +246,46 @@ def read_body(response: httpx.Response, max_bytes: int, deadline: float | None) 
 
 
 # ---------------------------------------------------------------------------------------------
-# What the body really is: binary, or text in which charset
-
-
-SNIFF_BYTES = 1445  # WHATWG MIME Sniffing 5.2: the resource header is at most 1445 bytes
-# WHATWG MIME Sniffing 3: "binary data bytes" never occur in text (TAB, LF, FF, CR, ESC do)
-_BINARY_DATA_BYTES = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
-
-
-def _codec(label: str | bytes) -> str | None:
-    if isinstance(label, bytes):
-        label = label.decode("ascii", "ignore")
-    try:
-        return codecs.lookup(label.strip("\"' ")).name
-    except LookupError:
-        return None
-
-
-def declared_charsets(body: bytes, content_type: str | None) -> list[str]:
-    """Known codecs the page declares: the HTTP charset parameter, then a <meta> charset."""
-    labels: list[str | bytes] = []
-    if content_type and "charset=" in content_type.lower():
-        labels.append(content_type.lower().split("charset=", 1)[1].split(";")[0])
-    meta = _META_CHARSET.search(body[:4096])
-    if meta:
-        labels.append(meta.group(1))
-    return list(dict.fromkeys(c for c in map(_codec, labels) if c))
-
-
-def _decodes(body: bytes, codec: str) -> bool:
-    try:
-        body.decode(codec)
-    except (UnicodeDecodeError, LookupError):
-        return False
-    return True
-
-
-def sniff_charset(body: bytes, content_type: str | None) -> tuple[str, str | None]:
-    """('text', codec) for a body that is text, ('binary' | 'undecodable', None) otherwise.
-
-    Order: a BOM; a declared UTF-16/32; binary data bytes in the first 1445 bytes mean binary;
-    valid UTF-8 is UTF-8 whatever the label says (UTF-8 served as latin-1 is the common mislabel,
-    and non-ASCII text in another charset is almost never valid UTF-8); then the first declared
-    charset that decodes the bytes; then charset_normalizer's detection.
-    """
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return "text", codec
-    declared = declared_charsets(body, content_type)
-    wide = [c for c in declared if c.startswith(("utf-16", "utf-32")) and _decodes(body, c)]
-    if wide:
-        return "text", wide[0]
-    if _BINARY_DATA_BYTES.search(body[:SNIFF_BYTES]):
-        return "binary", None
-    if body.isascii():
-        return "text", declared[0] if declared else "utf-8"
-    if _decodes(body, "utf-8"):
-        return "text", "utf-8"
-    for codec in declared:
-        if _decodes(body, codec):
-            return "text", codec
-    best = charset_normalizer.from_bytes(body).best()
-    if best is None:
-        return "undecodable", None
-    return "text", _codec(best.encoding) or best.encoding
-
-
-# ---------------------------------------------------------------------------------------------
 # One request, then retries
 
 
-def fetch(
-    client: httpx.Client,
+async def fetch(
+    client: httpx.AsyncClient,
     url: str,
     *,
     max_bytes: int,
     deadline_seconds: float | None = None,
     content_types: frozenset[str] = HTML_CONTENT_TYPES,
+    headers: dict[str, str] | None = None,
+    sniff: bool = True,
 ) -> FetchResult:
-    """GET url, streaming; keep the body only for 2xx text responses of an accepted type under max_bytes.
+    """GET url, streaming; keep the body only for 2xx responses of an accepted type under max_bytes.
 
-    The whole exchange (connect, headers, body) is cut off deadline_seconds after it starts, when
-    the client is one of build_client's. Network errors (httpx.TransportError: BlockedAddressError,
-    DeadlineExceeded, timeouts) propagate to the caller; a bad Content-Encoding is a failed result.
+    The whole exchange (connect, headers, body) is cut off deadline_seconds after it starts.
+    headers are sent with the request (e.g. If-None-Match); a 304 answer is outcome 'not_modified'.
+    sniff=True classifies the body as text in a charset, or binary/undecodable; sniff=False keeps
+    the bytes as they are (e.g. a gzipped sitemap). Network errors (httpx.TransportError:
+    BlockedAddressError, DeadlineExceeded, timeouts) propagate; a bad Content-Encoding is a failed result.
     """
-    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    deadline = None if deadline_seconds is None else asyncio.get_running_loop().time() + deadline_seconds
     try:
-        with request_deadline(deadline):
-            return _exchange(client, url, max_bytes, deadline, content_types)
-    except httpx.TimeoutException as exc:
-        if deadline is not None and time.monotonic() >= deadline and not isinstance(exc, DeadlineExceeded):
-            raise DeadlineExceeded(f"{url}: total deadline of {deadline_seconds:.1f} s passed") from exc
-        raise
+        async with asyncio.timeout_at(deadline):
+            return await _exchange(client, url, max_bytes, content_types, headers, sniff)
+    except TimeoutError as exc:  # only asyncio.timeout_at raises the builtin; httpx raises its own
+        raise DeadlineExceeded(f"{url}: total deadline of {deadline_seconds:.1f} s passed") from exc
 
 
-def _exchange(
-    client: httpx.Client, url: str, max_bytes: int, deadline: float | None, content_types: frozenset[str]
+async def _exchange(
+    client: httpx.AsyncClient, url: str, max_bytes: int, content_types: frozenset[str],
+    request_headers: dict[str, str] | None, sniff: bool,
 ) -> FetchResult:
-    with client.stream("GET", url) as response:
+    async with client.stream("GET", url, headers=request_headers) as response:
         headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw)
         status = response.status_code
         ctype = response.headers.get("content-type")
         partial = FetchResult(url, status, ctype, response.headers.get("location"), None, "", headers)
+        if status == 304:
+            return replace(partial, outcome="not_modified")
         if response.is_redirect:
             return replace(partial, outcome="redirect")
         if not response.is_success:
@@ -396,12 +296,14 @@ def _exchange(
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             return replace(partial, outcome="too_large", truncated="length")
         try:
-            body, complete = read_body(response, max_bytes, deadline)
+            body, complete = await read_body(response, max_bytes)
         except ContentEncodingError as exc:
             logger.warning("%s: %s", url, exc)
             return replace(partial, outcome="failed", reason="bad_encoding", truncated="unspecified")
     if not complete:
         return replace(partial, outcome="too_large", truncated="length")
+    if not sniff:
+        return replace(partial, body=body, outcome="ok")
     kind, charset = sniff_charset(body, ctype)
     if kind != "text":  # a binary file served as text/html: kept in the archive, never parsed
         return replace(partial, body=body, outcome=kind, reason=kind)
@@ -462,32 +364,43 @@ def _failure(url: str, exc: httpx.TransportError) -> FetchResult:
 _NOT_RETRIED = ("blocked_address", "deadline")  # retrying cannot help, and a drip would cost a deadline each time
 
 
-def fetch_with_retries(
-    client: httpx.Client,
+_NOT_RETRIED = ("blocked_address", "deadline")  # retrying cannot help, and a drip would cost a deadline each time
+
+
+def _no_turn() -> AbstractAsyncContextManager[object]:
+    return nullcontext()
+
+
+async def fetch_with_retries(
+    client: httpx.AsyncClient,
     url: str,
     *,
     max_bytes: int,
     deadline_seconds: float | None,
     policy: RetryPolicy,
-    wait: Callable[[float], bool],
-    time_left: Callable[[], float] = lambda: float("inf"),
+    wait: Callable[[float], Awaitable[bool]],
+    time_left: Callable[[], float] = lambda: math.inf,
+    turn: Callable[[], AbstractAsyncContextManager[object]] = _no_turn,
+    **options: object,
 ) -> FetchResult:
     """fetch() with retries on 408/429/5xx answers, timeouts and network errors; never raises httpx errors.
 
-    wait(seconds) sleeps and returns False if the caller wants to stop; time_left() is the caller's
-    remaining time budget: no wait or request runs past it. A failure is a result with
-    outcome 'failed' (or 'http_error') and its reason.
+    Every attempt runs inside `async with turn()` (the crawler's politeness: host delay, concurrency
+    slots). wait(seconds) sleeps between attempts and returns False if the caller wants to stop;
+    time_left() is the caller's remaining time budget: no wait or request runs past it. options go
+    to fetch(). A failure is a result with outcome 'failed' (or 'http_error') and its reason.
     """
     attempts = 0
     while True:
         attempts += 1
-        cap = min(deadline_seconds or math.inf, time_left())
-        try:
-            result = fetch(client, url, max_bytes=max_bytes,
-                           deadline_seconds=None if math.isinf(cap) else max(cap, 0.0))
-        except httpx.TransportError as exc:
-            logger.warning("fetch failed for %s: %s: %s", url, type(exc).__name__, exc)
-            result = _failure(url, exc)
+        async with turn():
+            cap = min(deadline_seconds or math.inf, time_left())
+            try:
+                result = await fetch(client, url, max_bytes=max_bytes,
+                                     deadline_seconds=None if math.isinf(cap) else max(cap, 0.0), **options)
+            except httpx.TransportError as exc:
+                logger.warning("fetch failed for %s: %s: %s", url, type(exc).__name__, exc)
+                result = _failure(url, exc)
         result = replace(result, attempts=attempts)
         transient = result.status in RETRY_STATUSES or (
             result.outcome == "failed" and result.reason not in (*_NOT_RETRIED, "bad_encoding"))
@@ -497,6 +410,5 @@ def fetch_with_retries(
         if delay is None or delay >= time_left():
             return result
         logger.info("%s: %s, retry %d in %.1f s", url, result.reason, attempts, delay)
-        if not wait(delay):
+        if not await wait(delay):
             return result
-

@@ -2,10 +2,12 @@
 
 Every fetch worth keeping is written as a WARC/1.1 `response` record (status line, headers, body)
 followed by a `metadata` record (application/warc-fields, WARC-Concurrent-To the response) that
-holds what the crawler decided: outcome, depth, detected charset, outlinks. Records go into
-raw_dir/fetches-NNNNN.warc.gz after a warcinfo record, one gzip member per record (so each record
-is seekable, as in Common Crawl), one file per batch, written to a .tmp name and renamed into
-place: a crawl killed with SIGKILL leaves only whole batches, and a rerun refetches at most one batch.
+holds what the crawler decided: outcome, depth, detected charset, outlinks (for a sitemap, the URLs
+it lists), and revalidated-at for a page a refresh crawl kept after a 304 (its response keeps the
+first fetch's WARC-Date). Records go into raw_dir/fetches-NNNNN.warc.gz after a warcinfo record,
+one gzip member per record (so each record is seekable, as in Common Crawl), one file per batch,
+written to a .tmp name and renamed into place: a crawl killed with SIGKILL leaves only whole
+batches, and a rerun refetches at most one batch.
 
 The stored body is the decoded payload (Content-Encoding and chunking undone), so, as Common
 Crawl does, the original Content-Encoding, Transfer-Encoding and Content-Length headers are kept
@@ -14,6 +16,8 @@ renamed to X-Crawler-* and Content-Length states the stored length.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import logging
 import os
@@ -45,15 +49,19 @@ class FetchRecord:
     url: str
     depth: int
     status: int
-    outcome: str  # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed
+    # ok | redirect | http_error | not_html | too_large | binary | undecodable | failed | sitemap | sitemap_index
+    outcome: str
     content_type: str | None  # as the server declared it
-    fetched_at: datetime
+    fetched_at: datetime  # when the body was fetched; a page revalidated by a 304 keeps its first fetch's time
     body: bytes | None  # decoded payload; None where not read (and in a store's index)
     links: list[str] = field(default_factory=list)  # normalised, recorded form, in page order
     charset: str | None = None  # the codec the body really is in (tasks.http.sniff_charset)
     reason: str | None = None  # why the fetch failed, for failed outcomes
     headers: tuple[tuple[str, str], ...] = ()  # response headers as received
     truncated: str | None = None  # WARC-Truncated: why the body is not the whole payload
+    revalidated_at: datetime | None = None  # when a refresh crawl's conditional request got 304 for this body
+    lastmods: tuple[tuple[str, str], ...] = ()  # a sitemap's (listed URL, <lastmod> as written), where given
+    digest: str | None = field(default=None, compare=False)  # WARC-Payload-Digest of the body, 'sha1:BASE32'
 
     @property
     def content_type_with_charset(self) -> str | None:
@@ -61,6 +69,15 @@ class FetchRecord:
         if self.charset is None or not self.content_type:
             return self.content_type
         return f"{self.content_type.split(';', 1)[0].strip()}; charset={self.charset}"
+
+
+def payload_digest(body: bytes) -> str:
+    """The WARC-Payload-Digest warcio writes for a body: 'sha1:' + base32 of its SHA-1."""
+    return "sha1:" + base64.b32encode(hashlib.sha1(body).digest()).decode("ascii")
+
+
+def _utc_stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class RawStore(Protocol):
@@ -167,7 +184,10 @@ def _metadata_fields(record: FetchRecord) -> bytes:
         fields.append(("charset", record.charset))
     if record.reason:
         fields.append(("reason", record.reason))
+    if record.revalidated_at:
+        fields.append(("revalidated-at", _utc_stamp(record.revalidated_at)))
     fields += [("outlink", link) for link in record.links]
+    fields += [("lastmod", f"{modified} {url}") for url, modified in record.lastmods]  # W3C dates have no spaces
     return "".join(f"{k}: {v}\r\n" for k, v in fields).encode("utf-8")
 
 
@@ -189,7 +209,7 @@ def write_fetch(writer: WARCWriter, record: FetchRecord) -> None:
         phrase = ""
     http_headers = StatusAndHeaders(f"{record.status} {phrase}".strip(),
                                     _stored_headers(record.headers, len(body)), protocol="HTTP/1.1")
-    warc_headers = {"WARC-Date": record.fetched_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    warc_headers = {"WARC-Date": _utc_stamp(record.fetched_at)}
     if record.truncated:
         warc_headers["WARC-Truncated"] = record.truncated
     response = writer.create_warc_record(record.url, "response", payload=io.BytesIO(body),
@@ -225,6 +245,9 @@ def read_fetches(path: Path, with_body: bool = True) -> Iterator[FetchRecord]:
             fetched_at=response.date, body=response.body if with_body and outcome in _BODY_OUTCOMES else None,
             links=[v for k, v in fields if k == "outlink"], charset=meta.get("charset"),
             reason=meta.get("reason"), headers=headers, truncated=response.truncated,
+            revalidated_at=_warc_date(meta.get("revalidated-at")), digest=response.warc_header("WARC-Payload-Digest"),
+            lastmods=tuple((url, modified) for modified, _, url in (v.partition(" ") for k, v in fields
+                                                                    if k == "lastmod")),
         )
 
 
@@ -240,11 +263,13 @@ class WarcRawStore:
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
         self._index: dict[str, FetchRecord] = {}
+        self._batch_of: dict[str, Path] = {}  # url -> the batch file that holds its latest fetch
         self._pending: list[FetchRecord] = []
         batches = self._batches()
         for path in batches:
             for record in read_fetches(path, with_body=False):
                 self._index[record.url] = record
+                self._batch_of[record.url] = path
         self._next_batch = int(batches[-1].name.split("-")[1].split(".")[0]) + 1 if batches else 0
         if batches:
             logger.info("raw store %s: %d fetches from %d batches", raw_dir, len(self._index), len(batches))
@@ -256,8 +281,24 @@ class WarcRawStore:
         """The saved fetch of url (without its body), or None."""
         return self._index.get(url)
 
+    def fetches(self) -> Iterator[FetchRecord]:
+        """Every saved fetch (the latest per URL), without bodies, in the order first saved."""
+        return iter(list(self._index.values()))
+
+    def load(self, url: str) -> FetchRecord | None:
+        """The saved fetch of url with its body, read back from its batch file; None if not saved."""
+        pending = [r for r in self._pending if r.url == url]
+        if pending:
+            return pending[-1]
+        path = self._batch_of.get(url)
+        if path is None:
+            return None
+        found = [r for r in read_fetches(path) if r.url == url]  # a batch holds raw_batch_pages fetches
+        return found[-1] if found else None
+
     def add(self, record: FetchRecord) -> None:
-        self._index[record.url] = replace(record, body=None)
+        digest = payload_digest(record.body) if record.body is not None else record.digest
+        self._index[record.url] = replace(record, body=None, digest=digest)
         self._pending.append(record)
         if len(self._pending) >= self.batch_size:
             self.flush()
@@ -276,6 +317,8 @@ class WarcRawStore:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, final)
+        for record in self._pending:
+            self._batch_of[record.url] = final
         self._next_batch += 1
         self._pending.clear()
 

@@ -6,11 +6,14 @@ import functools
 import threading
 import time
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tasks.local_site import ConditionalFileHandler
 
 PARAGRAPH_A = "Alpha page explains how the crawler walks a site breadth first and keeps every page it may fetch."
 PARAGRAPH_B = "Bravo page has the same text as its duplicate so that exact deduplication keeps only one copy."
@@ -61,6 +64,8 @@ class SiteServer:
 
     base_url: str
     requests: list[str] = field(default_factory=list)  # request paths, in arrival order
+    # (path, If-None-Match, If-Modified-Since) of every request, in arrival order
+    validators: list[tuple[str, str | None, str | None]] = field(default_factory=list)
     stop_after: int | None = None  # set `stop` after this many page (non-robots) requests
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -98,8 +103,9 @@ class _SlowResponses:
         yield b""
 
 
-class _SiteHandler(_SlowResponses, SimpleHTTPRequestHandler):
-    """Static files plus a redirect (/moved -> /c.html) and a wrong charset on /mojibake.html."""
+class _SiteHandler(_SlowResponses, ConditionalFileHandler):
+    """Static files (with ETag/Last-Modified and 304s) plus a redirect (/moved -> /c.html) and a wrong
+    charset on /mojibake.html."""
 
     def __init__(self, *args, site: SiteServer, **kwargs) -> None:
         self.site = site
@@ -111,6 +117,8 @@ class _SiteHandler(_SlowResponses, SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         with self.site.lock:
             self.site.requests.append(self.path)
+            self.site.validators.append((self.path, self.headers.get("If-None-Match"),
+                                         self.headers.get("If-Modified-Since")))
             pages = len(self.site.page_requests)
         if self.site.stop_after is not None and pages >= self.site.stop_after:
             self.site.stop.set()
@@ -339,6 +347,76 @@ def serve_hostile_site() -> Iterator[HostileSite]:
         yield site
     finally:
         site.closing.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+# ---------------------------------------------------------------------------------------------
+# Slow sites that count the requests they answer at once
+
+
+@dataclass
+class ConcurrencyProbe:
+    """Requests being answered at once, per server port and over every server sharing the probe."""
+
+    active: Counter[int] = field(default_factory=Counter)
+    most_per_server: Counter[int] = field(default_factory=Counter)
+    active_total: int = 0
+    most_total: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def answering(self, port: int) -> Iterator[None]:
+        with self.lock:
+            self.active[port] += 1
+            self.active_total += 1
+            self.most_per_server[port] = max(self.most_per_server[port], self.active[port])
+            self.most_total = max(self.most_total, self.active_total)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.active[port] -= 1
+                self.active_total -= 1
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """'/' links to /p0.html ... ; every page takes `seconds` to answer; no robots.txt (404)."""
+
+    def __init__(self, *args, probe: ConcurrencyProbe, pages: int, seconds: float, **kwargs) -> None:
+        self.probe, self.pages, self.seconds = probe, pages, seconds
+        super().__init__(*args, **kwargs)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        with self.probe.answering(self.server.server_address[1]):
+            if self.path == "/robots.txt":
+                status, body = 404, b""
+            else:
+                time.sleep(self.seconds)
+                links = tuple(f"p{i}.html" for i in range(self.pages)) if self.path == "/" else ()
+                status, body = 200, _page(f"Page {self.path}", PARAGRAPH_A, links=links).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+
+@contextmanager
+def serve_slow_site(probe: ConcurrencyProbe, pages: int = 10, seconds: float = 0.2) -> Iterator[str]:
+    """A slow generated site on 127.0.0.1 reporting to probe; yields its base URL."""
+    handler = functools.partial(_SlowHandler, probe=probe, pages=pages, seconds=seconds)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
         server.shutdown()
         server.server_close()
         thread.join()

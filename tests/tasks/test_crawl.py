@@ -1,3 +1,4 @@
+import asyncio
 import os
 import signal
 import subprocess
@@ -6,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -20,7 +22,7 @@ from tasks.crawl import (
     normalize_url,
     saved_pages,
 )
-from tests.tasks.site_fixtures import make_site, serve_site
+from tests.tasks.site_fixtures import ConcurrencyProbe, make_site, serve_site, serve_slow_site
 
 
 def _config(base_url: str, **overrides) -> CrawlConfig:
@@ -154,23 +156,33 @@ def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
         "User-agent: *\nDisallow: /private/\n")
     bare = tmp_path / "bare"
     bare.mkdir()
-    with serve_site(root) as site, serve_site(bare) as no_robots, httpx.Client(trust_env=False) as client:
-        ours = Robots(client, "pretrainflow-crawler/0.1", Counter())
-        other = Robots(client, "OtherBot/2.0", Counter())
-        assert not ours.allowed(site.base_url + "b.html") and ours.allowed(site.base_url + "private/x.html")
-        assert not ours.allowed(site.base_url + "notes.txt") and ours.allowed(site.base_url + "notes.txt.html")
-        assert ours.crawl_delay(site.base_url) == 0.05  # fractional delays count too
-        assert other.allowed(site.base_url + "b.html") and not other.allowed(site.base_url + "private/x.html")
-        assert other.crawl_delay(site.base_url) == 0.0
-        assert ours.allowed(no_robots.base_url + "anything.html")  # 404 robots.txt: everything allowed
+
+    async def check(base: str, bare_base: str) -> None:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            ours = Robots(client, "pretrainflow-crawler/0.1", Counter())
+            other = Robots(client, "OtherBot/2.0", Counter())
+            # many workers asking at once still fetch robots.txt once
+            answers = await asyncio.gather(*(ours.allowed(base + f"page{i}.html") for i in range(10)))
+            assert all(answers)
+            assert not await ours.allowed(base + "b.html") and await ours.allowed(base + "private/x.html")
+            assert not await ours.allowed(base + "notes.txt") and await ours.allowed(base + "notes.txt.html")
+            assert await ours.crawl_delay(base) == 0.05  # fractional delays count too
+            assert await other.allowed(base + "b.html") and not await other.allowed(base + "private/x.html")
+            assert await other.crawl_delay(base) == 0.0
+            assert await ours.allowed(bare_base + "anything.html")  # 404 robots.txt: everything allowed
+
+    with serve_site(root) as site, serve_site(bare) as no_robots:
+        asyncio.run(check(site.base_url, no_robots.base_url))
     assert site.count("/robots.txt") == 2  # once per Robots (one per crawl), not once per URL
 
 
-def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_host", [1, 3])
+def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path, per_host: int) -> None:
     site_root = make_site(tmp_path / "site")
     raw = tmp_path / "raw"
     with serve_site(site_root) as site:
-        cfg = _config(site.base_url, raw_batch_pages=2).model_copy(update={"delay_seconds": 0.2})
+        cfg = _config(site.base_url, raw_batch_pages=2, max_concurrency_per_host=per_host)
+        cfg = cfg.model_copy(update={"delay_seconds": 0.2})
         script = ("import sys; from pathlib import Path; from tasks.crawl import CrawlConfig, crawl; "
                   "crawl(CrawlConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
@@ -196,3 +208,37 @@ def test_retry_and_budget_settings_are_validated() -> None:
     for name in ("max_retries", "backoff_seconds", "max_seconds", "request_deadline_seconds", "max_redirects"):
         assert name in message
     assert CrawlConfig().max_seconds is None  # no time budget unless asked
+
+
+def test_global_and_per_host_concurrency_limits_hold(tmp_path: Path) -> None:
+    probe = ConcurrencyProbe()
+    with serve_slow_site(probe, pages=10) as first, serve_slow_site(probe, pages=10) as second:
+        hosts = [urlsplit(first).netloc, urlsplit(second).netloc]
+        cfg = CrawlConfig(seeds=[first, second], allowed_hosts=hosts, allow_private_addresses=True,
+                          delay_seconds=0.0, max_concurrency=3, max_concurrency_per_host=2)
+        stats = crawl(cfg, tmp_path / "raw")
+    assert stats["pages_fetched"] == 2 * 11 and stats["robots_fetched"] == 2
+    assert max(probe.most_per_server.values()) == 2  # never three requests to one host at once
+    assert probe.most_total == stats["max_in_flight"] == 3  # the global limit, reached and held
+    assert {r.depth for r in saved_pages(tmp_path / "raw")} == {0, 1}
+
+
+def test_max_pages_is_exact_under_concurrency(tmp_path: Path) -> None:
+    probe = ConcurrencyProbe()
+    with serve_slow_site(probe, pages=10, seconds=0.05) as site:
+        cfg = CrawlConfig(seeds=[site], allow_private_addresses=True, delay_seconds=0.0, max_concurrency=8,
+                          max_concurrency_per_host=8, max_pages=4)
+        stats = crawl(cfg, tmp_path / "raw")
+    assert stats["pages_fetched"] == 4 and stats["pages_requested"] == 4  # nothing fetched and thrown away
+    assert len(list(saved_pages(tmp_path / "raw"))) == 4
+
+
+def test_crawl_called_from_async_code_runs_its_own_loop(tmp_path: Path) -> None:
+    site_root = make_site(tmp_path / "site")
+
+    async def caller(base_url: str) -> dict[str, int]:
+        return crawl(_config(base_url, max_depth=0), tmp_path / "raw")  # a sync call inside a running loop
+
+    with serve_site(site_root) as site:
+        stats = asyncio.run(caller(site.base_url))
+    assert stats["pages_fetched"] == 1

@@ -3,6 +3,8 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tasks.crawl import FAIL_REASONS, CrawlConfig, crawl, saved_pages
 from tasks.warc import WarcRecord, iter_warc_records
 from tests.tasks.site_fixtures import RUSSIAN_TEXT, serve_hostile_site
@@ -25,12 +27,13 @@ def _config(base_url: str, **overrides) -> CrawlConfig:
     return CrawlConfig(**{**settings, **overrides})
 
 
-def test_hostile_site_crawl_finishes_in_scope_and_names_every_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_host", [1, 4])  # one request at a time, and four at once
+def test_hostile_site_crawl_finishes_in_scope_and_names_every_failure(tmp_path: Path, per_host: int) -> None:
     with serve_hostile_site() as site:
-        stats = crawl(_config(site.base_url), tmp_path / "raw")
+        stats = crawl(_config(site.base_url, max_concurrency_per_host=per_host), tmp_path / "raw")
         port = site.base_url.rsplit(":", 1)[1].rstrip("/")
         first_run = len(site.requests)
-        again = crawl(_config(site.base_url), tmp_path / "raw")  # resumes from the archive
+        again = crawl(_config(site.base_url, max_concurrency_per_host=per_host), tmp_path / "raw")  # resumes
     paths, rerun = site.paths[:first_run], site.paths[first_run:]
 
     # it finished: neither the time budget nor a stop ended it
@@ -92,7 +95,8 @@ def test_hostile_site_crawl_finishes_in_scope_and_names_every_failure(tmp_path: 
     # a rerun asks only for robots.txt and the transient failures; every statistic but the network ones holds
     transient = {"/error.html", "/hangup.html", "/rate-limited.html", "/drip.html"}
     assert set(rerun) == {"/robots.txt", *transient}
-    network = ("pages_requested", "pages_retried", "pages_reused")
+    network = ("pages_requested", "pages_retried", "pages_reused", "max_in_flight")
+    assert stats["max_in_flight"] <= per_host
     assert {k: v for k, v in again.items() if k not in network} == {k: v for k, v in stats.items() if k not in network}
 
 

@@ -1,3 +1,4 @@
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,11 +15,9 @@ from tasks.http import (
     fetch,
     fetch_with_retries,
     parse_retry_after,
-    sniff_charset,
 )
 from tests.tasks.site_fixtures import (
     DUPLICATE_TEXT,
-    FRENCH_TEXT,
     PNG_BYTES,
     RETRY_AFTER_HONOURED,
     make_site,
@@ -32,6 +31,32 @@ def _client(**overrides):
                     follow_redirects=False, max_redirects=3)
     settings.update(overrides)
     return build_client(**settings)
+
+
+def _get(url: str, **overrides):
+    """One GET through a fresh guarded client, run in its own event loop."""
+
+    async def get():
+        async with _client(**overrides) as client:
+            return await client.get(url)
+
+    return asyncio.run(get())
+
+
+def _fetch_all(base_url: str, paths: dict[str, str], **options) -> dict[str, FetchResult | Exception]:
+    """fetch() each name -> path with one client; an httpx error is returned, not raised."""
+
+    async def fetch_all():
+        results = {}
+        async with _client() as client:
+            for name, path in paths.items():
+                try:
+                    results[name] = await fetch(client, base_url + path, **{"max_bytes": 100_000, **options})
+                except Exception as exc:  # noqa: BLE001 (the test inspects it)
+                    results[name] = exc
+        return results
+
+    return asyncio.run(fetch_all())
 
 
 @pytest.mark.parametrize(
@@ -48,31 +73,28 @@ def test_blocked_reason(address: str, reason: str | None) -> None:
 def test_guard_refuses_loopback_unless_allowed(tmp_path: Path) -> None:
     with serve_site(make_site(tmp_path)) as site:
         port = urlsplit(site.base_url).port
-        with _client(allow_private_addresses=False) as client:
-            for url in (site.base_url, f"http://localhost:{port}/"):  # a name that resolves to loopback too
-                with pytest.raises(BlockedAddressError, match="loopback"):
-                    client.get(url)
+        for url in (site.base_url, f"http://localhost:{port}/"):  # a name that resolves to loopback too
+            with pytest.raises(BlockedAddressError, match="loopback"):
+                _get(url, allow_private_addresses=False)
         assert site.requests == []
-        with _client(allow_private_addresses=False, allowed_endpoints=[("127.0.0.1", port)]) as client:
-            assert client.get(site.base_url).status_code == 200  # the one exempt endpoint
-        with _client(allow_private_addresses=True) as client:
-            assert client.get(site.base_url + "a.html").status_code == 200
+        exempt = _get(site.base_url, allow_private_addresses=False, allowed_endpoints=[("127.0.0.1", port)])
+        assert exempt.status_code == 200  # the one exempt endpoint
+        assert _get(site.base_url + "a.html", allow_private_addresses=True).status_code == 200
     assert site.requests == ["/", "/a.html"]
 
 
 def test_client_sends_user_agent(tmp_path: Path) -> None:
-    with serve_site(make_site(tmp_path)) as site, _client() as client:
-        response = client.get(site.base_url)
+    with serve_site(make_site(tmp_path)) as site:
+        response = _get(site.base_url)
     assert response.request.headers["user-agent"] == "test-agent/1.0"
 
 
 def test_fetch_outcomes(tmp_path: Path) -> None:
-    with serve_site(make_site(tmp_path)) as site, _client() as client:
-        ok = fetch(client, site.base_url + "a.html", max_bytes=100_000)
-        small = fetch(client, site.base_url + "a.html", max_bytes=100)
-        text = fetch(client, site.base_url + "notes.txt", max_bytes=100_000)
-        moved = fetch(client, site.base_url + "moved", max_bytes=100_000)
-        missing = fetch(client, site.base_url + "missing.html", max_bytes=100_000)
+    paths = {"ok": "a.html", "text": "notes.txt", "moved": "moved", "missing": "missing.html"}
+    with serve_site(make_site(tmp_path)) as site:
+        results = _fetch_all(site.base_url, paths)
+        small = _fetch_all(site.base_url, {"small": "a.html"}, max_bytes=100)["small"]
+    ok, text, moved, missing = (results[name] for name in paths)
     assert ok.outcome == "ok" and b"Alpha" in ok.body and ok.content_type.startswith("text/html")
     assert small.outcome == "too_large" and small.body is None
     assert text.outcome == "not_html" and text.body is None
@@ -81,21 +103,21 @@ def test_fetch_outcomes(tmp_path: Path) -> None:
 
 
 def test_client_follows_redirects_up_to_the_limit(tmp_path: Path) -> None:
-    with serve_site(make_site(tmp_path)) as site, _client(follow_redirects=True) as client:
-        response = client.get(site.base_url + "moved")
+    with serve_site(make_site(tmp_path)) as site:
+        response = _get(site.base_url + "moved", follow_redirects=True)
     assert response.status_code == 200 and str(response.url).endswith("/c.html")
 
 
 def test_fetch_cuts_a_dripping_page_at_its_deadline_and_caps_decoded_size() -> None:
-    with serve_hostile_site() as site, _client() as client:
-        for dripping in ("drip.html", "drip-headers.html"):  # httpx's per-read timeouts never fire on these
-            with pytest.raises(DeadlineExceeded):
-                fetch(client, site.base_url + dripping, max_bytes=100_000, deadline_seconds=0.3)
-        bomb = fetch(client, site.base_url + "gzip-bomb.html", max_bytes=100_000)
-        bad = fetch(client, site.base_url + "bad-gzip.html", max_bytes=100_000)
-        deflate = fetch(client, site.base_url + "raw-deflate.html", max_bytes=100_000)
-        image = fetch(client, site.base_url + "image.html", max_bytes=100_000)
-        russian = fetch(client, site.base_url + "cp1251-as-utf8.html", max_bytes=100_000)
+    paths = {"bomb": "gzip-bomb.html", "bad": "bad-gzip.html", "deflate": "raw-deflate.html",
+             "image": "image.html", "russian": "cp1251-as-utf8.html"}
+    with serve_hostile_site() as site:
+        # httpx's per-read timeouts never fire on these
+        dripping = _fetch_all(site.base_url, {"body": "drip.html", "headers": "drip-headers.html"},
+                              deadline_seconds=0.3)
+        results = _fetch_all(site.base_url, paths)
+    assert all(isinstance(result, DeadlineExceeded) for result in dripping.values()), dripping
+    bomb, bad, deflate, image, russian = (results[name] for name in paths)
     assert bomb.outcome == "too_large" and bomb.truncated == "length" and bomb.body is None
     assert bad.outcome == "failed" and bad.reason == "bad_encoding"
     assert deflate.outcome == "ok" and DUPLICATE_TEXT.encode() in deflate.body
@@ -107,14 +129,18 @@ def test_fetch_cuts_a_dripping_page_at_its_deadline_and_caps_decoded_size() -> N
 def _retried(path: str, read_timeout: float = 5.0, **policy) -> tuple[FetchResult, list[float]]:
     waits: list[float] = []
 
-    def wait(seconds: float) -> bool:  # records the waits instead of sleeping them
+    async def wait(seconds: float) -> bool:  # records the waits instead of sleeping them
         waits.append(seconds)
         return True
 
+    async def fetch_retried(base_url: str) -> FetchResult:
+        async with _client(timeout_seconds=read_timeout) as client:
+            return await fetch_with_retries(client, base_url + path, max_bytes=100_000, deadline_seconds=5.0,
+                                            policy=RetryPolicy(**{**settings, **policy}), wait=wait)
+
     settings = dict(max_retries=2, backoff_seconds=0.05, max_backoff_seconds=10.0)
-    with serve_hostile_site() as site, _client(timeout_seconds=read_timeout) as client:
-        result = fetch_with_retries(client, site.base_url + path, max_bytes=100_000, deadline_seconds=5.0,
-                                    policy=RetryPolicy(**{**settings, **policy}), wait=wait)
+    with serve_hostile_site() as site:
+        result = asyncio.run(fetch_retried(site.base_url))
     return result, waits
 
 
@@ -146,23 +172,3 @@ def test_retry_policy_and_retry_after_parsing() -> None:
     assert parse_retry_after("Sat, 28 Nov 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now) == 0.0  # already past
     assert parse_retry_after("soon", now) is None and parse_retry_after(None, now) is None
-
-
-@pytest.mark.parametrize(
-    ("body", "content_type", "expected"),
-    [("<p>café</p>".encode(), "text/html; charset=iso-8859-1", ("text", "utf-8")),  # UTF-8 mislabelled
-     ("<p>café</p>".encode("cp1252"), "text/html; charset=windows-1252", ("text", "cp1252")),
-     (b'<meta charset="koi8-r"><p>' + "привет".encode("koi8-r"), "text/html", ("text", "koi8-r")),
-     (b"<p>plain</p>", "text/html", ("text", "utf-8")),
-     ("<p>wide</p>".encode("utf-16"), "text/html", ("text", "utf-16")),  # BOM
-     ("<p>wide</p>".encode("utf-16-le"), "text/html; charset=utf-16le", ("text", "utf-16-le")),
-     (b"<p>\x00\x01\x02 not text</p>", "text/html", ("binary", None))],
-)
-def test_sniff_charset(body: bytes, content_type: str, expected: tuple[str, str | None]) -> None:
-    assert sniff_charset(body, content_type) == expected
-
-
-def test_sniff_charset_detects_what_a_wrong_label_cannot_decode() -> None:
-    html = f"<html><body><p>{FRENCH_TEXT}</p><p>{FRENCH_TEXT}</p></body></html>"
-    kind, codec = sniff_charset(html.encode("cp1252"), "text/html; charset=utf-8")
-    assert kind == "text" and html.encode("cp1252").decode(codec) == html

@@ -30,3 +30,17 @@ def test_require_python_docs_says_how_to_install(tmp_path: Path) -> None:
         require_python_docs(tmp_path)
     (tmp_path / "index.html").write_text("<html></html>")
     assert require_python_docs(tmp_path) == tmp_path
+
+
+def test_served_files_answer_conditional_requests(tmp_path: Path) -> None:
+    page = tmp_path / "index.html"
+    page.write_text("<html><body>v1</body></html>")
+    with serve_directory(tmp_path) as base_url, httpx.Client(trust_env=False) as client:
+        first = client.get(base_url)
+        etag, modified = first.headers["etag"], first.headers["last-modified"]
+        assert client.get(base_url, headers={"If-None-Match": etag}).status_code == 304
+        assert client.get(base_url, headers={"If-Modified-Since": modified}).status_code == 304
+        page.write_text("<html><body>v2, saved within the same second</body></html>")
+        changed = client.get(base_url, headers={"If-None-Match": etag, "If-Modified-Since": modified})
+    assert first.status_code == 200 and changed.status_code == 200  # the ETag sees what the date cannot
+    assert "v2" in changed.text and changed.headers["etag"] != etag

@@ -8,7 +8,7 @@ from warcio.checker import Checker
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from tasks.warc import FetchRecord, WarcRawStore, iter_warc_records, read_fetches
+from tasks.warc import FetchRecord, WarcRawStore, iter_warc_records, payload_digest, read_fetches
 
 FETCHED_AT = datetime(2026, 11, 28, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -107,3 +107,16 @@ def test_a_local_site_page_recorded_under_a_file_uri_reads_back_without_its_head
     assert response.status == 200 and response.content_type == "text/html; charset=iso-8859-1"
     assert response.body == page.body
     assert list(read_fetches(path)) == [page]
+
+
+def test_store_loads_one_body_and_keeps_digests_and_revalidation(tmp_path: Path) -> None:
+    store = WarcRawStore(tmp_path, batch_size=2)
+    revalidated = _record("http://h/b.html", revalidated_at=datetime(2026, 12, 1, tzinfo=UTC))
+    for record in (_record(), revalidated, _record("http://h/c.html", body=b"<p>pending</p>")):
+        store.add(record)
+    reopened = WarcRawStore(tmp_path, batch_size=2)  # c.html was never flushed
+    assert reopened.load("http://h/b.html") == revalidated and reopened.load("http://h/c.html") is None
+    assert store.load("http://h/c.html").body == b"<p>pending</p>"  # still pending in the first store
+    assert reopened.get("http://h/a.html").digest == payload_digest(_record().body)  # WARC-Payload-Digest
+    assert store.get("http://h/c.html").digest == payload_digest(b"<p>pending</p>")
+    assert [r.url for r in reopened.fetches()] == ["http://h/a.html", "http://h/b.html"]
