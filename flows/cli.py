@@ -58,6 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_config(sub.add_parser("config", help="print the resolved, validated config"))
     show.set_defaults(handler=cmd_config)
 
+    serve = sub.add_parser("serve", help="Prefect server + worker and MLflow server on 127.0.0.1, deployments registered")
+    serve.add_argument("--host", default="127.0.0.1", help="address every server binds to")
+    serve.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (0 = any free port)")
+    serve.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (0 = any free port)")
+    serve.add_argument("--pool", default="pretrainflow", help="process work pool the worker serves")
+    serve.add_argument("--tracking-uri", default=None,
+                       help="MLflow store the server uses; default: the embedded one ($MLFLOW_TRACKING_URI or ./mlflow.db)")
+    serve.add_argument("--artifact-root", type=Path, default=Path("mlruns"), help="MLflow artifact folder for new experiments")
+    serve.add_argument("--no-deploy", dest="deploy", action="store_false", help="do not register deployments/prefect.yaml")
+    serve.set_defaults(handler=cmd_serve)
+
     artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
     artifacts.add_argument("--data-root", type=Path, default=None, help="default: data_root of --config or ./data")
     artifacts.add_argument("--stage", default=None, choices=FLOW_NAMES[:-1])
@@ -116,6 +127,20 @@ def cmd_task(args: argparse.Namespace) -> int:
                        local_map(config.parallel.workers))
     print(json.dumps(stats, indent=2, default=str))
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import ServeOptions, run_until_stopped
+    from tasks.tracking import resolve_tracking_uri
+
+    bad = [f"--{name}-port {port}: not a TCP port (0-65535)" for name, port in
+           (("prefect", args.prefect_port), ("mlflow", args.mlflow_port)) if not 0 <= port <= 65535]
+    if bad:
+        raise ConfigError("serve", bad)
+    options = ServeOptions(host=args.host, prefect_port=args.prefect_port, mlflow_port=args.mlflow_port, pool=args.pool,
+                           tracking_uri=resolve_tracking_uri(args.tracking_uri), artifact_root=args.artifact_root.resolve(),
+                           deploy=args.deploy)
+    return run_until_stopped(options)
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
