@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--no-deploy", dest="deploy", action="store_false", help="do not register deployments/prefect.yaml")
     serve.set_defaults(handler=cmd_serve)
 
+    compare = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics per stage")
+    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (pipeline or stage runs)")
+    compare.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    compare.set_defaults(handler=cmd_compare)
+
     artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
     artifacts.add_argument("--data-root", type=Path, default=None, help="default: data_root of --config or ./data")
     artifacts.add_argument("--stage", default=None, choices=FLOW_NAMES[:-1])
@@ -141,6 +146,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            tracking_uri=resolve_tracking_uri(args.tracking_uri), artifact_root=args.artifact_root.resolve(),
                            deploy=args.deploy)
     return run_until_stopped(options)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from flows.compare import compare_runs, format_table
+    from tasks.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    unknown = [run_id for run_id in args.run_ids if not tracker.run_exists(run_id)]
+    if unknown:
+        raise ConfigError("RUN_ID", [f"no MLflow run {run_id!r} in {tracker.tracking_uri}" for run_id in unknown])
+    print(format_table(compare_runs(tracker, args.run_ids)))
+    return 0
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:
