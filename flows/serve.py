@@ -92,8 +92,9 @@ def serve(options: ServeOptions, env: Mapping[str, str] | None = None) -> Iterat
         ], client_env, cwd=REPO_ROOT))
         pids["prefect worker"] = worker.pid
         if options.deploy:
+            # entrypoints are relative to the checkout, and the pull step's {{ $PWD }} is read from the env
             _run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file", str(options.prefect_file)],
-                 client_env, cwd=REPO_ROOT)  # entrypoints and the pull step are relative to the checkout
+                 {**client_env, "PWD": str(REPO_ROOT)}, cwd=REPO_ROOT)
         yield Served(api_url, f"http://{options.host}:{prefect_port}", mlflow_url, pids)
 
 
