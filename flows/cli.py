@@ -65,8 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--pool", default="pretrainflow", help="process work pool the worker serves")
     serve.add_argument("--tracking-uri", default=None,
                        help="MLflow store the server uses; default: the embedded one ($MLFLOW_TRACKING_URI or ./mlflow.db)")
-    serve.add_argument("--artifact-root", type=Path, default=Path("mlruns"), help="MLflow artifact folder for new experiments")
-    serve.add_argument("--no-deploy", dest="deploy", action="store_false", help="do not register deployments/prefect.yaml")
+    serve.add_argument("--artifact-root", type=Path, default=Path("mlruns"),
+                       help="MLflow artifact folder for new experiments")
+    serve.add_argument("--no-deploy", dest="deploy", action="store_false",
+                       help="do not register deployments/prefect.yaml")
     serve.set_defaults(handler=cmd_serve)
 
     compare = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics per stage")
@@ -143,7 +145,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if bad:
         raise ConfigError("serve", bad)
     options = ServeOptions(host=args.host, prefect_port=args.prefect_port, mlflow_port=args.mlflow_port, pool=args.pool,
-                           tracking_uri=resolve_tracking_uri(args.tracking_uri), artifact_root=args.artifact_root.resolve(),
+                           tracking_uri=resolve_tracking_uri(args.tracking_uri),
+                           artifact_root=args.artifact_root.resolve(),
                            deploy=args.deploy)
     return run_until_stopped(options)
 

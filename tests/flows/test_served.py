@@ -83,11 +83,12 @@ async def exercise(good: dict, bad: dict):
             await asyncio.sleep(2)
             flow_run = await client.read_flow_run(started.id)
 
+        only_scheduled = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED])))
         scheduled = []
         for _ in range(30):  # the scheduler service runs every 5 s here
             scheduled = await client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[refresh.id])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))),
+                flow_run_filter=only_scheduled,
             )
             if scheduled:
                 break
