@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: demo test test-fast install python-docs clean
+.PHONY: demo test test-fast install python-docs clean serve
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ python-docs:
 
 demo: install python-docs
 	$(BIN)/pretrainflow demo
+
+# Prefect server + worker and MLflow server on 127.0.0.1 (UIs on :4200 and :5000), deployments
+# registered; Ctrl-C stops them. Pass flags with ARGS, e.g. make serve ARGS='--mlflow-port 5001'.
+serve: install
+	$(BIN)/pretrainflow serve $(ARGS)
 
 test: install python-docs
 	$(BIN)/python -m pytest -q

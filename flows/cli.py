@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = with_config(sub.add_parser("run", help="run one stage flow, or the whole pipeline, under Prefect"))
     run.add_argument("flow", choices=FLOW_NAMES)
+    run.add_argument("--refresh", action="store_true",
+                     help="corpus only: re-crawl (conditional requests) on top of the newest snapshot of this config")
     run.set_defaults(handler=cmd_run)
 
     stage_task = with_config(sub.add_parser(
@@ -57,6 +59,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = with_config(sub.add_parser("config", help="print the resolved, validated config"))
     show.set_defaults(handler=cmd_config)
+
+    serve = sub.add_parser("serve", help="Prefect server + worker and MLflow server on 127.0.0.1, deployments registered")
+    serve.add_argument("--host", default="127.0.0.1", help="address every server binds to")
+    serve.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (0 = any free port)")
+    serve.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (0 = any free port)")
+    serve.add_argument("--pool", default="pretrainflow", help="process work pool the worker serves")
+    serve.add_argument("--tracking-uri", default=None,
+                       help="MLflow store the server uses; default: the embedded one ($MLFLOW_TRACKING_URI or ./mlflow.db)")
+    serve.add_argument("--artifact-root", type=Path, default=Path("mlruns"),
+                       help="MLflow artifact folder for new experiments")
+    serve.add_argument("--no-deploy", dest="deploy", action="store_false",
+                       help="do not register deployments/prefect.yaml")
+    serve.set_defaults(handler=cmd_serve)
+
+    compare = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics per stage")
+    compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (pipeline or stage runs)")
+    compare.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
+    compare.set_defaults(handler=cmd_compare)
 
     artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
     artifacts.add_argument("--data-root", type=Path, default=None, help="default: data_root of --config or ./data")
@@ -78,17 +98,21 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)  # validated before Prefect or any work starts
-    result = run_flow(args.flow, config)
+    if args.refresh and args.flow != "corpus":
+        raise ConfigError("--refresh", [f"only the corpus flow refreshes, not {args.flow!r}"])
+    result = run_flow(args.flow, config, refresh=args.refresh)
     print(json.dumps(result, indent=2, default=str))
     return 0
 
 
-def run_flow(name: str, config: PipelineConfig) -> dict[str, Any]:
+def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[str, Any]:
     """Run a stage flow or the pipeline flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
     from flows.pipeline import STAGE_FLOWS, pipeline_flow
 
     if name == "pipeline":
         return pipeline_flow(config)
+    if refresh:
+        return STAGE_FLOWS[name](config, refresh=True)
     return STAGE_FLOWS[name](config)
 
 
@@ -115,6 +139,33 @@ def cmd_task(args: argparse.Namespace) -> int:
     stats = stage.work(config, inputs, args.output, lambda metrics, step: print(f"step {step}: {metrics}"),
                        local_map(config.parallel.workers))
     print(json.dumps(stats, indent=2, default=str))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import ServeOptions, run_until_stopped
+    from tasks.tracking import resolve_tracking_uri
+
+    bad = [f"--{name}-port {port}: not a TCP port (0-65535)" for name, port in
+           (("prefect", args.prefect_port), ("mlflow", args.mlflow_port)) if not 0 <= port <= 65535]
+    if bad:
+        raise ConfigError("serve", bad)
+    options = ServeOptions(host=args.host, prefect_port=args.prefect_port, mlflow_port=args.mlflow_port, pool=args.pool,
+                           tracking_uri=resolve_tracking_uri(args.tracking_uri),
+                           artifact_root=args.artifact_root.resolve(),
+                           deploy=args.deploy)
+    return run_until_stopped(options)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from flows.compare import compare_runs, format_table
+    from tasks.tracking import Tracker
+
+    tracker = Tracker(args.tracking_uri)
+    unknown = [run_id for run_id in args.run_ids if not tracker.run_exists(run_id)]
+    if unknown:
+        raise ConfigError("RUN_ID", [f"no MLflow run {run_id!r} in {tracker.tracking_uri}" for run_id in unknown])
+    print(format_table(compare_runs(tracker, args.run_ids)))
     return 0
 
 

@@ -11,6 +11,10 @@ from tasks.config import PipelineConfig
 
 
 @flow(name="corpus", log_prints=True)
-def corpus_flow(config: PipelineConfig, parent_run_id: str | None = None) -> dict[str, Any]:
-    """Crawl and read the configured sources, extract, clean and deduplicate into a Parquet snapshot."""
-    return run_stage_in_flow("corpus", config, parent_run_id)
+def corpus_flow(config: PipelineConfig, parent_run_id: str | None = None, refresh: bool = False) -> dict[str, Any]:
+    """Crawl and read the configured sources, extract, clean and deduplicate into a Parquet snapshot.
+
+    refresh: re-crawl with conditional requests on top of the newest snapshot of this config and write a
+    new snapshot that names it as parent (the `corpus-refresh` deployment sets it).
+    """
+    return run_stage_in_flow("corpus", config, parent_run_id, refresh=refresh)

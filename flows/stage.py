@@ -1,4 +1,8 @@
-"""What every stage flow does: run one stage with its work as a Prefect task, tracked in MLflow."""
+"""What every stage flow does: run one stage with its work as a Prefect task, tracked in MLflow.
+
+Sharded work inside the build task goes to `flows.dask_map.shard_map`: local processes, or one Prefect
+task run per shard on a Dask cluster (nested under the build task in the UI).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from flows.dask_map import shard_map
 from tasks.config import PipelineConfig
-from tasks.parallel import local_map
 from tasks.stages import STAGES, run_stage
 from tasks.tracking import Tracker
 
@@ -22,19 +26,23 @@ def tracker_for(config: PipelineConfig) -> Tracker:
     return Tracker(config.tracking.tracking_uri, config.tracking.experiment)
 
 
-def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | None) -> dict[str, Any]:
-    """Run stage `name` inside the current flow; return its result as plain data."""
+def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | None,
+                      refresh: bool = False) -> dict[str, Any]:
+    """Run stage `name` inside the current flow (refresh: a new snapshot on the newest one); return plain data."""
     # Caching is the artifact store's job (content-addressed ids), not Prefect's: no input hashing.
     build = task(STAGES[name].work, name=f"build-{name}", cache_policy=NO_CACHE)
-    result = run_stage(
-        name,
-        config,
-        tracker=tracker_for(config),
-        parent_run_id=parent_run_id,
-        tags={"prefect_flow_run_id": str(flow_run.id)},
-        execute=build,
-        map_shards=local_map(config.parallel.workers),
-    )
+    # local processes, or one Prefect task run per shard on Dask when config.parallel.dask_address is set
+    with shard_map(config.parallel) as map_shards:
+        result = run_stage(
+            name,
+            config,
+            tracker=tracker_for(config),
+            parent_run_id=parent_run_id,
+            tags={"prefect_flow_run_id": str(flow_run.id)},
+            execute=build,
+            map_shards=map_shards,
+            refresh=refresh,
+        )
     publish_reports(name, result.artifact_id, result.path)
     return {
         "stage": result.stage,

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -35,7 +36,21 @@ class ParallelConfig(BaseModel):
     workers: int = Field(default=0, ge=0)
     """Local worker processes for sharded stages; 0 = one per CPU core, 1 = in this process."""
     dask_address: str | None = None
-    """Dask scheduler address ('tcp://host:8786') or 'local' for a LocalCluster; unset = local processes."""
+    """Dask scheduler address ('tcp://host:8786') or 'local' for a LocalCluster of `workers`; unset = local processes."""
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, address: str | None) -> str | None:
+        if address is None or address == "local" or _SCHEDULER_ADDRESS.fullmatch(address):
+            return address
+        raise ValueError(
+            f"{address!r} is not a Dask scheduler address; use 'local' (a LocalCluster on this machine) "
+            "or SCHEME://HOST:PORT such as 'tcp://10.0.0.5:8786' (schemes: tcp, tls, ucx, inproc)"
+        )
+
+
+_HOST = r"(\[[0-9a-fA-F:]+\]|[^\s/:\[\]]+)"  # a name, IPv4, or [IPv6]
+_SCHEDULER_ADDRESS = re.compile(rf"(tcp|tls|ucx|inproc)://{_HOST}(:\d+)?/?|{_HOST}:\d+")
 
 
 def serial_map(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,18 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 MetricLogger = Callable[[dict[str, float], int], None]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run holds, read back: its name, params, latest metric values and tags."""
+
+    run_id: str
+    name: str
+    experiment_id: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
 
 
 class Tracker:
@@ -129,11 +142,36 @@ class Tracker:
         source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
         return str(self.client.create_model_version(name, source, run_id).version)
 
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+        except MlflowException:
+            return False
+        return True
+
+    def read_run(self, run_id: str) -> RunRecord:
+        """One run by id, in any experiment of this store."""
+        return _record(self.client.get_run(run_id))
+
+    def nested_runs(self, parent_run_id: str) -> list[RunRecord]:
+        """The runs nested directly under a parent run (in the parent's experiment), oldest first."""
+        parent = self.client.get_run(parent_run_id)
+        runs = self.client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        return [_record(run) for run in runs]
+
     def child_runs(self, parent_run_id: str) -> list[Any]:
         """The runs nested directly under a parent run."""
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
         )
+
+
+def _record(run: Any) -> RunRecord:
+    return RunRecord(run.info.run_id, run.info.run_name or "", run.info.experiment_id, dict(run.data.params),
+                     dict(run.data.metrics), dict(run.data.tags))
 
 
 def _param_value(value: Any) -> str:

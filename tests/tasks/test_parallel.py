@@ -1,0 +1,45 @@
+"""tasks/parallel.py: shard maps return results in item order, wherever the items ran."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.parallel import ParallelConfig, local_map, serial_map
+
+
+def square_with_pid(item: int) -> tuple[int, int]:
+    """A shard worker: module-level so it pickles; reports the process it ran in."""
+    return item * item, os.getpid()
+
+
+def test_serial_map_runs_in_this_process_in_order():
+    assert serial_map(square_with_pid, [3, 1, 2]) == [(9, os.getpid()), (1, os.getpid()), (4, os.getpid())]
+
+
+def test_local_map_runs_items_in_other_processes_and_keeps_item_order():
+    items = list(range(12, 0, -1))
+    results = local_map(2)(square_with_pid, items)
+    assert [square for square, _ in results] == [i * i for i in items]
+    pids = {pid for _, pid in results}
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_local_map_with_one_worker_or_one_item_stays_in_process():
+    assert local_map(1)(square_with_pid, [2, 3]) == [(4, os.getpid()), (9, os.getpid())]
+    assert local_map(4)(square_with_pid, [5]) == [(25, os.getpid())]
+
+
+@pytest.mark.parametrize("address", ["local", "tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://[::1]:8786", None])
+def test_dask_address_accepts_local_and_scheduler_addresses(address):
+    assert ParallelConfig(dask_address=address).dask_address == address
+
+
+@pytest.mark.parametrize("address", ["lcoal", "http://127.0.0.1:8786", "tcp://two words:1", ""])
+def test_dask_address_refuses_anything_else_naming_what_is_valid(address):
+    with pytest.raises(ValidationError) as err:
+        ParallelConfig(dask_address=address)
+    message = str(err.value)
+    assert "dask_address" in message and repr(address) in message and "'local'" in message
