@@ -1,0 +1,23 @@
+"""deployments/prefect.yaml: every deployment's parameters validate, and its demo config matches the demo preset."""
+
+from pathlib import Path
+
+import yaml
+
+from tasks.config import PipelineConfig, load_config
+
+DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
+
+
+def test_deployment_parameters_are_valid_pipeline_configs() -> None:
+    spec = yaml.safe_load(DEPLOYMENTS.read_text())
+    demo = load_config("demo")
+    names = []
+    for deployment in spec["deployments"]:
+        names.append(deployment["name"])
+        config = PipelineConfig.model_validate(deployment["parameters"]["config"])
+        # the form's values are the demo preset's: the two files must not drift apart
+        assert config.corpus == demo.corpus and config.evaluate.tasks == demo.evaluate.tasks, deployment["name"]
+    assert {"pipeline", "corpus", "tokenize", "instances", "pretrain", "evaluate", "corpus-refresh"} <= set(names)
+    refresh = next(d for d in spec["deployments"] if d["name"] == "corpus-refresh")
+    assert refresh["parameters"]["refresh"] is True and refresh["schedules"][0]["cron"]
