@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(handler=cmd_compare)
 
     artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
-    artifacts.add_argument("--data-root", type=Path, default=None, help="default: data_root of --config or ./data")
+    artifacts.add_argument("--data-root", default=None, help="folder or fsspec URL; default: data_root of --config or ./data")
     artifacts.add_argument("--stage", default=None, choices=FLOW_NAMES[:-1])
     artifacts.add_argument("--verify", action="store_true", help="re-check every file against its manifest")
     with_config(artifacts)
@@ -131,7 +131,12 @@ def cmd_task(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError("--input", [f"stage {stage.name} reads {list(stage.inputs) or 'nothing'}, not {unknown}"])
     ids, store = resolve_ids(config), ArtifactStore(config.data_root)
-    inputs = {up: Path(given[up]) if up in given else store.path(up, ids[up]) for up in stage.inputs}
+    def input_dir(up: str) -> Path:  # a given folder, else the artifact (fetched from a remote data root)
+        if up in given:
+            return Path(given[up])
+        return store.fetch(up, ids[up]) if store.exists(up, ids[up]) else store.path(up, ids[up])
+
+    inputs = {up: input_dir(up) for up in stage.inputs}
     absent = [f"{up}: {path}" for up, path in inputs.items() if not path.is_dir()]
     if absent:
         raise ConfigError("--input", [f"input folder does not exist ({a}); pass --input STAGE=DIR" for a in absent])
@@ -172,11 +177,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_artifacts(args: argparse.Namespace) -> int:
     from tasks.artifacts import ArtifactStore
 
-    root = args.data_root or (_config(args).data_root if args.config else Path("data"))
+    root = args.data_root or (_config(args).data_root if args.config else "data")
     store = ArtifactStore(root)
     artifacts = store.list(args.stage)
     if not artifacts:
-        print(f"no artifacts under {store.root}")
+        print(f"no artifacts under {store.location}")
         return 0
     bad = 0
     for a in artifacts:

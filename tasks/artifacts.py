@@ -1,13 +1,18 @@
-"""The artifact store: the one module that knows the on-disk layout of stage outputs.
+"""The artifact store: the one module that knows the layout of stage outputs.
 
-Layout under a data root::
+Layout under a data root (a local folder, or any fsspec URL such as s3://bucket/prefix)::
 
     <root>/<stage>/<id>/            a finished artifact; manifest.json is its last file
-    <root>/<stage>/.staging-<id>/   work in progress; kept across a crash so a rerun resumes
+    <root>/<stage>/.staging-<id>/   work in progress (always local); kept across a crash so a rerun resumes
 
 An id is a hash of the stage's resolved config, the ids of its inputs and the stage version, so the
 same inputs and config always give the same id and a finished artifact is a cache hit. That contract
 lives in the folder names, not in any database, so it survives a lost Prefect or MLflow store.
+
+With a remote root, stages still read and write local folders: `fetch` copies an input artifact into a
+local cache (checksums verified, manifest last) and `commit` uploads a finished one file by file with
+its manifest last, so a reader never sees a half-uploaded artifact as finished. Nothing relies on a
+rename being atomic on the remote side.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import fsspec
+
 MANIFEST = "manifest.json"
+CACHE_ENV = "PRETRAINFLOW_CACHE_DIR"  # where artifacts of a remote data root are cached locally
 _ID_CHARS = 16  # 64 bits of sha256: collisions are not a concern at any realistic artifact count
 
 
@@ -97,14 +106,42 @@ class ArtifactError(RuntimeError):
     """A missing, incomplete or corrupt artifact."""
 
 
-class ArtifactStore:
-    """Content-addressed stage outputs under one local data root."""
+def is_remote(root: Path | str) -> bool:
+    """Whether root is an fsspec URL other than a local path (file:// counts as local)."""
+    return fsspec.utils.get_protocol(str(root)) not in ("file", "local")
 
-    def __init__(self, root: Path | str):
-        self.root = Path(root).expanduser().resolve()
+
+def default_cache_dir(url: str) -> Path:
+    """$PRETRAINFLOW_CACHE_DIR (or ~/.cache/pretrainflow)/<hash of the URL>: one cache folder per remote root."""
+    base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pretrainflow")
+    return base / hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+class ArtifactStore:
+    """Content-addressed stage outputs under one data root: a local folder or an fsspec URL."""
+
+    def __init__(self, root: Path | str, cache_dir: Path | None = None):
+        self.url = str(root)
+        if is_remote(root):
+            self.fs, _ = fsspec.core.url_to_fs(self.url)
+            self.remote: str | None = self.url.rstrip("/")
+            self.root = Path(cache_dir or default_cache_dir(self.url)).resolve()  # local working copy
+        else:
+            self.fs, self.remote = None, None
+            local = self.url.removeprefix("file://")
+            self.root = Path(local).expanduser().resolve()
+
+    @property
+    def location(self) -> str:
+        """The data root as users name it: the URL, or the local folder."""
+        return self.remote or str(self.root)
 
     def path(self, stage: str, id: str) -> Path:
+        """The artifact's local folder (for a remote root, its cache folder; see fetch)."""
         return self.root / stage / id
+
+    def _remote_path(self, stage: str, id: str, name: str = "") -> str:
+        return "/".join(p for p in (self.remote, stage, id, name) if p)
 
     def staging_dir(self, stage: str, id: str) -> Path:
         """Where a stage writes while it works; created if missing, reused after a crash."""
@@ -114,13 +151,53 @@ class ArtifactStore:
 
     def exists(self, stage: str, id: str) -> bool:
         """True only for a finished artifact: a folder without a manifest is not one."""
+        if self.fs is not None:
+            return self.fs.exists(self._remote_path(stage, id, MANIFEST))
         return (self.path(stage, id) / MANIFEST).is_file()
 
     def get(self, stage: str, id: str) -> Artifact:
-        path = self.path(stage, id)
-        if not (path / MANIFEST).is_file():
-            raise ArtifactError(f"no finished {stage} artifact {id} under {self.root}")
-        return Artifact(stage, id, path, json.loads((path / MANIFEST).read_text()))
+        """The artifact's manifest (read from the data root) and its local path."""
+        if not self.exists(stage, id):
+            raise ArtifactError(f"no finished {stage} artifact {id} under {self.location}")
+        if self.fs is not None:
+            manifest = json.loads(self.fs.cat_file(self._remote_path(stage, id, MANIFEST)))
+        else:
+            manifest = json.loads((self.path(stage, id) / MANIFEST).read_text())
+        return Artifact(stage, id, self.path(stage, id), manifest)
+
+    def fetch(self, stage: str, id: str) -> Path:
+        """A local folder holding the finished artifact: itself for a local root, else a verified cached copy."""
+        artifact = self.get(stage, id)
+        if self.fs is None or (artifact.path / MANIFEST).is_file():
+            return artifact.path
+        partial = artifact.path.with_name(f".fetching-{id}")
+        for rel, expected in artifact.manifest["files"].items():
+            target = partial / rel
+            if target.is_file() and file_sha256(target) == expected["sha256"]:
+                continue  # a killed fetch resumes: finished files stay
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(self._remote_path(stage, id, rel), str(target))
+            if file_sha256(target) != expected["sha256"]:
+                raise ArtifactError(f"{self._remote_path(stage, id, rel)}: checksum differs from its manifest")
+        _write_json_atomic(partial / MANIFEST, artifact.manifest)
+        if artifact.path.exists():
+            shutil.rmtree(artifact.path)
+        os.replace(partial, artifact.path)
+        return artifact.path
+
+    def finish_upload(self, stage: str, id: str) -> bool:
+        """Upload an artifact committed locally whose upload a crash cut short; True if one was finished."""
+        local = self.path(stage, id)
+        if self.fs is None or not (local / MANIFEST).is_file() or self.exists(stage, id):
+            return False
+        self._upload(Artifact(stage, id, local, json.loads((local / MANIFEST).read_text())))
+        return True
+
+    def _upload(self, artifact: Artifact) -> None:
+        """Copy a committed local artifact to the remote root, manifest last."""
+        for rel in artifact.manifest["files"]:
+            self.fs.put_file(str(artifact.path / rel), self._remote_path(artifact.stage, artifact.id, rel))
+        self.fs.put_file(str(artifact.path / MANIFEST), self._remote_path(artifact.stage, artifact.id, MANIFEST))
 
     def commit(
         self,
@@ -161,36 +238,50 @@ class ArtifactStore:
             leftover.unlink()
         _write_json_atomic(staging / MANIFEST, manifest)
         final = self.path(stage, id)
-        if (final / MANIFEST).exists():  # a concurrent run of the same stage finished first
+        if self.exists(stage, id):  # a concurrent run of the same stage finished first
             shutil.rmtree(staging)
             return self.get(stage, id)
         if final.exists():  # a folder without a manifest is not an artifact: replace it
             shutil.rmtree(final)
         os.replace(staging, final)
+        if self.fs is not None:
+            self._upload(Artifact(stage, id, final, manifest))
         return self.get(stage, id)
 
     def verify(self, stage: str, id: str) -> list[str]:
-        """Problems found re-checking an artifact's files against its manifest (empty if sound)."""
+        """Problems found re-checking an artifact's files (at the data root) against its manifest (empty if sound)."""
         artifact = self.get(stage, id)
         problems = []
         for rel, expected in artifact.manifest["files"].items():
-            path = artifact.path / rel
-            if not path.is_file():
+            if self.fs is not None:
+                remote = self._remote_path(stage, id, rel)
+                digest = _stream_sha256(self.fs, remote) if self.fs.exists(remote) else None
+            else:
+                digest = file_sha256(artifact.path / rel) if (artifact.path / rel).is_file() else None
+            if digest is None:
                 problems.append(f"{rel}: missing")
-            elif file_sha256(path) != expected["sha256"]:
+            elif digest != expected["sha256"]:
                 problems.append(f"{rel}: checksum differs from manifest")
         return problems
 
+    def _finished(self, stage: str | None) -> Iterator[tuple[str, str]]:
+        """(stage, id) of every folder holding a manifest."""
+        if self.fs is not None:
+            pattern = "/".join((self.remote, stage or "*", "*", MANIFEST))
+            for path in self.fs.glob(pattern):
+                stage_name, id = path.rstrip("/").split("/")[-3:-1]
+                if not id.startswith("."):
+                    yield stage_name, id
+            return
+        for folder in [self.root / stage] if stage else sorted(self.root.glob("*/")):
+            if folder.is_dir():
+                for child in folder.iterdir():
+                    if not child.name.startswith(".") and (child / MANIFEST).is_file():
+                        yield folder.name, child.name
+
     def list(self, stage: str | None = None) -> list[Artifact]:
         """Finished artifacts, oldest first."""
-        folders = [self.root / stage] if stage else sorted(self.root.glob("*/"))
-        found = []
-        for folder in folders:
-            if not folder.is_dir():
-                continue
-            for child in folder.iterdir():
-                if not child.name.startswith(".") and (child / MANIFEST).is_file():
-                    found.append(self.get(folder.name, child.name))
+        found = [self.get(stage_name, id) for stage_name, id in self._finished(stage)]
         return sorted(found, key=lambda a: (a.manifest.get("created_at", ""), a.stage))
 
     def family_head(self, stage: str, base_id: str) -> str:
@@ -219,6 +310,14 @@ class ArtifactStore:
             chain.append(artifact)
             todo.extend(artifact.inputs.items())
         return chain
+
+
+def _stream_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk_bytes: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while block := f.read(chunk_bytes):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:

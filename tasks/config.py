@@ -8,11 +8,11 @@ problem is reported at once, naming the field, the bad value and what would be v
 from __future__ import annotations
 
 import difflib
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from model.config import PretrainConfig
 from tasks.corpus import CorpusConfig
@@ -42,8 +42,8 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    data_root: Path = Path("data")
-    """Folder that holds every stage's artifacts as <stage>/<id>/."""
+    data_root: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, PurePath) else v)] = "data"
+    """Where every stage's artifacts live as <stage>/<id>/: a local folder or an fsspec URL (s3://bucket/prefix)."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow experiment and store."""
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)

@@ -168,19 +168,20 @@ def run_stage(
     ids = resolve_ids(cfg)
     own_id = ids[name]
     inputs = {up: ids[up] for up in stage.inputs}
+    store.finish_upload(name, own_id)  # a remote upload a crash cut short is finished, not rebuilt
     missing = [up for up, up_id in inputs.items() if not store.exists(up, up_id)]
     if missing:
         raise MissingInputError(
             f"stage {name!r} needs the {', '.join(missing)} artifact(s) "
-            f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.root}, built with this same "
+            f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.location}, built with this same "
             f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
         )
-    input_paths = {up: store.path(up, up_id) for up, up_id in inputs.items()}
+    input_paths = {up: store.fetch(up, up_id) for up, up_id in inputs.items()}
     manifest_extra: dict[str, Any] = {"family": own_id, "generation": 0} if stage.refreshable else {}
     if refresh and store.exists(name, own_id):
         plan = plan_refresh(store, stage, cfg, own_id)
         own_id, inputs, manifest_extra = plan.id, {name: plan.parent_id}, plan.manifest
-        input_paths = {"parent": store.path(name, plan.parent_id)}
+        input_paths = {"parent": store.fetch(name, plan.parent_id)}
         tags = {**(tags or {}), "refresh": "true", "parent_artifact_id": plan.parent_id}
         log.info("%s: refreshing %s as %s", name, plan.parent_id, own_id)
     run_tags = {

@@ -58,3 +58,48 @@ def test_lineage_follows_inputs(tmp_path):
     assert [(a.stage, a.id) for a in store.lineage("instances", "i")] == [
         ("instances", "i"), ("tokenize", "t"), ("corpus", "c")]
     assert {a.stage for a in store.list()} == {"corpus", "tokenize", "instances"}
+
+
+# A remote data root, on fsspec's in-process memory filesystem (a real fsspec implementation, not a mock):
+# the same code path an s3:// or gs:// root takes.
+
+
+def _remote_store(tmp_path, name: str, cache: str = "cache") -> ArtifactStore:
+    return ArtifactStore(f"memory://pretrainflow-tests/{name}", cache_dir=tmp_path / cache)
+
+
+def _commit_one(store: ArtifactStore, stage: str = "corpus", id: str = "r1"):
+    staging = store.staging_dir(stage, id)
+    (staging / "sub").mkdir()
+    (staging / "sub" / "documents-00000.parquet").write_bytes(b"rows")
+    return store.commit(stage, id, config={}, inputs={}, stats={"documents": 1}, version="1")
+
+
+def test_remote_root_uploads_manifest_last_and_fetches_verified_copies(tmp_path):
+    writer = _remote_store(tmp_path, "a", "writer-cache")
+    _commit_one(writer)
+    fs = writer.fs
+    assert fs.exists("/pretrainflow-tests/a/corpus/r1/manifest.json")
+    assert fs.cat_file("/pretrainflow-tests/a/corpus/r1/sub/documents-00000.parquet") == b"rows"
+
+    reader = _remote_store(tmp_path, "a", "reader-cache")  # another machine: an empty cache
+    assert reader.exists("corpus", "r1") and [a.id for a in reader.list()] == ["r1"]
+    assert not (reader.path("corpus", "r1")).exists()
+    local = reader.fetch("corpus", "r1")
+    assert (local / "sub" / "documents-00000.parquet").read_bytes() == b"rows"
+    assert (local / MANIFEST).is_file() and reader.verify("corpus", "r1") == []
+
+    fs.pipe_file("/pretrainflow-tests/a/corpus/r1/sub/documents-00000.parquet", b"tampered")
+    assert reader.verify("corpus", "r1") == ["sub/documents-00000.parquet: checksum differs from manifest"]
+    with pytest.raises(ArtifactError, match="checksum differs from its manifest"):
+        _remote_store(tmp_path, "a", "third-cache").fetch("corpus", "r1")
+
+
+def test_remote_upload_cut_short_is_finished_not_rebuilt(tmp_path):
+    store = _remote_store(tmp_path, "b")
+    _commit_one(store)
+    store.fs.rm("/pretrainflow-tests/b/corpus/r1/manifest.json")  # the crash came before the manifest went up
+    assert not store.exists("corpus", "r1")
+    assert store.finish_upload("corpus", "r1")
+    assert store.exists("corpus", "r1") and store.verify("corpus", "r1") == []
+    assert not store.finish_upload("corpus", "r1")  # nothing left to do

@@ -56,3 +56,17 @@ def test_refresh_chains_snapshots_and_later_stages_follow_the_newest(tmp_path: P
 def test_only_the_corpus_refreshes(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"stage 'tokenize' cannot be refreshed; only \['corpus'\] can"):
         run_stage("tokenize", _config(tmp_path), refresh=True)
+
+
+def test_stages_run_on_a_remote_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """corpus then tokenize with data_root on fsspec's memory filesystem: inputs fetched, outputs uploaded."""
+    monkeypatch.setenv("PRETRAINFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = _config(tmp_path).model_copy(update={"data_root": "memory://pretrainflow-tests/stages"})
+    cfg = cfg.model_copy(update={"tokenize": cfg.tokenize.model_copy(update={"vocab_size": 100, "min_frequency": 1})})
+    corpus = run_stage("corpus", cfg)
+    tokens = run_stage("tokenize", cfg)
+    store = ArtifactStore(cfg.data_root)
+    assert store.remote == "memory://pretrainflow-tests/stages"
+    assert {(a.stage, a.id) for a in store.list()} == {("corpus", corpus.artifact_id), ("tokenize", tokens.artifact_id)}
+    assert store.verify("tokenize", tokens.artifact_id) == []
+    assert run_stage("tokenize", cfg).cache_hit
