@@ -32,7 +32,7 @@ from tasks.corpus_dedup import DEDUP_REASONS, dedup_shards
 from tasks.corpus_report import write_cleaning_report_of
 from tasks.corpus_split import WORK_DIR, read_split, reset_work, split_sources, write_json_atomically
 from tasks.corpus_write import (
-    SNAPSHOT_SCHEMA, WriteShardSpec, refresh_changes, write_index, write_plans, write_shard,
+    SNAPSHOT_SCHEMA, WriteShardSpec, refresh_changes, write_dedup_dropped, write_index, write_plans, write_shard,
 )
 from tasks.crawl import crawl, saved_pages
 from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS
@@ -153,6 +153,9 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
 
     dedup = dedup_shards(work, split["shards"], cfg.near_dedup, parent_dir)
     counts.update(dedup.counts())
+    if dropped_dir is not None:
+        write_dedup_dropped(work, dropped_dir, dedup.shard_of_rank, dedup.row_of_rank, dedup.reason, DEDUP_REASONS,
+                            split["shards"])
     shards = write_plans(work, dedup.kept_ranks, dedup.shard_of_rank, dedup.row_of_rank, cfg.documents_per_shard)
     written = map_shards(write_shard, [WriteShardSpec(s, work, out_dir, cfg.near_dedup) for s in range(shards)])
     if cfg.near_dedup.enabled:

@@ -187,6 +187,27 @@ def refresh_changes(out_dir: Path, parent_dir: Path) -> dict[str, int]:
             "urls_added": len(changes["added"]), "urls_changed": len(changes["changed"])}
 
 
+def write_dedup_dropped(work: Path, dropped_dir: Path, shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
+                        reason: np.ndarray, reasons: tuple[str, ...], shards: int) -> None:
+    """Write dropped/dedup-NNNNN.parquet per cleaned shard: url, text, step and reason of each document dedup dropped.
+
+    reason: (docs,) uint8 per rank, 0 = kept, else 1 + index in reasons (the step is named like its reason).
+    """
+    dropped_dir.mkdir(parents=True, exist_ok=True)
+    dropped = np.flatnonzero(reason > 0)
+    by_shard = dropped[np.argsort(shard_of_rank[dropped], kind="stable")]
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(shard_of_rank[dropped], minlength=shards))])
+    for shard in range(shards):
+        ranks = by_shard[bounds[shard]:bounds[shard + 1]]
+        table = pq.read_table(cleaned_path(work, shard), columns=["url", "text"]).take(pa.array(row_of_rank[ranks]))
+        names = pa.array([reasons[code - 1] for code in reason[ranks]], pa.string())
+        table = table.append_column("step", names).append_column("reason", names)
+        path = dropped_dir / f"dedup-{shard:05d}.parquet"
+        tmp = path.with_name(path.name + ".tmp")
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+
+
 def read_changes(out_dir: Path) -> dict:
     """The changes.json of a refreshed snapshot."""
     return json.loads((Path(out_dir) / CHANGES_FILE).read_text())
