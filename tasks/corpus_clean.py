@@ -11,7 +11,9 @@ A shard whose JSON exists is not redone.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,8 @@ from tasks.extract import extract_page
 from tasks.filters import C4LineFilter
 from tasks.minhash import minhash_signatures
 from tasks.pii import RedactPii
+
+logger = logging.getLogger(__name__)
 
 EXTRACT_DROP_REASONS = ("extract_failed", "extract_empty", "extract_timeout")
 DROPPED_SCHEMA = pa.schema([("url", pa.string()), ("text", pa.string()), ("step", pa.string()),
@@ -89,6 +93,9 @@ def clean_shard(spec: CleanShardSpec) -> bool:
     if account_path(spec.work, spec.shard).exists():
         return False
     cfg = spec.cfg
+    if cfg.extract.timeout_seconds is not None and threading.current_thread() is not threading.main_thread():
+        logger.warning("shard %d runs off the main thread (e.g. in a Dask worker thread): extraction has no time "
+                       "limit there; use process workers for extract.timeout_seconds to apply", spec.shard)
     pipeline = clean_pipeline(cfg)
     counts: Counter[str] = Counter(dict.fromkeys(EXTRACT_DROP_REASONS, 0))
     kept: list[tuple[int, Document]] = []

@@ -9,8 +9,9 @@ had), exact duplicates within the snapshot, near-duplicates within the snapshot 
 collisions -> union-find, the smallest rank of each cluster kept).
 
 Memory per document: ~41 bytes in RAM (shard and row: 8, exact key: 8, url hash: 8, text bytes: 8,
-example key: 8, drop reason: 1) plus, while one LSH band is processed, ~32 bytes (band key, sort
-order, union-find parent); the num_bands band keys (8 bytes each) live in a memory-mapped file.
+example key: 8, drop reason: 1) plus, while one LSH band is processed, ~40 bytes (band key, sort
+order, group starts, union-find parent); the num_bands band keys (8 bytes each) live in a memory-mapped
+file, one band contiguous, and so do the parent's.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import pyarrow.parquet as pq
 from tasks.clean import EXCERPT_CHARS, EXAMPLES_PER_REASON, Example, StepCount
 from tasks.corpus_clean import cleaned_path, key64, signature_array, url_hash
 from tasks.minhash import (
-    INDEX_FILE, NearDedupConfig, _mix64, band_keys, candidate_pairs, check_index, connected_components,
+    INDEX_FILE, NearDedupConfig, mix64, band_keys, candidate_pairs, check_index, connected_components,
 )
 
 # drop reason per code; code 0 = kept
@@ -136,14 +137,14 @@ class _DocumentKeys:
 
 
 def _band_file(path: Path, paths: list[Path], ranks_by_shard: list[np.ndarray], cfg: NearDedupConfig) -> np.ndarray:
-    """(docs, num_bands) uint64 LSH band keys in rank order, memory-mapped from path."""
+    """(num_bands, docs) uint64 LSH band keys in rank order, memory-mapped from path (one band is contiguous)."""
     total = sum(len(r) for r in ranks_by_shard)
-    bands = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint64, shape=(max(total, 1), cfg.num_bands))
+    bands = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint64, shape=(cfg.num_bands, max(total, 1)))
     for shard_path, ranks in zip(paths, ranks_by_shard):
         table = pq.read_table(shard_path, columns=["signature"])
-        bands[ranks] = band_keys(signature_array(table, cfg.num_hashes), cfg)
+        bands[:, ranks] = band_keys(signature_array(table, cfg.num_hashes), cfg).T
     bands.flush()
-    return bands[:total]
+    return bands[:, :total]
 
 
 class _Signatures:
@@ -175,7 +176,7 @@ def _step(result: DedupResult, docs: _DocumentKeys, name: str, code: int, drop) 
 
 
 def _pair_hash(keys: np.ndarray, urls: np.ndarray) -> np.ndarray:
-    return _mix64(keys ^ _mix64(urls))
+    return mix64(keys ^ mix64(urls))
 
 
 def _matches_other_url(keys: np.ndarray, urls: np.ndarray, ref_keys: np.ndarray, ref_urls: np.ndarray) -> np.ndarray:
@@ -215,7 +216,7 @@ def _near_duplicates(alive: np.ndarray, bands: np.ndarray, signatures: _Signatur
     """Ranks (among alive) in an LSH cluster with a smaller rank: candidates per band, then union-find."""
     pairs = [np.empty((0, 2), np.int64)]
     for band in range(cfg.num_bands):
-        pairs.append(candidate_pairs(np.asarray(bands[alive, band])[:, None]))  # indices into alive
+        pairs.append(candidate_pairs(np.asarray(bands[band])[alive][:, None]))  # indices into alive
     pairs = np.unique(np.concatenate(pairs), axis=0)
     if cfg.jaccard_threshold is not None and len(pairs):
         similar = (signatures.of(alive[pairs[:, 0]]) == signatures.of(alive[pairs[:, 1]])).mean(axis=1)
@@ -228,7 +229,7 @@ def _near_duplicates(alive: np.ndarray, bands: np.ndarray, signatures: _Signatur
 class _ParentBands:
     """The parent snapshot's LSH band keys (memory-mapped) and url hashes, from its minhash index."""
 
-    bands: np.ndarray  # (parent docs, num_bands) uint64
+    bands: np.ndarray  # (num_bands, parent docs) uint64
     url_hash: np.ndarray  # (parent docs,) uint64
     index: Path
 
@@ -237,17 +238,17 @@ class _ParentBands:
         check_index(index, cfg)
         parquet = pq.ParquetFile(index)
         total = parquet.metadata.num_rows
-        bands = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint64, shape=(max(total, 1), cfg.num_bands))
+        bands = np.lib.format.open_memmap(scratch, mode="w+", dtype=np.uint64, shape=(cfg.num_bands, max(total, 1)))
         urls = np.empty(total, np.uint64)
         start = 0
         for batch in parquet.iter_batches(batch_size=4096, columns=["url", "signature"]):
             end = start + batch.num_rows
             urls[start:end] = [url_hash(u) for u in batch.column("url").to_pylist()]
             flat = batch.column("signature").flatten().to_numpy(zero_copy_only=False)
-            bands[start:end] = band_keys(flat.astype(np.uint32).reshape(batch.num_rows, cfg.num_hashes), cfg)
+            bands[:, start:end] = band_keys(flat.astype(np.uint32).reshape(batch.num_rows, cfg.num_hashes), cfg).T
             start = end
         bands.flush()
-        return cls(bands=bands[:total], url_hash=urls, index=index)
+        return cls(bands=bands[:, :total], url_hash=urls, index=index)
 
     def near_duplicates(self, alive: np.ndarray, url_hashes: np.ndarray, bands: np.ndarray,
                         signatures: _Signatures, cfg: NearDedupConfig) -> np.ndarray:
@@ -256,7 +257,7 @@ class _ParentBands:
         urls = url_hashes[alive]
         dropped = np.zeros(len(alive), bool)
         for band in range(cfg.num_bands):
-            keys, parent_keys = np.asarray(bands[alive, band]), np.asarray(self.bands[:, band])
+            keys, parent_keys = np.asarray(bands[band])[alive], np.asarray(self.bands[band])
             if cfg.jaccard_threshold is None:
                 dropped |= _matches_other_url(keys, urls, parent_keys, self.url_hash)
                 continue

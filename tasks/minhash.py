@@ -72,7 +72,7 @@ def normalize_for_shingles(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads every input bit over all 64 output bits (uint64 in, uint64 out)."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -111,7 +111,7 @@ def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.nda
     valid = position + ngram <= doc_end
     valid[doc_start[short]] = True  # the one whole-text shingle of a short document
     counts = np.add.reduceat(valid.astype(np.int64), doc_start)
-    hashes = _mix64(grams[valid]) >> np.uint64(33)  # top 31 bits
+    hashes = mix64(grams[valid]) >> np.uint64(33)  # top 31 bits
     return hashes, np.concatenate([[0], np.cumsum(counts)])
 
 
@@ -167,7 +167,7 @@ def minhash_signatures(texts: Sequence[str], cfg: NearDedupConfig) -> np.ndarray
 def band_keys(signatures: np.ndarray, cfg: NearDedupConfig) -> np.ndarray:
     """(docs, num_bands) uint64: one 64-bit hash of each band's rows (equal rows give equal keys)."""
     rows = signatures.reshape(len(signatures), cfg.num_bands, cfg.rows_per_band).astype(np.uint64)
-    return _mix64((rows * _odd_multipliers(cfg.rows_per_band, salt=2)).sum(axis=2, dtype=np.uint64))
+    return mix64((rows * _odd_multipliers(cfg.rows_per_band, salt=2)).sum(axis=2, dtype=np.uint64))
 
 
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:

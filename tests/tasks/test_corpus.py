@@ -281,10 +281,13 @@ def _jsonl_config(path: Path, rows: list[dict], **overrides) -> CorpusConfig:
                         **overrides)
 
 
-def test_refresh_keeps_unchanged_pages_and_drops_copies_of_parent_documents_under_other_urls(tmp_path: Path) -> None:
+@pytest.mark.parametrize("jaccard_threshold", [None, 0.7])
+def test_refresh_keeps_unchanged_pages_and_drops_copies_of_parent_documents_under_other_urls(
+        tmp_path: Path, jaccard_threshold: float | None) -> None:
     a, b, c, f = (_sentence(seed, 200) for seed in (1, 2, 3, 4))
+    near_dedup = {"jaccard_threshold": jaccard_threshold}
     parent = _jsonl_config(tmp_path / "parent.jsonl", [{"url": "u/a", "text": a}, {"url": "u/b", "text": b},
-                                                       {"url": "u/c", "text": c}])
+                                                       {"url": "u/c", "text": c}], near_dedup=near_dedup)
     build_snapshot(parent, tmp_path / "one")
     c_words = c.split()
     child_rows = [
@@ -294,7 +297,7 @@ def test_refresh_keeps_unchanged_pages_and_drops_copies_of_parent_documents_unde
         {"url": "u/e", "text": " ".join(c_words[:100] + ["edited"] + c_words[101:])},  # near copy of c, new url
         {"url": "u/f", "text": f},  # new
     ]  # u/c is gone
-    child = _jsonl_config(tmp_path / "child.jsonl", child_rows)
+    child = _jsonl_config(tmp_path / "child.jsonl", child_rows, near_dedup=near_dedup)
     stats = build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
     assert read_snapshot(tmp_path / "two").column("url").to_pylist() == ["u/a", "u/b", "u/f"]
     assert stats["dropped_duplicate_of_parent"] == 1 and stats["dropped_near_duplicate_of_parent"] == 1
