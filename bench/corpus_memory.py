@@ -22,7 +22,7 @@ _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
 from tasks.corpus import CorpusConfig, build_snapshot
-cfg = CorpusConfig(local_files=[sys.argv[1]], language={"enabled": False})
+cfg = CorpusConfig(local_files=[sys.argv[1]], language={"enabled": False}, documents_per_shard=int(sys.argv[3]))
 start = time.perf_counter()
 stats = build_snapshot(cfg, Path(sys.argv[2]))
 print(json.dumps({"seconds": time.perf_counter() - start, "documents": stats["documents"],
@@ -51,13 +51,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, nargs="+", default=[5_000, 20_000])
     parser.add_argument("--words", type=int, default=300, help="words per document")
+    # an output shard is built in memory, so the peak grows with the corpus until it reaches one full shard
+    parser.add_argument("--documents-per-shard", type=int, default=2_000, help="rows per documents-NNNNN.parquet")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         for documents in args.documents:
             corpus = Path(scratch) / f"corpus-{documents}.jsonl"
             size = write_corpus(corpus, documents, args.words)
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-c", _CHILD, str(corpus), str(Path(scratch) / f"out-{documents}")],
+            result = subprocess.run([sys.executable, "-c", _CHILD, str(corpus), str(Path(scratch) / f"out-{documents}"),
+                                     str(args.documents_per_shard)],
                                     check=True, capture_output=True, text=True)
             figures = json.loads(result.stdout.strip().splitlines()[-1])
             print(f"{documents:>8,} documents ({size / 2**20:,.0f} MiB jsonl): peak RSS {figures['peak_rss_mib']:,.0f} MiB, "
