@@ -1,11 +1,13 @@
 """One cleaning shard: extract, fix, filter and redact the documents of one input shard, then hash them for dedup.
 
 clean_shard runs in a worker (tasks/parallel.py): it reads work/input-NNNNN.parquet, extracts HTML with
-a per-page time limit, runs the CleanPipeline, and writes work/cleaned-NNNNN.parquet (the kept
+a per-page time limit, runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept
 documents sorted by (url, content_hash, seq), each with the fixed-size keys the global dedup needs:
 64-bit exact-dedup key, url hash, text bytes, example key, MinHash signature) and then
 work/cleaned-NNNNN.json (this shard's counts, step table and dropped examples), which marks it done.
-A shard whose JSON exists is not redone.
+A shard whose JSON exists is not redone. Cleaned shards are uncompressed Arrow IPC files, read memory-mapped:
+the snapshot writers pick a few rows out of every shard, and a memory map reads only the pages those
+rows lie in, where a Parquet reader would decompress whole row groups.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401 (pa.ipc)
 import pyarrow.parquet as pq
 import xxhash
 
@@ -37,7 +40,7 @@ logger = logging.getLogger(__name__)
 EXTRACT_DROP_REASONS = ("extract_failed", "extract_empty", "extract_timeout")
 DROPPED_SCHEMA = pa.schema([("url", pa.string()), ("text", pa.string()), ("step", pa.string()),
                             ("reason", pa.string())])
-CLEANED_ROW_GROUP = 256  # rows per row group: the writers read only the row groups they need
+CLEANED_BATCH = 256  # rows per record batch of a cleaned shard: what the dedup's k-way merge reads at a time
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,13 @@ class CleanShardSpec:
 
 
 def cleaned_path(work: Path, shard: int) -> Path:
-    """work/cleaned-NNNNN.parquet."""
-    return work / f"cleaned-{shard:05d}.parquet"
+    """work/cleaned-NNNNN.arrow."""
+    return work / f"cleaned-{shard:05d}.arrow"
+
+
+def read_cleaned(work: Path, shard: int) -> pa.Table:
+    """A cleaned shard, memory-mapped: nothing is read until a column or row is used."""
+    return pa.ipc.open_file(pa.memory_map(str(cleaned_path(work, shard)))).read_all()
 
 
 def account_path(work: Path, shard: int) -> Path:
@@ -174,8 +182,9 @@ def _write_cleaned(kept: list[tuple[int, Document]], cfg: CorpusConfig, path: Pa
         flat = pa.array(signatures.reshape(-1), pa.uint32())
         table = table.append_column(schema.field("signature"),
                                     pa.FixedSizeListArray.from_arrays(flat, cfg.near_dedup.num_hashes))
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=CLEANED_ROW_GROUP)
+    tmp = path.with_suffix(".arrow.tmp")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=CLEANED_BATCH)
     os.replace(tmp, path)
 
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import heapq
 import resource
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.clean import EXCERPT_CHARS, EXAMPLES_PER_REASON, Example, StepCount
-from tasks.corpus_clean import cleaned_path, key64, signature_array, url_hash
+from tasks.corpus_clean import key64, read_cleaned, signature_array, url_hash
 from tasks.minhash import (
     INDEX_FILE, NearDedupConfig, mix64, band_keys, candidate_pairs, check_index, connected_components,
 )
@@ -60,12 +62,13 @@ class DedupResult:
 
 def dedup_shards(work: Path, shards: int, cfg: NearDedupConfig, parent_dir: Path | None) -> DedupResult:
     """Rank every cleaned document and decide which ones dedup drops (see the module docstring)."""
-    paths = [cleaned_path(work, s) for s in range(shards)]
-    shard_of_rank, row_of_rank, ranks_by_shard = global_order(paths)
+    _allow_open_files(shards + 64)
+    tables = [read_cleaned(work, shard) for shard in range(shards)]  # memory-mapped
+    shard_of_rank, row_of_rank, ranks_by_shard = global_order(tables)
     result = DedupResult(shard_of_rank, row_of_rank, np.zeros(len(shard_of_rank), np.uint8))
-    docs = _DocumentKeys.gather(paths, ranks_by_shard)
-    bands = _band_file(work / "bands.npy", paths, ranks_by_shard, cfg) if cfg.enabled else None
-    signatures = _Signatures(paths, shard_of_rank, row_of_rank, cfg) if cfg.enabled else None
+    docs = _DocumentKeys.gather(tables, ranks_by_shard)
+    bands = _band_file(work / "bands.npy", tables, ranks_by_shard, cfg) if cfg.enabled else None
+    signatures = _Signatures(tables, shard_of_rank, row_of_rank, cfg) if cfg.enabled else None
     if parent_dir is not None:
         parent_keys, parent_urls = _parent_documents(Path(parent_dir))
         _step(result, docs, "duplicate_of_parent", _DUP_PARENT,
@@ -80,28 +83,27 @@ def dedup_shards(work: Path, shards: int, cfg: NearDedupConfig, parent_dir: Path
     if cfg.enabled:
         _step(result, docs, "near_duplicate", _NEAR,
               lambda alive: _near_duplicates(alive, bands, signatures, cfg))
-    _examples(result, paths, docs)
+    _examples(result, tables, docs)
     return result
 
 
-def global_order(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def global_order(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(shard_of_rank, row_of_rank, ranks_by_shard) of the documents in (url, content_hash, seq) order.
 
     Each shard is sorted that way already, so one streaming k-way merge of their sort keys ranks them all.
     """
-    sizes = [pq.ParquetFile(p).metadata.num_rows for p in paths]
-    _allow_open_files(len(paths) + 64)
-    merged = heapq.merge(*(_sort_keys(path, shard) for shard, path in enumerate(paths)))
+    sizes = [table.num_rows for table in tables]
+    merged = heapq.merge(*(_sort_keys(table, shard) for shard, table in enumerate(tables)))
     shard_of_rank = np.fromiter((key[3] for key in merged), np.int32, count=sum(sizes))
     order = np.argsort(shard_of_rank, kind="stable")  # ranks grouped by shard, ascending within each
     starts = np.concatenate([[0], np.cumsum(sizes)])
     row_of_rank = np.empty(len(order), np.int32)
     row_of_rank[order] = np.arange(len(order)) - np.repeat(starts[:-1], sizes)
-    return shard_of_rank, row_of_rank, [order[starts[s]:starts[s + 1]] for s in range(len(paths))]
+    return shard_of_rank, row_of_rank, [order[starts[s]:starts[s + 1]] for s in range(len(tables))]
 
 
-def _sort_keys(path: Path, shard: int):  # -> Iterator[tuple[str, str, int, int]]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=_MERGE_BATCH, columns=["url", "content_hash", "seq"]):
+def _sort_keys(table: pa.Table, shard: int) -> Iterator[tuple[str, str, int, int]]:
+    for batch in table.select(["url", "content_hash", "seq"]).to_batches(max_chunksize=_MERGE_BATCH):
         urls, hashes, seqs = (column.to_pylist() for column in batch.columns)
         for url, digest, seq in zip(urls, hashes, seqs):
             yield url, digest, seq, shard
@@ -125,23 +127,22 @@ class _DocumentKeys:
     example_key: np.ndarray  # (docs,) uint64
 
     @classmethod
-    def gather(cls, paths: list[Path], ranks_by_shard: list[np.ndarray]) -> _DocumentKeys:
+    def gather(cls, tables: list[pa.Table], ranks_by_shard: list[np.ndarray]) -> _DocumentKeys:
         total = sum(len(r) for r in ranks_by_shard)
         columns = {"dedup_key": np.uint64, "url_hash": np.uint64, "text_bytes": np.int64, "example_key": np.uint64}
         arrays = {name: np.empty(total, dtype) for name, dtype in columns.items()}
-        for path, ranks in zip(paths, ranks_by_shard):
-            table = pq.read_table(path, columns=list(columns))
+        for table, ranks in zip(tables, ranks_by_shard):
             for name in columns:
                 arrays[name][ranks] = table.column(name).to_numpy()
         return cls(**arrays)
 
 
-def _band_file(path: Path, paths: list[Path], ranks_by_shard: list[np.ndarray], cfg: NearDedupConfig) -> np.ndarray:
+def _band_file(path: Path, tables: list[pa.Table], ranks_by_shard: list[np.ndarray],
+               cfg: NearDedupConfig) -> np.ndarray:
     """(num_bands, docs) uint64 LSH band keys in rank order, memory-mapped from path (one band is contiguous)."""
     total = sum(len(r) for r in ranks_by_shard)
     bands = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint64, shape=(cfg.num_bands, max(total, 1)))
-    for shard_path, ranks in zip(paths, ranks_by_shard):
-        table = pq.read_table(shard_path, columns=["signature"])
+    for table, ranks in zip(tables, ranks_by_shard):
         bands[:, ranks] = band_keys(signature_array(table, cfg.num_hashes), cfg).T
     bands.flush()
     return bands[:, :total]
@@ -150,9 +151,9 @@ def _band_file(path: Path, paths: list[Path], ranks_by_shard: list[np.ndarray], 
 class _Signatures:
     """MinHash signatures of chosen ranks, read from the cleaned shards (for Jaccard verification only)."""
 
-    def __init__(self, paths: list[Path], shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
+    def __init__(self, tables: list[pa.Table], shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
                  cfg: NearDedupConfig) -> None:
-        self.paths, self.shard_of_rank, self.row_of_rank, self.cfg = paths, shard_of_rank, row_of_rank, cfg
+        self.tables, self.shard_of_rank, self.row_of_rank, self.cfg = tables, shard_of_rank, row_of_rank, cfg
 
     def of(self, ranks: np.ndarray) -> np.ndarray:
         """(len(ranks), num_hashes) uint32."""
@@ -160,8 +161,8 @@ class _Signatures:
         shards = self.shard_of_rank[ranks]
         for shard in np.unique(shards):
             where = np.flatnonzero(shards == shard)
-            table = pq.read_table(self.paths[shard], columns=["signature"])
-            out[where] = signature_array(table, self.cfg.num_hashes)[self.row_of_rank[ranks[where]]]
+            rows = self.tables[shard].select(["signature"]).take(pa.array(self.row_of_rank[ranks[where]]))
+            out[where] = signature_array(rows, self.cfg.num_hashes)
         return out
 
 
@@ -285,7 +286,7 @@ def _parent_documents(parent_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(keys), np.concatenate(urls)
 
 
-def _examples(result: DedupResult, paths: list[Path], docs: _DocumentKeys) -> None:
+def _examples(result: DedupResult, tables: list[pa.Table], docs: _DocumentKeys) -> None:
     """A few dropped documents per dedup reason and a few kept ones: the smallest example keys (as ExampleSample)."""
     def sample(code: int, step: str, reason: str) -> list[Example]:
         ranks = np.flatnonzero(result.reason == code)
@@ -293,7 +294,7 @@ def _examples(result: DedupResult, paths: list[Path], docs: _DocumentKeys) -> No
             ranks = ranks[np.argpartition(docs.example_key[ranks], EXAMPLES_PER_REASON)[:EXAMPLES_PER_REASON]]
         ranks = ranks[np.argsort(docs.example_key[ranks], kind="stable")]
         return [Example(step=step, reason=reason, url=url, excerpt=text[:EXCERPT_CHARS])
-                for url, text in _url_and_text(paths, result, ranks)]
+                for url, text in _url_and_text(tables, result, ranks)]
 
     for code, name in enumerate(DEDUP_REASONS, start=1):
         examples = sample(code, name, name)
@@ -302,22 +303,9 @@ def _examples(result: DedupResult, paths: list[Path], docs: _DocumentKeys) -> No
     result.kept_examples = sample(_KEPT, "kept", "kept")
 
 
-def _url_and_text(paths: list[Path], result: DedupResult, ranks: np.ndarray) -> list[tuple[str, str]]:
+def _url_and_text(tables: list[pa.Table], result: DedupResult, ranks: np.ndarray) -> list[tuple[str, str]]:
     out = []
     for rank in ranks:
-        shard, row = int(result.shard_of_rank[rank]), int(result.row_of_rank[rank])
-        parquet = pq.ParquetFile(paths[shard])
-        group, offset = _row_group_of(parquet, row)
-        table = parquet.read_row_group(group, columns=["url", "text"])
-        out.append((table.column("url")[offset].as_py(), table.column("text")[offset].as_py()))
+        row = tables[result.shard_of_rank[rank]].slice(int(result.row_of_rank[rank]), 1)
+        out.append((row.column("url")[0].as_py(), row.column("text")[0].as_py()))
     return out
-
-
-def _row_group_of(parquet: pq.ParquetFile, row: int) -> tuple[int, int]:
-    """(row group, row within it) of a row of a Parquet file."""
-    for group in range(parquet.metadata.num_row_groups):
-        rows = parquet.metadata.row_group(group).num_rows
-        if row < rows:
-            return group, row
-        row -= rows
-    raise IndexError(f"row beyond the end of {parquet}")

@@ -3,7 +3,7 @@
 Output shard j holds the kept documents of ranks j*documents_per_shard.. (the (url, content_hash, seq)
 order), so the same corpus gives byte-identical shards whatever the work shards, workers or map.
 write_shard runs in a worker: its plan (work/plan-NNNNN.npy: (rank, cleaned shard, row) rows) says
-which rows to read; it reads only the row groups holding them.
+which rows to read, and it takes them from the memory-mapped cleaned shards.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.corpus_clean import cleaned_path, key64
+from tasks.corpus_clean import key64, read_cleaned
 from tasks.corpus_split import write_json_atomically
 from tasks.minhash import INDEX_FILE, NearDedupConfig, index_metadata
 
@@ -100,26 +100,15 @@ def write_shard(spec: WriteShardSpec) -> dict:
 
 
 def _planned_rows(work: Path, plan: np.ndarray, with_signature: bool) -> pa.Table:
-    """The planned rows of the cleaned shards, in plan order, reading only the row groups that hold them."""
+    """The planned rows of the cleaned shards, in plan order (memory-mapped: only their pages are read)."""
+    columns = [*SNAPSHOT_SCHEMA.names, *(["signature"] if with_signature else [])]
     pieces, positions = [], []
     for shard in np.unique(plan[:, 1]):
         where = np.flatnonzero(plan[:, 1] == shard)
-        rows = plan[where, 2]
-        parquet = pq.ParquetFile(cleaned_path(work, int(shard)))
-        sizes = [parquet.metadata.row_group(g).num_rows for g in range(parquet.metadata.num_row_groups)]
-        starts = np.concatenate([[0], np.cumsum(sizes)])
-        groups = np.unique(np.searchsorted(starts, rows, side="right") - 1)
-        columns = [*SNAPSHOT_SCHEMA.names, *(["signature"] if with_signature else [])]
-        table = parquet.read_row_groups(groups.tolist(), columns=columns)
-        group_starts = np.concatenate([[0], np.cumsum([sizes[g] for g in groups])])  # in the table read
-        offset = group_starts[np.searchsorted(groups, np.searchsorted(starts, rows, side="right") - 1)]
-        local = offset + rows - starts[np.searchsorted(starts, rows, side="right") - 1]
-        pieces.append(table.take(pa.array(local)))
+        pieces.append(read_cleaned(work, int(shard)).select(columns).take(pa.array(plan[where, 2])))
         positions.append(where)
     if not pieces:
-        schema = pq.read_schema(cleaned_path(work, 0)) if cleaned_path(work, 0).exists() else SNAPSHOT_SCHEMA
-        columns = [*SNAPSHOT_SCHEMA.names, *(["signature"] if with_signature else [])]
-        return schema.empty_table().select([c for c in columns if c in schema.names])
+        return read_cleaned(work, 0).select(columns).slice(0, 0)  # every split has a shard 0
     table = pa.concat_tables(pieces)
     order = np.argsort(np.concatenate(positions), kind="stable")  # back to plan (rank) order
     return table.take(pa.array(order))
@@ -199,7 +188,7 @@ def write_dedup_dropped(work: Path, dropped_dir: Path, shard_of_rank: np.ndarray
     bounds = np.concatenate([[0], np.cumsum(np.bincount(shard_of_rank[dropped], minlength=shards))])
     for shard in range(shards):
         ranks = by_shard[bounds[shard]:bounds[shard + 1]]
-        table = pq.read_table(cleaned_path(work, shard), columns=["url", "text"]).take(pa.array(row_of_rank[ranks]))
+        table = read_cleaned(work, shard).select(["url", "text"]).take(pa.array(row_of_rank[ranks]))
         names = pa.array([reasons[code - 1] for code in reason[ranks]], pa.string())
         table = table.append_column("step", names).append_column("reason", names)
         path = dropped_dir / f"dedup-{shard:05d}.parquet"

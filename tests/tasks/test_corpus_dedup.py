@@ -1,22 +1,15 @@
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from tasks.corpus_dedup import _exact_duplicates, _matches_other_url, _pairs_with_other_url, global_order
 
 
-def test_global_order_merges_sorted_shards_into_one_ranking(tmp_path: Path) -> None:
+def test_global_order_merges_sorted_shards_into_one_ranking() -> None:
     rows = [("b", "h1", 5), ("a", "h2", 0), ("c", "h0", 1), ("a", "h1", 3), ("b", "h1", 2), ("d", "h9", 4)]
     shards = [rows[:2], rows[2:5], rows[5:]]
-    paths = []
-    for number, shard in enumerate(shards):
-        shard = sorted(shard)
-        paths.append(tmp_path / f"cleaned-{number}.parquet")
-        pq.write_table(pa.table({"url": [r[0] for r in shard], "content_hash": [r[1] for r in shard],
-                                 "seq": [r[2] for r in shard]}), paths[-1], row_group_size=1)
-    shard_of_rank, row_of_rank, ranks_by_shard = global_order(paths)
+    tables = [pa.table({"url": [r[0] for r in sorted(shard)], "content_hash": [r[1] for r in sorted(shard)],
+                        "seq": [r[2] for r in sorted(shard)]}) for shard in shards]
+    shard_of_rank, row_of_rank, ranks_by_shard = global_order(tables)
     ordered = [sorted(shards[s])[r] for s, r in zip(shard_of_rank, row_of_rank)]
     assert ordered == sorted(rows)
     for shard, ranks in enumerate(ranks_by_shard):
