@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import heapq
 import resource
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +63,7 @@ class DedupResult:
 def dedup_shards(work: Path, shards: int, cfg: NearDedupConfig, parent_dir: Path | None) -> DedupResult:
     """Rank every cleaned document and decide which ones dedup drops (see the module docstring)."""
     _allow_open_files(shards + 64)
-    tables = [read_cleaned(work, shard) for shard in range(shards)]  # memory-mapped
+    tables = _CleanedShards(work, shards)
     shard_of_rank, row_of_rank, ranks_by_shard = global_order(tables)
     result = DedupResult(shard_of_rank, row_of_rank, np.zeros(len(shard_of_rank), np.uint8))
     docs = _DocumentKeys.gather(tables, ranks_by_shard)
@@ -87,11 +87,31 @@ def dedup_shards(work: Path, shards: int, cfg: NearDedupConfig, parent_dir: Path
     return result
 
 
-def global_order(tables: list[pa.Table]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+class _CleanedShards(Sequence[pa.Table]):
+    """The cleaned shards, each memory-mapped afresh when used and unmapped when dropped.
+
+    Pages of a memory map that were read count in the process's RSS until it is unmapped, so no map
+    is held longer than one use.
+    """
+
+    def __init__(self, work: Path, shards: int) -> None:
+        self.work, self.shards = work, shards
+
+    def __len__(self) -> int:
+        return self.shards
+
+    def __getitem__(self, shard: int) -> pa.Table:  # type: ignore[override]
+        if not 0 <= shard < self.shards:
+            raise IndexError(shard)
+        return read_cleaned(self.work, int(shard))
+
+
+def global_order(tables: Sequence[pa.Table]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(shard_of_rank, row_of_rank, ranks_by_shard) of the documents in (url, content_hash, seq) order.
 
     Each shard is sorted that way already, so one streaming k-way merge of their sort keys ranks them all.
     """
+    tables = list(tables)  # every shard open during the merge
     sizes = [table.num_rows for table in tables]
     merged = heapq.merge(*(_sort_keys(table, shard) for shard, table in enumerate(tables)))
     shard_of_rank = np.fromiter((key[3] for key in merged), np.int32, count=sum(sizes))
@@ -127,7 +147,7 @@ class _DocumentKeys:
     example_key: np.ndarray  # (docs,) uint64
 
     @classmethod
-    def gather(cls, tables: list[pa.Table], ranks_by_shard: list[np.ndarray]) -> _DocumentKeys:
+    def gather(cls, tables: Sequence[pa.Table], ranks_by_shard: list[np.ndarray]) -> _DocumentKeys:
         total = sum(len(r) for r in ranks_by_shard)
         columns = {"dedup_key": np.uint64, "url_hash": np.uint64, "text_bytes": np.int64, "example_key": np.uint64}
         arrays = {name: np.empty(total, dtype) for name, dtype in columns.items()}
@@ -137,7 +157,7 @@ class _DocumentKeys:
         return cls(**arrays)
 
 
-def _band_file(path: Path, tables: list[pa.Table], ranks_by_shard: list[np.ndarray],
+def _band_file(path: Path, tables: Sequence[pa.Table], ranks_by_shard: list[np.ndarray],
                cfg: NearDedupConfig) -> np.ndarray:
     """(num_bands, docs) uint64 LSH band keys in rank order, memory-mapped from path (one band is contiguous)."""
     total = sum(len(r) for r in ranks_by_shard)
@@ -151,7 +171,7 @@ def _band_file(path: Path, tables: list[pa.Table], ranks_by_shard: list[np.ndarr
 class _Signatures:
     """MinHash signatures of chosen ranks, read from the cleaned shards (for Jaccard verification only)."""
 
-    def __init__(self, tables: list[pa.Table], shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
+    def __init__(self, tables: Sequence[pa.Table], shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
                  cfg: NearDedupConfig) -> None:
         self.tables, self.shard_of_rank, self.row_of_rank, self.cfg = tables, shard_of_rank, row_of_rank, cfg
 
@@ -286,7 +306,7 @@ def _parent_documents(parent_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(keys), np.concatenate(urls)
 
 
-def _examples(result: DedupResult, tables: list[pa.Table], docs: _DocumentKeys) -> None:
+def _examples(result: DedupResult, tables: Sequence[pa.Table], docs: _DocumentKeys) -> None:
     """A few dropped documents per dedup reason and a few kept ones: the smallest example keys (as ExampleSample)."""
     def sample(code: int, step: str, reason: str) -> list[Example]:
         ranks = np.flatnonzero(result.reason == code)
@@ -303,7 +323,7 @@ def _examples(result: DedupResult, tables: list[pa.Table], docs: _DocumentKeys) 
     result.kept_examples = sample(_KEPT, "kept", "kept")
 
 
-def _url_and_text(tables: list[pa.Table], result: DedupResult, ranks: np.ndarray) -> list[tuple[str, str]]:
+def _url_and_text(tables: Sequence[pa.Table], result: DedupResult, ranks: np.ndarray) -> list[tuple[str, str]]:
     out = []
     for rank in ranks:
         row = tables[result.shard_of_rank[rank]].slice(int(result.row_of_rank[rank]), 1)
