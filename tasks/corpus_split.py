@@ -34,7 +34,7 @@ INPUT_SCHEMA = pa.schema([
     pa.field("html", pa.binary()),
     pa.field("content_type", pa.string()),
 ])
-_ROW_GROUP_BYTES = 32 << 20  # buffered item bytes before a row group is written: bounds the split's memory
+_ROW_GROUP_BYTES = 8 << 20  # buffered item bytes before a row group is written: bounds the split's memory
 
 
 def input_path(work: Path, shard: int) -> Path:
