@@ -37,6 +37,7 @@ from tasks.corpus_write import (
 from tasks.crawl import crawl, saved_pages
 from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS
 from tasks.langid import LANGUAGE_DROP_REASONS
+from tasks.minhash import INDEX_FILE, check_index
 from tasks.parallel import ShardMap, serial_map
 from tasks.pii import PII_COUNTS
 from tasks.sources import WARC_COUNTS, HtmlPage, local_items, read_hf_datasets, warc_items
@@ -85,6 +86,14 @@ def _crawl(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None) -> dict[st
     if parent_dir is not None and "previous_raw_dir" in inspect.signature(crawl).parameters:
         return crawl(cfg.crawl, out_dir / "raw", previous_raw_dir=Path(parent_dir) / "raw")
     return crawl(cfg.crawl, out_dir / "raw")
+
+
+def check_parent(parent_dir: Path, cfg: CorpusConfig) -> None:
+    """Raise ValueError unless parent_dir is a snapshot this build can dedup against (checked before any work)."""
+    if not any(parent_dir.glob("documents-*.parquet")):
+        raise ValueError(f"parent_dir {str(parent_dir)!r} holds no documents-*.parquet: not a corpus snapshot")
+    if cfg.near_dedup.enabled and (parent_dir / INDEX_FILE).exists():
+        check_index(parent_dir / INDEX_FILE, cfg.near_dedup)
 
 
 def _fingerprint(cfg: CorpusConfig, parent_dir: Path | None) -> str:
@@ -143,6 +152,8 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     out_dir = Path(out_dir)
     parent_dir = Path(parent_dir) if parent_dir is not None else None
     clean_pipeline(cfg)  # built before any crawling, so a bad step (e.g. an unreadable file) fails at once
+    if parent_dir is not None:
+        check_parent(parent_dir, cfg)
     work = out_dir / WORK_DIR
     split = _split(cfg, out_dir, work, parent_dir)
     dropped_dir = out_dir / "dropped" if cfg.write_dropped else None

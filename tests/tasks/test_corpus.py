@@ -336,3 +336,14 @@ def test_a_slow_page_is_dropped_at_the_extraction_time_limit(tmp_path: Path) -> 
                        quality=NO_QUALITY, language={"enabled": False}, extract={"timeout_seconds": 0.05})
     stats = build_snapshot(cfg, tmp_path / "out")
     assert stats["dropped_extract_timeout"] == 1 and stats["documents"] == 1
+
+
+def test_a_parent_built_with_other_hash_settings_is_refused_before_any_work(tmp_path: Path) -> None:
+    rows = [{"url": "u/a", "text": _sentence(1)}]
+    build_snapshot(_jsonl_config(tmp_path / "a.jsonl", rows), tmp_path / "one")
+    child = _jsonl_config(tmp_path / "b.jsonl", rows, near_dedup={"num_bands": 10})
+    with pytest.raises(ValueError, match="num_bands='14' \\(this run uses '10'\\)"):
+        build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
+    assert not (tmp_path / "two").exists()
+    with pytest.raises(ValueError, match="holds no documents-\\*.parquet"):
+        build_snapshot(child, tmp_path / "three", parent_dir=tmp_path / "two")
