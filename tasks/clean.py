@@ -85,7 +85,8 @@ class Example:
         return cls(step=step, reason=reason, url=doc.url, excerpt=doc.text[:EXCERPT_CHARS])
 
 
-def _example_key(example: Example) -> int:
+def example_key(example: Example) -> int:
+    """A 64-bit hash of the example's url and excerpt: ExampleSample keeps the smallest (a bottom-k sample)."""
     # a hash, not arrival order: the sample does not depend on input order or sharding
     digest = hashlib.blake2b(f"{example.url}\n{example.excerpt}".encode("utf-8", "surrogatepass"), digest_size=8)
     return int.from_bytes(digest.digest(), "big")
@@ -111,7 +112,7 @@ class ExampleSample:
         """Keep example if its key is among the `size` smallest seen."""
         if self.size == 0:
             return
-        item = (-_example_key(example), example)
+        item = (-example_key(example), example)
         if item in self._heap:  # the same example twice (same url and opening) is shown once
             return
         if len(self._heap) < self.size:
@@ -238,6 +239,15 @@ class MinWords(Filter):
         return (True, "") if len(doc.text.split()) >= self.min_words else (False, "too_few_words")
 
 
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A document a filter dropped: the step, its reason and the document as that step saw it."""
+
+    step: str
+    reason: str
+    doc: Document
+
+
 class CleanPipeline:
     """Apply fixes then filters in order; counts[reason] says how many documents each filter dropped.
 
@@ -261,6 +271,11 @@ class CleanPipeline:
 
     def process(self, doc: Document) -> Document | None:
         """The cleaned document, or None if a filter dropped it (and the reason is counted)."""
+        result = self.process_explained(doc)
+        return None if isinstance(result, Dropped) else result
+
+    def process_explained(self, doc: Document) -> Document | Dropped:
+        """The cleaned document, or what dropped it (the reason is counted)."""
         size = utf8_bytes(doc.text)
         for step, count in zip(self.steps, self.step_counts):
             count.docs_in += 1
@@ -282,7 +297,7 @@ class CleanPipeline:
                     self.counts[reason] += 1
                     sample = self.drop_examples.setdefault(reason, ExampleSample(self.examples_per_reason))
                     sample.offer(Example.of(doc, step.name, reason))
-                    return None
+                    return Dropped(step=step.name, reason=reason, doc=doc)
             count.docs_out += 1
             count.bytes_out += size
         self.kept_examples.offer(Example.of(doc, "kept", "kept"))

@@ -1,164 +1,55 @@
-"""The corpus stage: crawl, local, WARC/WET and HF sources -> extract -> clean -> dedup -> Parquet snapshot."""
+"""The corpus stage: crawl, local, WARC/WET and HF sources -> extract -> clean -> dedup -> Parquet snapshot.
+
+Sharded and streaming, in out_dir/work/ (deleted when the snapshot is complete):
+1. split: every source, read once in a fixed order, into input shards of raw items (tasks/corpus_split.py);
+2. clean: map_shards(clean_shard) extracts, fixes, filters and redacts each shard (tasks/corpus_clean.py);
+3. dedup: exact then MinHash near-dedup, against the parent and within the snapshot, over a few
+   fixed-size keys per document (tasks/corpus_dedup.py);
+4. write: map_shards(write_shard) writes documents-NNNNN.parquet in (url, content_hash) order, then
+   the minhash index, the cleaning report and, for a refresh, changes.json (tasks/corpus_write.py).
+Every file is written under a temporary name and renamed when complete, so a run killed at any point
+(SIGKILL included) resumes: the finished split and cleaned shards are reused, the rest redone.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
-import os
+import shutil
+from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tasks.clean import CleaningAccount, CleanPipeline, Document, account_batch_step, default_pipeline, sample_examples
-from tasks.corpus_report import write_cleaning_report
-from tasks.crawl import CrawlConfig, crawl, saved_pages
-from tasks.dedup import ExactDedup, content_hash, dedup_key
-from tasks.extract import ExtractConfig, extract_pages
-from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS, C4LineFilter, QualityConfig, quality_steps
-from tasks.langid import LANGUAGE_DROP_REASONS, LanguageConfig, language_steps
-from tasks.minhash import (
-    INDEX_FILE, NEAR_DUPLICATE_REASONS, MinHashIndex, NearDedup, NearDedupConfig, load_index, save_index,
+from tasks.clean import Document, ExampleSample, StepCount
+from tasks.corpus_clean import EXTRACT_DROP_REASONS, CleanShardSpec, clean_shard, read_account, url_hash
+from tasks.corpus_config import CorpusConfig, clean_pipeline
+from tasks.corpus_dedup import DEDUP_REASONS, dedup_shards
+from tasks.corpus_report import write_cleaning_report_of
+from tasks.corpus_split import WORK_DIR, read_split, reset_work, split_sources, write_json_atomically
+from tasks.corpus_write import (
+    SNAPSHOT_SCHEMA, WriteShardSpec, refresh_changes, write_dedup_dropped, write_index, write_plans, write_shard,
 )
-from tasks.pii import PII_COUNTS, PiiConfig, RedactPii
-from tasks.sources import (
-    WARC_COUNTS, HuggingFaceSource, WarcSourceConfig, match_patterns, read_hf_datasets, read_local_files,
-    read_warc_files,
-)
+from tasks.crawl import crawl, saved_pages
+from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS
+from tasks.langid import LANGUAGE_DROP_REASONS
+from tasks.minhash import INDEX_FILE, check_index
+from tasks.parallel import ShardMap, serial_map
+from tasks.pii import PII_COUNTS
+from tasks.sources import WARC_COUNTS, HtmlPage, local_items, read_hf_datasets, warc_items
+
+__all__ = ["DROP_REASONS", "SNAPSHOT_SCHEMA", "CorpusConfig", "build_snapshot", "clean_pipeline", "read_snapshot"]
 
 logger = logging.getLogger(__name__)
 
-# the snapshot contract (see ARCHITECTURE.md): one row per document
-SNAPSHOT_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),  # sha256 of the dedup-normalised text (unique)
-    pa.field("url", pa.string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),  # "crawl" | "local" | "warc" | "hf"
-    pa.field("title", pa.string()),
-    pa.field("text", pa.string(), nullable=False),  # paragraphs separated by "\n"
-    pa.field("language", pa.string()),  # ISO 639 code from py3langid; null when language id is disabled
-    pa.field("language_score", pa.float32()),  # py3langid's probability for `language`, 0..1
-    pa.field("fetched_at", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("content_hash", pa.string(), nullable=False),  # sha256 of text
-])
 # every reason a document can be dropped for; each becomes a dropped_<reason> statistic
-DROP_REASONS = ("extract_failed", "extract_empty", "empty", "too_few_words", *LANGUAGE_DROP_REASONS,
-                *QUALITY_DROP_REASONS, "duplicate", *NEAR_DUPLICATE_REASONS)
+DROP_REASONS = (*EXTRACT_DROP_REASONS, "empty", "too_few_words", *LANGUAGE_DROP_REASONS, *QUALITY_DROP_REASONS,
+                *DEDUP_REASONS)
 _CRAWL_STATS = ("pages_fetched", "pages_disallowed_robots", "pages_failed")
-
-
-class CorpusConfig(BaseModel):
-    """Where documents come from and how they are cleaned into a snapshot."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    crawl: CrawlConfig = Field(default_factory=CrawlConfig)
-    """Web crawl (seeds and/or a local site served on 127.0.0.1)."""
-    local_files: list[str] = Field(default=[])
-    """Glob patterns of local .txt, .jsonl, .parquet or .html/.htm files ('**' recurses)."""
-    warc: WarcSourceConfig = Field(default_factory=WarcSourceConfig)
-    """WARC/WET files (Common Crawl layout): HTML responses extracted, WET conversion text taken as is."""
-    hf_datasets: list[HuggingFaceSource] = Field(default=[])
-    """Hugging Face dataset splits (load_dataset or load_from_disk), read offline in batches."""
-    extract: ExtractConfig = Field(default_factory=ExtractConfig)
-    """HTML main-text extraction (crawled pages, local HTML files and WARC responses)."""
-    min_words: int = Field(default=20, ge=0)
-    """Drop documents with fewer whitespace-separated words than this, after cleaning."""
-    language: LanguageConfig = Field(default_factory=LanguageConfig)
-    """Language identification (py3langid) and which languages are kept."""
-    quality: QualityConfig = Field(default_factory=QualityConfig)
-    """Quality filters with their published defaults: Gopher repetition and quality, C4, FineWeb."""
-    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
-    """MinHash LSH near-duplicate removal, within the snapshot and against its parent."""
-    pii: PiiConfig = Field(default_factory=PiiConfig)
-    """E-mail and IP address redaction in the kept documents."""
-    documents_per_shard: int = Field(default=10_000, ge=1)
-    """Rows per documents-NNNNN.parquet file."""
-
-    @field_validator("local_files")
-    @classmethod
-    def _patterns_match(cls, patterns: list[str]) -> list[str]:
-        _, problems = match_patterns(patterns)
-        if problems:
-            raise ValueError("; ".join(problems))
-        return patterns
-
-    @model_validator(mode="after")
-    def _has_source(self) -> CorpusConfig:
-        if not (self.crawl.seeds or self.crawl.local_site or self.local_files or self.warc.patterns
-                or self.hf_datasets):
-            raise ValueError("no corpus source: set crawl.seeds, crawl.local_site, local_files, warc.patterns "
-                             "or hf_datasets")
-        return self
-
-
-def crawled_documents(raw_dir: Path, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
-    """Documents from the HTML pages a crawl saved in raw_dir; extraction failures go to counts."""
-    pages = {record.url: record for record in saved_pages(raw_dir)}
-    extracted = extract_pages(((r.url, r.body, r.content_type_with_charset) for r in pages.values()), cfg, counts)
-    for url, page in extracted:
-        yield Document(url=url, source="crawl", title=page.title, text=page.text, fetched_at=pages[url].fetched_at)
-
-
-def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
-    """Fixes, empty/short filters, language id and filter, quality filters, PII redaction, in that order."""
-    steps = default_pipeline(cfg.min_words).steps
-    # PII last: only documents that survive the filters pay for it, and dedup sees the redacted text
-    return CleanPipeline([*steps, *language_steps(cfg.language), *quality_steps(cfg.quality), RedactPii(cfg.pii)])
-
-
-def clean_documents(docs: Iterable[Document], pipeline: CleanPipeline, near_dedup: NearDedup,
-                    counts: Counter[str], account: CleaningAccount | None = None) -> list[Document]:
-    """Fix, normalise and filter, sort by url, drop exact duplicates (the first url wins), then near-duplicates.
-
-    With account, every step's documents and bytes in and out and a few dropped documents are added to it.
-    """
-    cleaned = sorted(pipeline.run(docs), key=lambda d: (d.url, content_hash(d.text)))
-    dedup = CleanPipeline([ExactDedup()])
-    unique = list(dedup.run(cleaned))
-    kept = near_dedup.run(unique)
-    if account is not None:
-        account.add_pipeline(pipeline)
-        account.add_pipeline(dedup)
-        if near_dedup.cfg.enabled:
-            account.add(*account_batch_step(near_dedup.name, unique, kept, near_dedup.counts))
-    counts.update(pipeline.counts)
-    counts.update(dedup.counts)
-    counts.update(near_dedup.counts)
-    for step in pipeline.steps:
-        if isinstance(step, C4LineFilter):
-            counts.update(step.lines_removed)
-        if isinstance(step, RedactPii):
-            counts.update(step.counts)
-    return kept
-
-
-def _rows(docs: Iterable[Document]) -> list[dict]:
-    return [
-        {"id": dedup_key(d.text), "url": d.url, "source": d.source, "title": d.title, "text": d.text,
-         "language": d.language, "language_score": d.language_score, "fetched_at": d.fetched_at,
-         "content_hash": content_hash(d.text)}
-        for d in docs
-    ]
-
-
-def write_snapshot(docs: list[Document], out_dir: Path, documents_per_shard: int) -> int:
-    """Write documents-NNNNN.parquet shards atomically, skipping shards already there; returns the count.
-
-    An empty corpus still gets one (empty) shard, so readers always find the schema.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    chunks = [docs[i:i + documents_per_shard] for i in range(0, len(docs), documents_per_shard)] or [[]]
-    for index, chunk in enumerate(chunks):
-        final = out_dir / f"documents-{index:05d}.parquet"
-        if final.exists():
-            logger.info("shard %s already written, reusing it", final.name)
-            continue
-        tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(pa.Table.from_pylist(_rows(chunk), schema=SNAPSHOT_SCHEMA), tmp, compression="zstd")
-        os.replace(tmp, final)
-    return len(chunks)
 
 
 def read_snapshot(snapshot_dir: Path) -> pa.Table:
@@ -167,50 +58,149 @@ def read_snapshot(snapshot_dir: Path) -> pa.Table:
     return pa.concat_tables([pq.read_table(s, schema=SNAPSHOT_SCHEMA) for s in shards])
 
 
-def parent_index(parent_dir: Path | None, cfg: NearDedupConfig) -> MinHashIndex | None:
-    """The parent snapshot's minhash index, if there is a parent and it has one."""
-    if parent_dir is None or not cfg.enabled or not (Path(parent_dir) / INDEX_FILE).exists():
-        return None
-    return load_index(parent_dir, cfg)
+def crawled_pages(raw_dir: Path) -> Iterator[HtmlPage]:
+    """The HTML pages a crawl saved in raw_dir, one per url (the first saved), not extracted yet."""
+    seen: set[int] = set()  # 64-bit url hashes: a url saved twice (e.g. by a resumed crawl) is read once
+    for record in saved_pages(raw_dir):
+        key = url_hash(record.url)
+        if key not in seen:
+            seen.add(key)
+            yield HtmlPage(url=record.url, source="crawl", body=record.body,
+                           content_type=record.content_type_with_charset, fetched_at=record.fetched_at)
 
 
-def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = None) -> dict[str, int | float]:
+def _source_items(cfg: CorpusConfig, raw_dir: Path, counts: Counter[str]) -> Iterator[Document | HtmlPage]:
+    """Every source's items in a fixed order: crawled pages, local files, WARC/WET files, HF datasets."""
+    if cfg.crawl.seeds or cfg.crawl.local_site:
+        yield from crawled_pages(raw_dir)
+    if cfg.local_files:
+        yield from local_items(cfg.local_files)
+    if cfg.warc.patterns:
+        yield from warc_items(cfg.warc, counts)
+    if cfg.hf_datasets:
+        yield from read_hf_datasets(cfg.hf_datasets)
+
+
+def _crawl(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None) -> dict[str, int]:
+    """Run the crawl into out_dir/raw; a refresh lets the crawler reuse the parent's raw pages if it can."""
+    if parent_dir is not None and "previous_raw_dir" in inspect.signature(crawl).parameters:
+        return crawl(cfg.crawl, out_dir / "raw", previous_raw_dir=Path(parent_dir) / "raw")
+    return crawl(cfg.crawl, out_dir / "raw")
+
+
+def check_parent(parent_dir: Path, cfg: CorpusConfig) -> None:
+    """Raise ValueError unless parent_dir is a snapshot this build can dedup against (checked before any work)."""
+    if not any(parent_dir.glob("documents-*.parquet")):
+        raise ValueError(f"parent_dir {str(parent_dir)!r} holds no documents-*.parquet: not a corpus snapshot")
+    if cfg.near_dedup.enabled and (parent_dir / INDEX_FILE).exists():
+        check_index(parent_dir / INDEX_FILE, cfg.near_dedup)
+
+
+def _fingerprint(cfg: CorpusConfig, parent_dir: Path | None) -> str:
+    """What the work folder was made for: a finished split made for another config is not reused."""
+    text = cfg.model_dump_json() + "\n" + str(parent_dir)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split(cfg: CorpusConfig, out_dir: Path, work: Path, parent_dir: Path | None) -> dict:
+    """Crawl and split every source into input shards, unless a finished split for this config is in work/."""
+    fingerprint = _fingerprint(cfg, parent_dir)
+    done = read_split(work, fingerprint)
+    if done is not None:
+        logger.info("reusing the split in %s (%d shards)", work, done["shards"])
+        return done
+    crawl_stats: dict[str, int] = dict.fromkeys(_CRAWL_STATS, 0)
+    if cfg.crawl.seeds or cfg.crawl.local_site:
+        crawl_stats.update(_crawl(cfg, out_dir, parent_dir))
+    reset_work(work)
+    counts: Counter[str] = Counter()
+    shards, items = split_sources(_source_items(cfg, out_dir / "raw", counts), work, cfg.work_shard_documents)
+    record = {"fingerprint": fingerprint, "shards": shards, "items": items, "counts": dict(counts),
+              "crawl": crawl_stats}
+    write_json_atomically(record, work / "split.json")
+    logger.info("split %d source items into %d shards", items, shards)
+    return record
+
+
+def _merge_accounts(work: Path, shards: int) -> tuple[list[StepCount], dict[str, ExampleSample], Counter[str]]:
+    """The cleaning step table, dropped examples and counts of all shards, merged."""
+    steps: list[StepCount] = []
+    examples: dict[str, ExampleSample] = {}
+    counts: Counter[str] = Counter()
+    for shard in range(shards):
+        account = read_account(work, shard)
+        if not steps:
+            steps = [StepCount(s.step) for s in account["steps"]]
+        for total, part in zip(steps, account["steps"]):
+            total.merge(part)
+        for reason, dropped in account["drop_examples"].items():
+            sample = examples.setdefault(reason, ExampleSample())
+            for example in dropped:
+                sample.offer(example)
+        counts.update(account["counts"])
+    return steps, examples, counts
+
+
+def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = None,
+                   map_shards: ShardMap = serial_map) -> dict[str, int | float]:
     """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics.
 
-    With parent_dir (the previous snapshot), documents that near-duplicate its documents are dropped.
+    With parent_dir (the previous snapshot), documents that duplicate or near-duplicate a parent
+    document of another url are dropped, and changes.json lists the urls added, changed and removed.
+    map_shards runs the cleaning and writing shards (in process, on local cores, or on a cluster).
     """
     out_dir = Path(out_dir)
-    counts: Counter[str] = Counter()
-    pipeline = clean_pipeline(cfg)  # built before any crawling, so a bad step fails at once
-    near_dedup = NearDedup(cfg.near_dedup, parent=parent_index(parent_dir, cfg.near_dedup))
-    stats: dict[str, int | float] = dict.fromkeys(_CRAWL_STATS, 0)
-    docs: list[Document] = []
-    if cfg.crawl.seeds or cfg.crawl.local_site:
-        stats.update(crawl(cfg.crawl, out_dir / "raw"))
-        docs.extend(crawled_documents(out_dir / "raw", cfg.extract, counts))
-        logger.info("extracted %d documents from crawled pages", len(docs))
-    if cfg.local_files:
-        docs.extend(read_local_files(cfg.local_files, cfg.extract, counts))
-    if cfg.warc.patterns:
-        docs.extend(read_warc_files(cfg.warc, cfg.extract, counts))
-    if cfg.hf_datasets:
-        docs.extend(read_hf_datasets(cfg.hf_datasets))
-    stats["documents_in"] = len(docs) + counts["extract_failed"] + counts["extract_empty"]
-    account = CleaningAccount()
-    kept = clean_documents(docs, pipeline, near_dedup, counts, account)
-    stats["shards"] = write_snapshot(kept, out_dir, cfg.documents_per_shard)
+    parent_dir = Path(parent_dir) if parent_dir is not None else None
+    clean_pipeline(cfg)  # built before any crawling, so a bad step (e.g. an unreadable file) fails at once
+    if parent_dir is not None:
+        check_parent(parent_dir, cfg)
+    work = out_dir / WORK_DIR
+    split = _split(cfg, out_dir, work, parent_dir)
+    dropped_dir = out_dir / "dropped" if cfg.write_dropped else None
+    specs = [CleanShardSpec(shard, work, cfg, dropped_dir) for shard in range(split["shards"])]
+    cleaned = map_shards(clean_shard, specs)
+    steps, examples, counts = _merge_accounts(work, split["shards"])
+    counts.update(split["counts"])
+
+    dedup = dedup_shards(work, split["shards"], cfg.near_dedup, parent_dir)
+    counts.update(dedup.counts())
+    if dropped_dir is not None:
+        write_dedup_dropped(work, dropped_dir, dedup.shard_of_rank, dedup.row_of_rank, dedup.reason, DEDUP_REASONS,
+                            split["shards"])
+    shards = write_plans(work, dedup.kept_ranks, dedup.shard_of_rank, dedup.row_of_rank, cfg.documents_per_shard)
+    written = map_shards(write_shard, [WriteShardSpec(s, work, out_dir, cfg.near_dedup) for s in range(shards)])
     if cfg.near_dedup.enabled:
-        save_index(near_dedup.index, out_dir)  # the next refresh dedups against this snapshot
-    stats.update({f"dropped_{reason}": counts[reason] for reason in DROP_REASONS})
+        write_index(work, out_dir, shards, cfg.near_dedup)  # the next refresh dedups against this snapshot
+
+    words = array("q")
+    languages: Counter[str | None] = Counter()
+    for part in written:
+        words.frombytes(part["words"].astype("int64").tobytes())
+        languages.update(part["languages"])
+    for reason, dropped in dedup.drop_examples.items():
+        sample = examples.setdefault(reason, ExampleSample())
+        for example in dropped:
+            sample.offer(example)
+    drop_counts = {reason: counts[reason] for reason in DROP_REASONS}
+    write_cleaning_report_of(out_dir, [*steps, *dedup.steps], {r: s.examples() for r, s in examples.items()},
+                             dedup.kept_examples, words, languages, drop_counts=drop_counts)
+
+    stats: dict[str, int | float] = dict(split["crawl"])
+    stats["documents_in"] = split["items"]
+    stats["work_shards"] = split["shards"]
+    stats["shards_reused"] = sum(not fresh for fresh in cleaned)
+    stats["shards"] = shards
+    stats.update({f"dropped_{reason}": n for reason, n in drop_counts.items()})
     stats.update({f"lines_removed_{reason}": counts[reason] for reason in C4_LINE_REASONS})
     stats.update({kind: counts[kind] for kind in PII_COUNTS})
     stats.update({kind: counts[kind] for kind in WARC_COUNTS})
-    stats["documents"] = len(kept)
-    stats["words"] = sum(len(d.text.split()) for d in kept)
-    stats["characters"] = sum(len(d.text) for d in kept)
-    stats["bytes_in"] = account.bytes_in  # UTF-8 bytes of extracted text that went into cleaning
-    stats["bytes_out"] = account.bytes_out  # UTF-8 bytes of text in the snapshot
-    write_cleaning_report(out_dir, account.steps, account.drop_examples, sample_examples(kept, "kept", "kept"), kept,
-                          drop_counts={reason: counts[reason] for reason in DROP_REASONS})
+    stats["documents"] = len(words)
+    stats["words"] = sum(words)
+    stats["characters"] = sum(part["characters"] for part in written)
+    stats["bytes_in"] = steps[0].bytes_in if steps else 0  # UTF-8 bytes of extracted text that went into cleaning
+    stats["bytes_out"] = dedup.steps[-1].bytes_out if dedup.steps else 0  # UTF-8 bytes of text in the snapshot
+    if parent_dir is not None:
+        stats.update(refresh_changes(out_dir, parent_dir))
+    shutil.rmtree(work)
     logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
     return stats

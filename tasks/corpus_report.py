@@ -41,17 +41,28 @@ def write_cleaning_report(out_dir: Path, step_table: Sequence[StepCount],
     kept_examples: a few kept documents; documents: the kept documents (read once, for the plots);
     drop_counts: documents dropped per reason, including reasons outside step_table (e.g. extraction).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     words = array("q")  # words per kept document: 8 bytes each, not a Python int object each
     languages: Counter[str] = Counter()
     for doc in documents:
         words.append(len(doc.text.split()))
         languages[doc.language or _NO_LANGUAGE] += 1
-    markdown = cleaning_markdown(step_table, drop_examples, kept_examples, drop_counts or {}, words, languages)
+    return write_cleaning_report_of(out_dir, step_table, drop_examples, kept_examples, words, languages, drop_counts)
+
+
+def write_cleaning_report_of(out_dir: Path, step_table: Sequence[StepCount],
+                             drop_examples: Mapping[str, Sequence[Example]], kept_examples: Sequence[Example],
+                             words: Sequence[int], languages: Mapping[str | None, int],
+                             drop_counts: Mapping[str, int] | None = None) -> list[Path]:
+    """write_cleaning_report from the kept documents' word counts and languages (None = unidentified) alone."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    named: Counter[str] = Counter()
+    for language, count in languages.items():
+        named[language or _NO_LANGUAGE] += count
+    markdown = cleaning_markdown(step_table, drop_examples, kept_examples, drop_counts or {}, words, named)
     report = _write_atomically(out_dir / REPORT_FILE, markdown.encode("utf-8"))
     length_plot = _save(length_figure(words), out_dir / LENGTH_PLOT)
-    language_plot = _save(language_figure(languages), out_dir / LANGUAGE_PLOT)
+    language_plot = _save(language_figure(named), out_dir / LANGUAGE_PLOT)
     return [report, length_plot, language_plot]
 
 

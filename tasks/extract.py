@@ -8,6 +8,8 @@ import functools
 import logging
 import multiprocessing
 import re
+import signal
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +42,39 @@ class ExtractConfig(BaseModel):
     """Keep the text of <table> elements."""
     workers: int = Field(default=1, ge=1)
     """Processes extracting pages in parallel (spawned: a script calling this needs `if __name__ == "__main__"`)."""
+    timeout_seconds: float | None = Field(default=10.0, gt=0)
+    """Give up on a page whose extraction takes longer (counted as extract_timeout); None = no limit."""
+
+
+class ExtractTimeout(BaseException):
+    """Extraction of one page ran past ExtractConfig.timeout_seconds.
+
+    A BaseException, like KeyboardInterrupt, so the `except Exception` blocks inside trafilatura do not swallow it.
+    """
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ExtractTimeout in the block once `seconds` of wall time have passed (SIGALRM, main thread only).
+
+    Only the main thread receives signals, so off it (e.g. a Dask worker thread) the block runs
+    without a limit; shard workers started by tasks/parallel.py run shards on their main thread.
+    The previous SIGALRM handler and timer are restored on exit.
+    """
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expire(signum: int, frame: object) -> None:
+        raise ExtractTimeout(f"extraction took longer than {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +179,21 @@ def extract_html(html: str | bytes, url: str | None = None, cfg: ExtractConfig |
     if not text:
         return None
     return ExtractedText(title=title, text=text)
+
+
+def extract_page(body: bytes, content_type: str | None, url: str,
+                 cfg: ExtractConfig) -> tuple[ExtractedText | None, str]:
+    """(extracted, "") or (None, reason): reason is extract_empty, extract_failed or extract_timeout, never raised."""
+    try:
+        with time_limit(cfg.timeout_seconds):
+            extracted = extract_html(decode_html(body, content_type), url, cfg)
+    except ExtractTimeout:
+        logger.warning("extraction of %s stopped after %s s", url, cfg.timeout_seconds)
+        return None, "extract_timeout"
+    except Exception as exc:  # one bad page must not stop a corpus build
+        logger.warning("extraction failed for %s: %s: %s", url, type(exc).__name__, exc)
+        return None, "extract_failed"
+    return (extracted, "") if extracted is not None else (None, "extract_empty")
 
 
 def _extract_one(

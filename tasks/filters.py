@@ -15,10 +15,11 @@ import re
 import string
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.clean import Document, DocumentFix, Filter
 from tasks.sentences import split_paragraph
@@ -275,6 +276,20 @@ class C4Config(BaseModel):
     """Drop pages with a kept line containing '{' (C4's code detector; it also drops much API documentation)."""
     min_sentences: int = Field(default=3, ge=0)
     """Drop pages with fewer sentences than this in their kept lines."""
+    badwords_file: Path | None = None
+    """UTF-8 file of words/phrases, one per line: drop pages containing one (whole words, any case); None = off.
+
+    C4 used the English "List of Dirty, Naughty, Obscene, and Otherwise Bad Words" (LDNOOBW,
+    github.com/LDNOOBW/List-of-Dirty-Naughty-Obscene-and-Otherwise-Bad-Words, file `en`); it is not
+    shipped here: download it yourself and point this at it.
+    """
+
+    @field_validator("badwords_file")
+    @classmethod
+    def _badwords_readable(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            load_badwords(path)  # raises ValueError naming the file
+        return path
 
 
 # every reason C4LineFilter can remove a line for (C4LineFilter.lines_removed counts them)
@@ -358,6 +373,34 @@ class C4PageFilter(Filter):
         return True, ""
 
 
+def load_badwords(path: Path) -> list[str]:
+    """The non-blank lines of a bad-words file, lowercased; raises ValueError if unreadable or empty."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"badwords_file {str(path)!r} cannot be read as UTF-8 text ({type(exc).__name__}: {exc}); "
+                         "valid: a file with one word or phrase per line") from exc
+    words = [line.strip().lower() for line in lines if line.strip()]
+    if not words:
+        raise ValueError(f"badwords_file {str(path)!r} holds no word; valid: a file with one word or phrase per line")
+    return words
+
+
+class C4BadWordsFilter(Filter):
+    """C4's bad-words rule: drop a page containing any listed word or phrase as whole words, in any case."""
+
+    name = "c4_badwords"
+
+    def __init__(self, path: Path) -> None:
+        # longest first, so a phrase wins over a word it starts with; lookarounds instead of \b so
+        # entries that begin or end with punctuation still match on word boundaries
+        words = sorted(set(load_badwords(path)), key=lambda w: (-len(w), w))
+        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return (False, "c4_badwords") if self.pattern.search(doc.text) else (True, "")
+
+
 # ---------------------------------------------------------------- FineWeb (Penedo et al. 2024, datatrove)
 
 class FineWebConfig(BaseModel):
@@ -430,7 +473,7 @@ QUALITY_DROP_REASONS = (
     "gopher_too_few_words", "gopher_too_many_words", "gopher_mean_word_length", "gopher_hash_ratio",
     "gopher_ellipsis_ratio", "gopher_bullet_lines", "gopher_ellipsis_lines", "gopher_alphabetic_words",
     "gopher_stop_words",
-    "c4_lorem_ipsum", "c4_curly_bracket", "c4_too_few_sentences",
+    "c4_lorem_ipsum", "c4_curly_bracket", "c4_too_few_sentences", "c4_badwords",
     "fineweb_line_punct_ratio", "fineweb_short_line_ratio", "fineweb_char_dup_ratio", "fineweb_list_ratio",
 )
 
@@ -444,6 +487,8 @@ def quality_steps(cfg: QualityConfig) -> list[DocumentFix | Filter]:
         steps.append(GopherQualityFilter(cfg.gopher_quality))
     if cfg.c4.enabled:
         steps.extend([C4LineFilter(cfg.c4), C4PageFilter(cfg.c4)])
+        if cfg.c4.badwords_file is not None:
+            steps.append(C4BadWordsFilter(cfg.c4.badwords_file))
     if cfg.fineweb.enabled:
         steps.append(FineWebFilter(cfg.fineweb))
     return steps

@@ -72,7 +72,7 @@ def normalize_for_shingles(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def _mix64(x: np.ndarray) -> np.ndarray:
+def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: spreads every input bit over all 64 output bits (uint64 in, uint64 out)."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -111,7 +111,7 @@ def shingle_hashes(texts: Sequence[str], ngram: int) -> tuple[np.ndarray, np.nda
     valid = position + ngram <= doc_end
     valid[doc_start[short]] = True  # the one whole-text shingle of a short document
     counts = np.add.reduceat(valid.astype(np.int64), doc_start)
-    hashes = _mix64(grams[valid]) >> np.uint64(33)  # top 31 bits
+    hashes = mix64(grams[valid]) >> np.uint64(33)  # top 31 bits
     return hashes, np.concatenate([[0], np.cumsum(counts)])
 
 
@@ -167,7 +167,7 @@ def minhash_signatures(texts: Sequence[str], cfg: NearDedupConfig) -> np.ndarray
 def band_keys(signatures: np.ndarray, cfg: NearDedupConfig) -> np.ndarray:
     """(docs, num_bands) uint64: one 64-bit hash of each band's rows (equal rows give equal keys)."""
     rows = signatures.reshape(len(signatures), cfg.num_bands, cfg.rows_per_band).astype(np.uint64)
-    return _mix64((rows * _odd_multipliers(cfg.rows_per_band, salt=2)).sum(axis=2, dtype=np.uint64))
+    return mix64((rows * _odd_multipliers(cfg.rows_per_band, salt=2)).sum(axis=2, dtype=np.uint64))
 
 
 def candidate_pairs(keys: np.ndarray) -> np.ndarray:
@@ -223,6 +223,21 @@ class MinHashIndex:
     config: NearDedupConfig
 
 
+def index_metadata(cfg: NearDedupConfig) -> dict[bytes, bytes]:
+    """The Parquet schema metadata of a minhash index built with cfg (the hash settings)."""
+    return {f"minhash.{k}".encode(): v.encode() for k, v in _index_params(cfg).items()}
+
+
+def check_index(path: Path, cfg: NearDedupConfig) -> None:
+    """Raise ValueError if the minhash index at path was built with other hash settings than cfg."""
+    metadata = pq.read_schema(path).metadata or {}
+    saved = {k.decode().removeprefix("minhash."): v.decode() for k, v in metadata.items() if k.startswith(b"minhash.")}
+    wanted = _index_params(cfg)
+    wrong = [f"{k}={saved.get(k)!r} (this run uses {v!r})" for k, v in wanted.items() if saved.get(k) != v]
+    if wrong:
+        raise ValueError(f"{path}: minhash index built with other settings, so not comparable: {', '.join(wrong)}")
+
+
 def _index_params(cfg: NearDedupConfig) -> dict[str, str]:
     # what makes two signatures comparable; enabled and jaccard_threshold do not
     return {"format": _INDEX_FORMAT, "num_bands": str(cfg.num_bands), "rows_per_band": str(cfg.rows_per_band),
@@ -236,7 +251,7 @@ def save_index(index: MinHashIndex, snapshot_dir: Path) -> Path:
     flat = pa.array(np.ascontiguousarray(index.signatures, np.uint32).reshape(-1), pa.uint32())
     table = pa.table({"url": pa.array(index.urls, pa.string()),
                       "signature": pa.FixedSizeListArray.from_arrays(flat, width)})
-    meta = {f"minhash.{k}".encode(): v.encode() for k, v in _index_params(index.config).items()}
+    meta = index_metadata(index.config)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(table.replace_schema_metadata(meta), tmp, compression="zstd")
     os.replace(tmp, path)
@@ -246,13 +261,8 @@ def save_index(index: MinHashIndex, snapshot_dir: Path) -> Path:
 def load_index(snapshot_dir: Path, cfg: NearDedupConfig) -> MinHashIndex:
     """Read a snapshot's minhash index; raises ValueError if it was built with other hash settings."""
     path = Path(snapshot_dir) / INDEX_FILE
+    check_index(path, cfg)
     table = pq.read_table(path)
-    saved = {k.decode().removeprefix("minhash."): v.decode() for k, v in (table.schema.metadata or {}).items()
-             if k.startswith(b"minhash.")}
-    wanted = _index_params(cfg)
-    wrong = [f"{k}={saved.get(k)!r} (this run uses {v!r})" for k, v in wanted.items() if saved.get(k) != v]
-    if wrong:
-        raise ValueError(f"{path}: minhash index built with other settings, so not comparable: {', '.join(wrong)}")
     flat = table.column("signature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     signatures = flat.astype(np.uint32).reshape(table.num_rows, cfg.num_hashes)
     return MinHashIndex(urls=table.column("url").to_pylist(), signatures=signatures, config=cfg)

@@ -17,10 +17,11 @@ import sys
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,6 +37,17 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet", ".html", ".htm")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlPage:
+    """An HTML page whose main text is not extracted yet (the corpus stage extracts it in its cleaning shards)."""
+
+    url: str
+    source: Literal["crawl", "local", "warc"]
+    body: bytes
+    content_type: str | None  # the HTTP Content-Type with its charset, if the page came with one
+    fetched_at: datetime  # timezone-aware, UTC
 
 
 def match_patterns(patterns: Iterable[str]) -> tuple[list[Path], list[str]]:
@@ -175,6 +187,21 @@ def read_local_files(patterns: Iterable[str], cfg: ExtractConfig, counts: Counte
             yield from read_parquet(path)
         else:
             yield from read_html(path, cfg, counts)
+
+
+def local_items(patterns: Iterable[str]) -> Iterator[Document | HtmlPage]:
+    """Like read_local_files, but HTML files come as HtmlPage, not extracted yet."""
+    for path in resolve_patterns(patterns):
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            yield from read_txt(path)
+        elif suffix == ".jsonl":
+            yield from read_jsonl(path)
+        elif suffix == ".parquet":
+            yield from read_parquet(path)
+        else:
+            yield HtmlPage(url=path.as_uri(), source="local", body=path.read_bytes(), content_type=None,
+                           fetched_at=_mtime(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,18 +380,11 @@ def _document_record_type(path: Path, cfg: WarcSourceConfig, counts: Counter[str
     return None
 
 
-def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
-    """Documents from every WARC and WET file the patterns match: WET files, then WARC files, each in path order.
-
-    A file is read once, for the kind of its first document record (a Common Crawl file holds one
-    kind). counts get warc_skipped_status / warc_skipped_content_type / warc_skipped_malformed for
-    responses that are not extracted, extract_failed / extract_empty as for crawled pages, and
-    warc_files_without_documents for a file with neither responses nor conversions (e.g. a WAT file).
-    """
+def _wet_documents_and_warc_files(cfg: WarcSourceConfig, counts: Counter[str]) -> Iterator[Document | Path]:
+    """WET conversion documents as their files come, and each WARC (response) file's path, in path order."""
     files, problems = match_warc_patterns(cfg.patterns)
     if problems:
         raise ValueError("; ".join(problems))
-    warc_files: list[Path] = []
     for path in files:
         corrupt_before = counts["warc_files_corrupt"]
         kind = _document_record_type(path, cfg, counts)
@@ -373,12 +393,42 @@ def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Count
         if kind == "conversion":
             yield from read_wet_conversions(path, cfg, counts)
         elif kind == "response":
-            warc_files.append(path)
+            yield path
         else:
             logger.warning("%s holds no response or conversion records", path)
             counts["warc_files_without_documents"] += 1
+
+
+def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """Documents from every WARC and WET file the patterns match: WET files, then WARC files, each in path order.
+
+    A file is read once, for the kind of its first document record (a Common Crawl file holds one
+    kind). counts get warc_skipped_status / warc_skipped_content_type / warc_skipped_malformed for
+    responses that are not extracted, extract_failed / extract_empty as for crawled pages, and
+    warc_files_without_documents for a file with neither responses nor conversions (e.g. a WAT file).
+    """
+    warc_files: list[Path] = []
+    for item in _wet_documents_and_warc_files(cfg, counts):
+        if isinstance(item, Path):
+            warc_files.append(item)
+        else:
+            yield item
     if warc_files:  # one extract_pages call, so a worker pool is started once for all files
         yield from read_warc_responses(warc_files, cfg, extract, counts)
+
+
+def warc_items(cfg: WarcSourceConfig, counts: Counter[str]) -> Iterator[Document | HtmlPage]:
+    """Like read_warc_files (same order and counts), but HTML responses come as HtmlPage, not extracted yet."""
+    warc_files: list[Path] = []
+    for item in _wet_documents_and_warc_files(cfg, counts):
+        if isinstance(item, Path):
+            warc_files.append(item)
+        else:
+            yield item
+    pages = _WarcPages(warc_files, cfg, counts)
+    for key, body, content_type in pages:
+        url, fetched_at = pages.pending.pop(key)
+        yield HtmlPage(url=url, source="warc", body=body, content_type=content_type, fetched_at=fetched_at)
 
 
 # ---------------------------------------------------------------------------------------------

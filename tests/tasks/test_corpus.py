@@ -1,6 +1,9 @@
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +16,7 @@ from tasks.filters import QualityConfig
 from tasks.corpus import DROP_REASONS, SNAPSHOT_SCHEMA, CorpusConfig, build_snapshot, read_snapshot
 from tasks.crawl import CrawlConfig
 from tasks.local_site import PYTHON_DOCS
+from tasks.parallel import local_map
 from tests.tasks.site_fixtures import BROKEN_TEXT, MOJIBAKE_TEXT, PARAGRAPH_B, PARAGRAPH_C, make_site, serve_site
 
 CONTRACT_SCHEMA = pa.schema([
@@ -183,3 +187,163 @@ def test_cleaning_report_accounts_for_every_step(tmp_path: Path) -> None:
     assert "**near_duplicate**: `u4`" in report and "**duplicate**: `u2`" in report
     for plot in ("document_length.png", "languages.png"):
         assert (tmp_path / "out" / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+# ---------------------------------------------------------------- sharded, resumable, refreshable builds
+
+def _sentence(seed: int, words: int = 60) -> str:
+    return " ".join(f"w{(seed * 7919 + i * 104729) % 5003}" for i in range(words))
+
+
+def _mixed_sources(root: Path, documents: int = 30) -> CorpusConfig:
+    """jsonl documents with exact and near duplicates, a too-short one, and two HTML files."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [{"url": f"https://example.org/doc/{i:03d}", "text": _sentence(i)} for i in range(documents)]
+    rows.append({"url": "https://example.org/zzz/copy", "text": rows[3]["text"]})  # exact duplicate, larger url
+    rows.append({"url": "https://example.org/aaa", "text": rows[5]["text"]})  # exact duplicate, smaller url
+    near = rows[7]["text"].split()
+    rows.append({"url": "https://example.org/near", "text": " ".join(near[:55] + ["edited"] + near[56:])})
+    rows.append({"url": "https://example.org/short", "text": "too short"})
+    (root / "b.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    for number, name in enumerate(("one", "two")):
+        paragraphs = "".join(f"<p>{_sentence(1000 + number * 10 + k, 30)}.</p>" for k in range(3))
+        (root / f"{name}.html").write_text(f"<html><head><title>{name}</title></head><body><main>{paragraphs}"
+                                           "</main></body></html>")
+    return CorpusConfig(local_files=[str(root / "*.jsonl"), str(root / "*.html")], min_words=5, quality=NO_QUALITY,
+                        language={"enabled": False}, documents_per_shard=7)
+
+
+def _snapshot_files(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.parquet"))}
+
+
+def test_shards_are_byte_identical_whatever_the_map_and_work_shard_size(tmp_path: Path) -> None:
+    cfg = _mixed_sources(tmp_path / "src")
+    serial = build_snapshot(cfg.model_copy(update={"work_shard_documents": 1000}), tmp_path / "serial")
+    parallel = build_snapshot(cfg.model_copy(update={"work_shard_documents": 3}), tmp_path / "parallel",
+                              map_shards=local_map(2))
+    assert serial["work_shards"] == 1 and parallel["work_shards"] == 12
+    files = _snapshot_files(tmp_path / "serial")
+    assert len(files) == 1 + 5  # the minhash index and 32 documents in shards of 7
+    assert files == _snapshot_files(tmp_path / "parallel")
+    assert (tmp_path / "serial" / "cleaning_report.md").read_text() == \
+           (tmp_path / "parallel" / "cleaning_report.md").read_text()
+    assert {k: v for k, v in serial.items() if k != "work_shards"} == \
+           {k: v for k, v in parallel.items() if k != "work_shards"}
+    assert serial["documents"] == 32 and serial["dropped_duplicate"] == 2 and serial["dropped_near_duplicate"] == 1
+    assert serial["dropped_too_few_words"] == 1 and serial["documents_in"] == 36
+    urls = read_snapshot(tmp_path / "serial").column("url").to_pylist()
+    assert urls == sorted(urls)
+    assert "https://example.org/aaa" in urls and "https://example.org/doc/005" not in urls  # the smaller url wins
+    assert "https://example.org/doc/003" in urls and "https://example.org/zzz/copy" not in urls
+    assert not (tmp_path / "serial" / "work").exists()
+
+
+_BUILD_SCRIPT = """
+import sys
+from pathlib import Path
+from tasks.corpus import CorpusConfig, build_snapshot
+cfg = CorpusConfig.model_validate_json(Path(sys.argv[1]).read_text())
+build_snapshot(cfg, Path(sys.argv[2]))
+"""
+
+
+def test_a_killed_build_resumes_without_redoing_finished_shards(tmp_path: Path) -> None:
+    cfg = _mixed_sources(tmp_path / "src", documents=60).model_copy(update={"work_shard_documents": 1})
+    (tmp_path / "cfg.json").write_text(cfg.model_dump_json())
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-c", _BUILD_SCRIPT, str(tmp_path / "cfg.json"), str(out)])
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((out / "work").glob("cleaned-*.json"))) < 5:
+            assert process.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    finished = len(list((out / "work").glob("cleaned-*.json")))
+    assert 5 <= finished < 66
+    stats = build_snapshot(cfg, out)
+    assert stats["shards_reused"] == finished
+    fresh = build_snapshot(cfg, tmp_path / "fresh")
+    assert fresh["shards_reused"] == 0
+    assert _snapshot_files(out) == _snapshot_files(tmp_path / "fresh")
+    assert {k: v for k, v in stats.items() if k != "shards_reused"} == \
+           {k: v for k, v in fresh.items() if k != "shards_reused"}
+    assert not list(out.rglob("*.tmp")) and not (out / "work").exists()
+
+
+def _jsonl_config(path: Path, rows: list[dict], **overrides) -> CorpusConfig:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return CorpusConfig(local_files=[str(path)], min_words=5, quality=NO_QUALITY, language={"enabled": False},
+                        **overrides)
+
+
+@pytest.mark.parametrize("jaccard_threshold", [None, 0.7])
+def test_refresh_keeps_unchanged_pages_and_drops_copies_of_parent_documents_under_other_urls(
+        tmp_path: Path, jaccard_threshold: float | None) -> None:
+    a, b, c, f = (_sentence(seed, 200) for seed in (1, 2, 3, 4))
+    near_dedup = {"jaccard_threshold": jaccard_threshold}
+    parent = _jsonl_config(tmp_path / "parent.jsonl", [{"url": "u/a", "text": a}, {"url": "u/b", "text": b},
+                                                       {"url": "u/c", "text": c}], near_dedup=near_dedup)
+    build_snapshot(parent, tmp_path / "one")
+    c_words = c.split()
+    child_rows = [
+        {"url": "u/a", "text": a},  # unchanged: kept although the parent holds it
+        {"url": "u/b", "text": b + " and a new closing sentence"},  # changed: kept (same url as its parent version)
+        {"url": "u/d", "text": a},  # a's text under a new url: duplicate of the parent
+        {"url": "u/e", "text": " ".join(c_words[:100] + ["edited"] + c_words[101:])},  # near copy of c, new url
+        {"url": "u/f", "text": f},  # new
+    ]  # u/c is gone
+    child = _jsonl_config(tmp_path / "child.jsonl", child_rows, near_dedup=near_dedup)
+    stats = build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
+    assert read_snapshot(tmp_path / "two").column("url").to_pylist() == ["u/a", "u/b", "u/f"]
+    assert stats["dropped_duplicate_of_parent"] == 1 and stats["dropped_near_duplicate_of_parent"] == 1
+    assert stats["dropped_duplicate"] == 0 and stats["dropped_near_duplicate"] == 0
+    assert stats["documents_unchanged"] == 1 and stats["documents_added"] == 2 and stats["documents_removed"] == 1
+    changes = json.loads((tmp_path / "two" / "changes.json").read_text())
+    assert (changes["added"], changes["changed"], changes["removed"]) == (["u/f"], ["u/b"], ["u/c"])
+    report = (tmp_path / "two" / "cleaning_report.md").read_text()
+    assert "| duplicate_of_parent | 5 | 4 | 1 |" in report and "**near_duplicate_of_parent**: `u/e`" in report
+
+
+def test_write_dropped_keeps_every_dropped_document_with_its_reason(tmp_path: Path) -> None:
+    text = _sentence(9)
+    rows = [{"url": "u/1", "text": text}, {"url": "u/2", "text": text}, {"url": "u/3", "text": "too short"}]
+    (tmp_path / "page.html").write_text("<html><body><script>only code</script></body></html>")
+    cfg = _jsonl_config(tmp_path / "a.jsonl", rows, write_dropped=True).model_copy(
+        update={"local_files": [str(tmp_path / "a.jsonl"), str(tmp_path / "page.html")], "work_shard_documents": 2})
+    stats = build_snapshot(cfg, tmp_path / "out")
+    assert stats["documents"] == 1 and stats["dropped_extract_empty"] == 1
+    dropped = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "out" / "dropped").glob("*.parquet")))
+    by_url = {r["url"]: r for r in dropped.to_pylist()}
+    assert set(by_url) == {"u/2", "u/3", (tmp_path / "page.html").as_uri()}
+    assert (by_url["u/2"]["step"], by_url["u/2"]["reason"], by_url["u/2"]["text"]) == ("duplicate", "duplicate", text)
+    assert (by_url["u/3"]["step"], by_url["u/3"]["reason"]) == ("too_few_words", "too_few_words")
+    assert by_url[(tmp_path / "page.html").as_uri()]["reason"] == "extract_empty"
+    assert not (tmp_path / "nodrop").exists()
+    build_snapshot(cfg.model_copy(update={"write_dropped": False}), tmp_path / "nodrop")
+    assert not (tmp_path / "nodrop" / "dropped").exists()
+
+
+def test_a_slow_page_is_dropped_at_the_extraction_time_limit(tmp_path: Path) -> None:
+    blocks = "".join(f"<div><p>Paragraph {i} says a few words about nothing at all.</p></div>" for i in range(20_000))
+    (tmp_path / "slow.html").write_text(f"<html><body>{blocks}</body></html>")
+    (tmp_path / "ok.txt").write_text(_sentence(5))
+    cfg = CorpusConfig(local_files=[str(tmp_path / "slow.html"), str(tmp_path / "ok.txt")], min_words=5,
+                       quality=NO_QUALITY, language={"enabled": False}, extract={"timeout_seconds": 0.05})
+    stats = build_snapshot(cfg, tmp_path / "out")
+    assert stats["dropped_extract_timeout"] == 1 and stats["documents"] == 1
+
+
+def test_a_parent_built_with_other_hash_settings_is_refused_before_any_work(tmp_path: Path) -> None:
+    rows = [{"url": "u/a", "text": _sentence(1)}]
+    build_snapshot(_jsonl_config(tmp_path / "a.jsonl", rows), tmp_path / "one")
+    child = _jsonl_config(tmp_path / "b.jsonl", rows, near_dedup={"num_bands": 10})
+    with pytest.raises(ValueError, match="num_bands='14' \\(this run uses '10'\\)"):
+        build_snapshot(child, tmp_path / "two", parent_dir=tmp_path / "one")
+    assert not (tmp_path / "two").exists()
+    with pytest.raises(ValueError, match="holds no documents-\\*.parquet"):
+        build_snapshot(child, tmp_path / "three", parent_dir=tmp_path / "two")

@@ -1,6 +1,8 @@
 from collections import Counter
 
-from tasks.extract import ExtractConfig, decode_html, extract_html, extract_pages
+import signal
+
+from tasks.extract import ExtractConfig, decode_html, extract_html, extract_page, extract_pages
 
 FRENCH = ("<html><head><title>Café</title></head><body><p>Le café est délicieux et la crème brûlée aussi. "
           "Voilà une phrase naïve à l’été.</p><p>Les élèves étudient le français très sérieusement.</p></body></html>")
@@ -64,3 +66,33 @@ def test_extract_pages_in_worker_processes_keeps_order() -> None:
     results = list(extract_pages(pages, ExtractConfig(workers=2), counts))
     assert [url for url, _ in results] == [url for url, _, _ in pages]
     assert results[3][1].text == "Page number 3 text."
+
+
+def _slow_page(blocks: int = 20_000) -> bytes:
+    # ~1.7 MB of nested blocks: trafilatura needs seconds on it (3.6 s measured on the 2-core machine)
+    body = "".join(f"<div><p>Paragraph {i} says a few words about nothing at all.</p><span>x</span></div>"
+                   for i in range(blocks))
+    return f"<html><body>{body}</body></html>".encode()
+
+
+def test_extraction_stops_at_the_time_limit_and_restores_the_alarm_handler() -> None:
+    def previous(signum, frame) -> None:
+        raise AssertionError("the previous SIGALRM handler must not run")
+
+    old = signal.signal(signal.SIGALRM, previous)
+    try:
+        extracted, reason = extract_page(_slow_page(), "text/html", "http://h/slow", ExtractConfig(timeout_seconds=0.05))
+        assert (extracted, reason) == (None, "extract_timeout")
+        assert signal.getsignal(signal.SIGALRM) is previous
+        assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    finally:
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_extract_page_reasons() -> None:
+    cfg = ExtractConfig()
+    page = b"<html><body><p>Some text here.</p></body></html>"
+    extracted, reason = extract_page(page, "text/html", "http://h/", cfg)
+    assert extracted.text == "Some text here." and reason == ""
+    assert extract_page(b"<html><body></body></html>", None, "http://h/e", cfg) == (None, "extract_empty")
+    assert extract_page(b"", None, "http://h/f", cfg) == (None, "extract_failed")

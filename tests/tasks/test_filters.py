@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 from datetime import UTC, datetime
 
 import numpy as np
@@ -8,6 +9,7 @@ from pydantic import ValidationError
 from tasks.clean import CleanPipeline, Document
 from tasks.filters import (
     QUALITY_DROP_REASONS,
+    C4BadWordsFilter,
     C4Config,
     C4LineFilter,
     C4PageFilter,
@@ -197,3 +199,26 @@ def test_config_errors_name_field_and_value() -> None:
     message = str(error.value)
     assert "min_words=200 is above max_words=100" in message
     assert "max_short_line_ratio" in message and "drop_curly" in message
+
+
+def test_c4_badwords_match_whole_words_in_any_case(tmp_path: Path) -> None:
+    words = tmp_path / "badwords.txt"
+    words.write_text("darn\nheck no\n\n  Blast  \n")
+    cfg = C4Config(badwords_file=words)
+    badwords = C4BadWordsFilter(words)
+    for text in ("Well, DARN it.", "I said heck no!", "a blast of air", "darn"):
+        assert badwords.filter(_doc(text)) == (False, "c4_badwords"), text
+    for text in ("darned socks", "heckle", "hecknothing", "blasted", "no heck"):
+        assert badwords.filter(_doc(text)) == (True, ""), text
+    assert [type(s).__name__ for s in quality_steps(QualityConfig(c4=cfg))][-2:] == ["C4BadWordsFilter",
+                                                                                     "FineWebFilter"]
+    assert "C4BadWordsFilter" not in [type(s).__name__ for s in quality_steps(QualityConfig())]
+    assert "c4_badwords" in QUALITY_DROP_REASONS
+
+
+def test_c4_badwords_file_is_validated(tmp_path: Path) -> None:
+    (tmp_path / "empty.txt").write_text("\n \n")
+    for path, fragment in ((tmp_path / "missing.txt", "cannot be read"), (tmp_path / "empty.txt", "holds no word")):
+        with pytest.raises(ValidationError, match=fragment) as info:
+            C4Config(badwords_file=path)
+        assert "badwords_file" in str(info.value) and str(path) in str(info.value)

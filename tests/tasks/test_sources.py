@@ -14,8 +14,8 @@ from warcio.warcwriter import WARCWriter
 
 from tasks.extract import ExtractConfig
 from tasks.sources import (
-    HuggingFaceSource, WarcSourceConfig, read_hf_dataset, read_hf_datasets, read_local_files, read_warc_files,
-    resolve_patterns,
+    HtmlPage, HuggingFaceSource, WarcSourceConfig, local_items, read_hf_dataset, read_hf_datasets, read_local_files,
+    read_warc_files, resolve_patterns, warc_items,
 )
 
 
@@ -117,6 +117,32 @@ def test_warc_html_responses_are_extracted_and_others_skipped(tmp_path: Path) ->
     ]
     assert [d.fetched_at for d in docs] == [datetime(2024, 3, 1, 10, tzinfo=UTC), datetime(2024, 3, 5, 10, tzinfo=UTC)]
     assert (counts["warc_skipped_status"], counts["warc_skipped_content_type"], counts["extract_empty"]) == (1, 1, 1)
+
+
+def test_warc_items_leave_html_unextracted_in_the_same_order(tmp_path: Path) -> None:
+    _write_warc(tmp_path / "CC-MAIN-1.warc.gz", [
+        ("response", "https://example.org/a", 200, "text/html; charset=utf-8", _html("A", "First page text.")),
+        ("response", "https://example.org/logo.png", 200, "image/png", b"\x89PNG\r\n"),
+        ("response", "https://example.org/b", 200, "text/html", _html("B", "Second page.")),
+    ])
+    _write_warc(tmp_path / "CC-MAIN-0.warc.wet.gz", [
+        ("conversion", "https://example.org/x", 0, "text/plain", b"Converted text."),
+    ])
+    counts: Counter[str] = Counter()
+    items = list(warc_items(WarcSourceConfig(patterns=[str(tmp_path / "*.gz")]), counts))
+    assert [type(i).__name__ for i in items] == ["Document", "HtmlPage", "HtmlPage"]
+    assert [i.url for i in items] == ["https://example.org/x", "https://example.org/a", "https://example.org/b"]
+    assert items[1].body == _html("A", "First page text.") and items[1].content_type == "text/html; charset=utf-8"
+    assert items[1].fetched_at == datetime(2024, 3, 1, 10, tzinfo=UTC) and items[1].source == "warc"
+    assert counts["warc_skipped_content_type"] == 1
+
+
+def test_local_items_leave_html_unextracted(tmp_path: Path) -> None:
+    (tmp_path / "a.html").write_bytes(b"<html><body><p>Hi there.</p></body></html>")
+    (tmp_path / "b.txt").write_text("Plain text.")
+    items = list(local_items([str(tmp_path / "*")]))
+    assert isinstance(items[0], HtmlPage) and items[0].body.startswith(b"<html>") and items[0].source == "local"
+    assert items[1].text == "Plain text." and items[1].url == (tmp_path / "b.txt").resolve().as_uri()
 
 
 def test_wet_conversion_records_are_taken_as_text(tmp_path: Path) -> None:
