@@ -31,7 +31,7 @@ def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics
             map_shards: ShardMap) -> dict:
     from tasks.corpus import build_snapshot
 
-    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"))
+    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=map_shards)
 
 
 def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
