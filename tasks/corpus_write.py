@@ -171,7 +171,7 @@ def refresh_changes(out_dir: Path, parent_dir: Path) -> dict[str, int]:
             if sorted(mine[1]) != sorted(old[1]):
                 changes["changed"].append(mine[0])
             mine, old = next(ours, None), next(theirs, None)
-    write_json_atomically({"parent": str(parent_dir), **changes}, out_dir / CHANGES_FILE)
+    write_json_atomically({"parent": Path(parent_dir).name, **changes}, out_dir / CHANGES_FILE)
     return {"documents_added": added, "documents_unchanged": unchanged, "documents_removed": len(changes["removed"]),
             "urls_added": len(changes["added"]), "urls_changed": len(changes["changed"])}
 

@@ -70,3 +70,40 @@ def test_stages_run_on_a_remote_data_root(tmp_path: Path, monkeypatch: pytest.Mo
     assert {(a.stage, a.id) for a in store.list()} == {("corpus", corpus.artifact_id), ("tokenize", tokens.artifact_id)}
     assert store.verify("tokenize", tokens.artifact_id) == []
     assert run_stage("tokenize", cfg).cache_hit
+
+
+def test_a_crawl_refresh_revalidates_pages_and_records_what_changed(tmp_path: Path) -> None:
+    """Two refresh runs of the corpus stage over a live 127.0.0.1 site that changes in between."""
+    import json
+
+    from tests.tasks.site_fixtures import make_site, serve_site
+
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        cfg = PipelineConfig(
+            data_root=tmp_path / "data",
+            corpus={"crawl": {"seeds": [site.base_url], "allow_private_addresses": True, "delay_seconds": 0.0},
+                    "min_words": 8, "language": {"languages": ["en", "fr"]},
+                    "quality": {f: {"enabled": False} for f in ("gopher_repetition", "gopher_quality", "c4", "fineweb")}},
+        )
+        first = run_stage("corpus", cfg, refresh=True)
+        a_html = (site_root / "a.html").read_text()
+        (site_root / "a.html").write_text(a_html.replace("A second paragraph", "A rewritten second paragraph"))
+        index = (site_root / "index.html").read_text()
+        (site_root / "d.html").write_text(a_html.replace("Alpha", "Delta").replace("A second paragraph",
+                                                                                    "Delta's own paragraph"))
+        (site_root / "index.html").write_text(index.replace('<a href="b.html">', '<a href="d.html">d</a> <a href="b.html">'))
+        (site_root / "broken.html").unlink()
+        second = run_stage("corpus", cfg, refresh=True)
+
+    stats = second.stats
+    assert second.artifact_id != first.artifact_id
+    assert stats["pages_new"] == 1  # d.html
+    assert stats["pages_gone"] == 1  # broken.html
+    assert stats["pages_not_modified"] >= 3  # b, dup, c, mojibake answered 304 and were reused
+    changes = json.loads((ArtifactStore(cfg.data_root).path("corpus", second.artifact_id) / "changes.json").read_text())
+    assert changes["parent"] == first.artifact_id
+    assert [u.rsplit("/", 1)[1] for u in changes["added"]] == ["d.html"]
+    assert [u.rsplit("/", 1)[1] for u in changes["changed"]] == ["", "a.html"]  # the site root (index) and a.html
+    assert [u.rsplit("/", 1)[1] for u in changes["removed"]] == ["broken.html"]
+    assert stats["documents_unchanged"] >= 3 and stats["documents_added"] == 3  # d, and the changed index and a
