@@ -139,3 +139,10 @@ def train_flops_per_sequence(model: BertForSparsePreTraining, seq_len: int, pred
     head = 2 * (config.hidden_size * config.hidden_size + config.hidden_size * config.vocab_size)  # per prediction
     forward = seq_len * (2 * encoder_weights + attention) + predictions * head
     return 3.0 * forward
+
+
+def train_flops(model: BertForSparsePreTraining, batch_size: int, seq_len: int, num_predictions: int) -> float:
+    """Model FLOPs of one training micro-batch (padded to seq_len) with `num_predictions` masked positions."""
+    return batch_size * train_flops_per_sequence(model, seq_len, 0) + num_predictions * (
+        train_flops_per_sequence(model, seq_len, 1) - train_flops_per_sequence(model, seq_len, 0)
+    )
