@@ -356,7 +356,7 @@ class Trainer:
             bar.close()
             if handle_sigterm:
                 signal.signal(signal.SIGTERM, previous)
-        if not validation:  # resumed at max_steps: nothing trained in this call
+        if self.resumed_from_step == cfg.max_steps:  # nothing trained in this call: evaluate what was loaded
             validation = self.run_evaluation()
         if self.ctx.is_main:
             export_pretrained(self.model, self.model.config, self.tokenizer_dir, self.out_dir / "model")
