@@ -86,10 +86,11 @@ class BertForSparsePreTraining(BertForPreTraining):
         masked_hidden = sequence_output[batch_index[real], masked_lm_positions[real]]  # (num_predictions, hidden)
         mlm_logits = self.cls.predictions(masked_hidden)  # (num_predictions, vocab)
         mlm_targets = masked_lm_ids[real]  # (num_predictions,)
-        # Sums (not means) so a caller can normalise over a global batch split across micro-batches/ranks;
-        # the `* 0.0` terms keep every head in the graph when a batch has nothing to predict.
-        mlm_loss_sum = F.cross_entropy(mlm_logits.float(), mlm_targets, reduction="sum") + mlm_logits.sum() * 0.0
+        # Sums (not means) so a caller can normalise over a global batch split across micro-batches/ranks.
+        mlm_loss_sum = F.cross_entropy(mlm_logits.float(), mlm_targets, reduction="sum")
         mlm_count = mlm_targets.numel()
+        if mlm_count == 0:  # nothing to predict: keep the head in the graph (DDP expects every gradient)
+            mlm_loss_sum = mlm_loss_sum + mlm_logits.sum() * 0.0
 
         nsp_logits = self.cls.seq_relationship(pooled_output)  # (batch, 2)
         nsp_labels = next_sentence_label if self.nsp else torch.full_like(next_sentence_label, -1)
