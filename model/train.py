@@ -344,7 +344,11 @@ class Trainer:
             yield [next(iterator) for _ in range(self.cfg.gradient_accumulation_steps)]
 
     def train(self) -> dict[str, float]:
-        """Train to max_steps (checkpoints, evaluations, metrics), export on rank 0; returns validation metrics."""
+        """Train to max_steps (checkpoints, evaluations, metrics), export on rank 0; returns validation metrics.
+
+        SIGTERM is caught only when this runs in the main thread (signal handlers cannot be installed
+        elsewhere, e.g. in a Prefect worker thread); there, a kill costs at most checkpoint_every steps.
+        """
         cfg = self.cfg
         handle_sigterm = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, self._request_stop) if handle_sigterm else None
@@ -354,8 +358,8 @@ class Trainer:
             validation = self._loop(bar)
         finally:
             bar.close()
-            if handle_sigterm:
-                signal.signal(signal.SIGTERM, previous)
+            if handle_sigterm:  # None: the previous handler was not installed from Python
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         if self.resumed_from_step == cfg.max_steps:  # nothing trained in this call: evaluate what was loaded
             validation = self.run_evaluation()
         if self.ctx.is_main:

@@ -172,3 +172,13 @@ def test_dynamic_masking_from_the_instances_manifest(tmp_path, tokenizer_dir):
     losses = recorder.series("train/mlm_loss")
     assert losses[-1][1] < losses[0][1] - 0.3, losses
     assert stats["validation_mlm_accuracy"] > 1 / 40
+
+
+def test_worker_processes_and_length_bucketing_keep_the_run_deterministic(tmp_path, instances_dir, tokenizer_dir):
+    runs = {}
+    for workers in (0, 2):
+        recorder = Recorder()
+        cfg = tiny_config(max_steps=6, log_every=1, eval_every=6, num_workers=workers, length_bucketing=True)
+        pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / str(workers), log_metrics=recorder)
+        runs[workers] = recorder.series("train/loss")
+    assert len(runs[0]) == 6 and runs[2] == runs[0]
