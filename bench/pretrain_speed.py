@@ -1,117 +1,199 @@
-"""Seconds per pretraining step (forward + backward + AdamW) of our sparse-MLM BERT vs transformers' dense head.
+"""CPU pretraining throughput: this engine vs Hugging Face `Trainer` on `BertForPreTraining`, and the loader's speed.
 
-Synthetic full-length batches (every sequence seq_len tokens, max_predictions masked positions), so the
-figure is the worst case per step for that shape. Prints one line per variant; asserts nothing.
+For each size preset (tiny and mini by default) both train the same BERT config on the same
+instance shards with the same batch, AdamW, warmup and clipping: the engine through
+`model.train.pretrain` (sparse MLM head), the baseline through `transformers.Trainer` (dense MLM
+head over every position). Instances are full length (seq_len tokens, max_predictions masked), so
+tokens/s = sequences/s x seq_len for both. Then the engine's loader alone (read, dynamically mask,
+pad) is timed against what the engine's training step consumes. Prints figures; asserts nothing.
 
-    PYTHONPATH=. python bench/pretrain_speed.py                    # BERT-tiny, vocab 16k, batch 64, seq 128
-    PYTHONPATH=. python bench/pretrain_speed.py --hidden-size 256 --layers 4 --heads 4 --no-dense
+    PYTHONPATH=. python bench/pretrain_speed.py                          # tiny + mini, vocab 16k, batch 64, seq 128
+    PYTHONPATH=. python bench/pretrain_speed.py --sizes tiny --steps 6   # quicker
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import torch
-from transformers import BertForPreTraining
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, BertForPreTraining, BertTokenizerFast, Trainer, TrainerCallback, TrainingArguments
 
-from model.bert import build_model, count_parameters
+from model.bert import build_bert_config
 from model.config import PretrainConfig
-from model.optim import build_optimizer
+from model.data import GlobalBatchSampler, InstanceDataset, MicroBatchSampler, PretrainingCollator, PretrainingDataset
+from model.masking import DynamicMasker, MaskingSpec
+from model.train import pretrain
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SCHEMA = pa.schema(
+    [
+        ("input_ids", pa.list_(pa.uint16())),
+        ("token_type_ids", pa.list_(pa.uint8())),
+        ("masked_lm_positions", pa.list_(pa.uint16())),
+        ("masked_lm_ids", pa.list_(pa.uint16())),
+        ("next_sentence_label", pa.int8()),
+    ]
+)
 
 
-def synthetic_batch(batch_size: int, seq_len: int, max_predictions: int, vocab_size: int) -> dict[str, torch.Tensor]:
-    """A full-length MLM/NSP batch with random ids and `max_predictions` distinct masked positions per row."""
-    generator = torch.Generator().manual_seed(0)
-    input_ids = torch.randint(5, vocab_size, (batch_size, seq_len), generator=generator)
-    token_type_ids = torch.zeros_like(input_ids)
-    token_type_ids[:, seq_len // 2 :] = 1
-    # Distinct positions per row, never [CLS] at 0: (batch, max_predictions).
-    scores = torch.rand(batch_size, seq_len - 1, generator=generator)
-    masked_lm_positions = scores.topk(max_predictions, dim=1).indices.sort(dim=1).values + 1
-    return {
-        "input_ids": input_ids,
-        "token_type_ids": token_type_ids,
-        "attention_mask": torch.ones_like(input_ids),
-        "masked_lm_positions": masked_lm_positions,
-        "masked_lm_ids": torch.randint(5, vocab_size, masked_lm_positions.shape, generator=generator),
-        "masked_lm_weights": torch.ones(masked_lm_positions.shape),
-        "next_sentence_label": torch.randint(0, 2, (batch_size,), generator=generator),
-    }
+def write_workspace(root: Path, vocab_size: int, count: int, seq_len: int, predictions: int) -> tuple[Path, Path]:
+    """A WordPiece tokenizer folder and instance shards (train + validation) of full-length random instances."""
+    tokenizer_dir, instances_dir = root / "tokenizer", root / "instances"
+    words = [f"w{i}" for i in range(vocab_size - len(SPECIAL))]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(SPECIAL + words)}).save_pretrained(str(tokenizer_dir))
+    rng = np.random.default_rng(0)
+    for split, rows in (("train", count), ("validation", 64)):
+        (instances_dir / split).mkdir(parents=True)
+        input_ids = rng.integers(len(SPECIAL), vocab_size, size=(rows, seq_len))
+        input_ids[:, 0], input_ids[:, seq_len // 2], input_ids[:, -1] = 2, 3, 3  # [CLS] A [SEP] B [SEP]
+        token_type_ids = np.zeros((rows, seq_len), dtype=np.int64)
+        token_type_ids[:, seq_len // 2 + 1 :] = 1
+        positions = np.sort(rng.permuted(np.tile(np.arange(1, seq_len // 2), (rows, 1)), axis=1)[:, :predictions])
+        labels = np.take_along_axis(input_ids, positions, axis=1)
+        masked = input_ids.copy()
+        np.put_along_axis(masked, positions, 4, axis=1)
+        table = pa.table(
+            {
+                "input_ids": masked.tolist(),
+                "token_type_ids": token_type_ids.tolist(),
+                "masked_lm_positions": positions.tolist(),
+                "masked_lm_ids": labels.tolist(),
+                "next_sentence_label": rng.integers(0, 2, size=rows).tolist(),
+            },
+            schema=SCHEMA,
+        )
+        with pa.OSFile(str(instances_dir / split / "instances-00000.arrow"), "wb") as sink:
+            with pa.ipc.new_stream(sink, SCHEMA) as writer:
+                writer.write_table(table)
+    return tokenizer_dir, instances_dir
 
 
-def dense_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The same batch in BertForPreTraining's form: labels (-100 = not masked) over every position."""
-    labels = torch.full_like(batch["input_ids"], -100)
-    labels.scatter_(1, batch["masked_lm_positions"], batch["masked_lm_ids"])
-    return {
-        "input_ids": batch["input_ids"],
-        "token_type_ids": batch["token_type_ids"],
-        "attention_mask": batch["attention_mask"],
-        "labels": labels,
-        "next_sentence_label": batch["next_sentence_label"],
-    }
+def timed_rate(stamps: list[float], warmup: int, batch_size: int) -> float:
+    """Sequences/s over the steps after `warmup`, from per-step end timestamps.
+
+    The fastest step, not the median: on a shared machine other processes only ever slow a step
+    down, so the minimum is the closest to the uncontended figure (run quietly for medians).
+    """
+    steps = np.diff(stamps[warmup:])
+    return batch_size / min(steps.tolist())
 
 
-def seconds_per_step(model: torch.nn.Module, inputs: dict, cfg: PretrainConfig, warmup: int, steps: int) -> list[float]:
-    """Wall seconds of each timed training step after `warmup` untimed ones."""
-    optimizer = build_optimizer(model, cfg)
-    model.train()
-    times = []
-    for i in range(warmup + steps):
-        started = time.perf_counter()
-        loss = model(**inputs).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        if i >= warmup:
-            times.append(time.perf_counter() - started)
-    return times
+def engine_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path, warmup: int) -> float:
+    """Sequences/s of model.train.pretrain (timestamps from its progress callback)."""
+    stamps: list[float] = []
+    pretrain(cfg, instances_dir, tokenizer_dir, out_dir, progress=lambda step, total: stamps.append(time.perf_counter()))
+    return timed_rate(stamps, warmup, cfg.batch_size)
+
+
+class _Stamps(TrainerCallback):
+    def __init__(self):
+        self.stamps: list[float] = []
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201  # TrainerCallback API
+        self.stamps.append(time.perf_counter())
+
+
+def hf_trainer_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path, warmup: int) -> float:
+    """Sequences/s of transformers.Trainer on BertForPreTraining (dense head) with the same config and data."""
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    dataset = InstanceDataset(instances_dir, "train")
+    collator = PretrainingCollator(tokenizer.pad_token_id)
+
+    def collate(indices: list[dict]) -> dict[str, torch.Tensor]:
+        batch = collator([dataset[item["index"]] for item in indices])
+        labels = torch.full_like(batch["input_ids"], -100)  # dense labels: -100 except at masked positions
+        real = batch["masked_lm_weights"] > 0
+        rows = torch.arange(labels.shape[0]).unsqueeze(1).expand_as(real)
+        labels[rows[real], batch["masked_lm_positions"][real]] = batch["masked_lm_ids"][real]
+        return {
+            "input_ids": batch["input_ids"],
+            "token_type_ids": batch["token_type_ids"],
+            "attention_mask": batch["attention_mask"],
+            "labels": labels,
+            "next_sentence_label": batch["next_sentence_label"],
+        }
+
+    torch.manual_seed(cfg.seed)
+    model = BertForPreTraining(build_bert_config(cfg, len(tokenizer), tokenizer.pad_token_id))
+    args = TrainingArguments(
+        output_dir=str(out_dir), per_device_train_batch_size=cfg.batch_size, max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate, warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay,
+        adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, adam_epsilon=cfg.adam_epsilon,
+        max_grad_norm=cfg.max_grad_norm, lr_scheduler_type="linear", logging_strategy="no", save_strategy="no",
+        eval_strategy="no", report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        remove_unused_columns=False, seed=cfg.seed,
+    )  # fmt: skip
+    stamps = _Stamps()
+    rows = [{"index": i} for i in range(len(dataset))]
+    Trainer(model=model, args=args, train_dataset=rows, data_collator=collate, callbacks=[stamps]).train()
+    return timed_rate(stamps.stamps, warmup, cfg.batch_size)
+
+
+def loader_rate(instances_dir: Path, tokenizer_dir: Path, batch_size: int, batches: int, dynamic: bool) -> float:
+    """Sequences/s the engine's training loader delivers in-process (0 workers): read, (mask,) pad."""
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    masker = DynamicMasker(MaskingSpec(0.15, 20, whole_word_mask=True), tokenizer, seed=0) if dynamic else None
+    dataset = PretrainingDataset(InstanceDataset(instances_dir, "train"), masker)
+    sampler = MicroBatchSampler(GlobalBatchSampler(len(dataset), batch_size, seed=0))
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=PretrainingCollator(tokenizer.pad_token_id))
+    iterator = iter(loader)
+    next(iterator)
+    started = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * batch_size / (time.perf_counter() - started)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "mini"])
     parser.add_argument("--vocab-size", type=int, default=16_000)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--max-predictions", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--no-dense", action="store_true", help="skip the dense-head baseline")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
+    parser.add_argument("--steps", type=int, default=12, help="steps per run, warmup included")
     args = parser.parse_args()
 
-    cfg = PretrainConfig(
-        hidden_size=args.hidden_size,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        intermediate_size=4 * args.hidden_size,
-        batch_size=args.batch_size,
-    )
-    batch = synthetic_batch(args.batch_size, args.seq_len, args.max_predictions, args.vocab_size)
-    torch.manual_seed(0)
-    sparse = build_model(cfg, vocab_size=args.vocab_size, pad_token_id=0)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.layers}x{args.hidden_size} "
-        f"BERT, {count_parameters(sparse):,} parameters, vocab {args.vocab_size}, batch {args.batch_size}, "
-        f"seq {args.seq_len}, {args.max_predictions} predictions/seq"
-    )
-    variants = [("sparse MLM head (model.bert)", sparse, batch)]
-    if not args.no_dense:
-        dense = BertForPreTraining(sparse.config)
-        dense.load_state_dict(sparse.state_dict())
-        variants.append(("dense MLM head (transformers)", dense, dense_inputs(batch)))
-    for name, model, inputs in variants:
-        times = seconds_per_step(model, inputs, cfg, args.warmup, args.steps)
-        median = statistics.median(times)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="pretrain-speed-") as tmp:
+        root = Path(tmp)
+        count = args.batch_size * (args.steps + 2)
+        tokenizer_dir, instances_dir = write_workspace(root, args.vocab_size, count, args.seq_len, args.max_predictions)
         print(
-            f"{name:32s} {median:.3f} s/step median (min {min(times):.3f}, max {max(times):.3f}), "
-            f"{args.batch_size / median:.0f} sequences/s"
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; vocab {args.vocab_size}, batch "
+            f"{args.batch_size}, seq {args.seq_len}, {args.max_predictions} predictions/seq, {args.steps} steps "
+            f"({args.warmup} untimed)"
         )
+        for size in args.sizes:
+            cfg = PretrainConfig(
+                size=size, batch_size=args.batch_size, max_steps=args.steps, warmup_steps=args.warmup,
+                eval_every=args.steps, eval_batches=1, checkpoint_every=args.steps, log_every=args.steps,
+                device="cpu", max_position_embeddings=max(512, args.seq_len),
+            )  # fmt: skip
+            ours = engine_rate(cfg, instances_dir, tokenizer_dir, root / f"engine-{size}", args.warmup)
+            theirs = hf_trainer_rate(cfg, instances_dir, tokenizer_dir, root / f"hf-{size}", args.warmup)
+            results[size] = {"engine": ours * args.seq_len, "hf_trainer": theirs * args.seq_len}
+            print(
+                f"{size:6s} ({cfg.num_hidden_layers}x{cfg.hidden_size}): engine {ours * args.seq_len:9,.0f} tokens/s "
+                f"({ours:6.1f} seq/s) | HF Trainer BertForPreTraining {theirs * args.seq_len:9,.0f} tokens/s "
+                f"({theirs:6.1f} seq/s) | speed-up {ours / theirs:.2f}x"
+            )
+        consumed = max(r["engine"] for r in results.values()) / args.seq_len
+        for dynamic in (False, True):
+            delivered = loader_rate(instances_dir, tokenizer_dir, args.batch_size, 30, dynamic)
+            print(
+                f"loader ({'dynamic masking' if dynamic else 'static masks'}, 0 workers): {delivered:,.0f} seq/s = "
+                f"{delivered / consumed:.0f}x what the fastest engine run above consumes ({consumed:.1f} seq/s)"
+            )
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

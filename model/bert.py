@@ -25,6 +25,7 @@ def build_bert_config(cfg: PretrainConfig, vocab_size: int, pad_token_id: int) -
         type_vocab_size=2,
         pad_token_id=pad_token_id,
         architectures=["BertForPreTraining"],
+        attn_implementation="sdpa",  # fused scaled-dot-product attention (flash / memory-efficient on GPU)
     )
 
 
@@ -34,13 +35,15 @@ class PretrainingOutput:
 
     loss: torch.Tensor  # scalar: mlm_loss + nsp_loss
     mlm_loss: torch.Tensor  # scalar: mean cross-entropy over the real masked positions
-    nsp_loss: torch.Tensor  # scalar: mean cross-entropy over the batch
+    nsp_loss: torch.Tensor  # scalar: mean cross-entropy over the NSP-labelled sequences (0 when none)
+    mlm_loss_sum: torch.Tensor  # scalar: summed cross-entropy, to normalise over a whole global batch
+    nsp_loss_sum: torch.Tensor  # scalar
     mlm_logits: torch.Tensor  # (num_predictions, vocab): only the real (weight > 0) masked positions
     nsp_logits: torch.Tensor  # (batch, 2)
     mlm_correct: torch.Tensor  # scalar int64
     mlm_count: torch.Tensor  # scalar int64: real masked positions in the batch
     nsp_correct: torch.Tensor  # scalar int64
-    nsp_count: torch.Tensor  # scalar int64: sequences in the batch
+    nsp_count: torch.Tensor  # scalar int64: sequences with an NSP label (0/1) in the batch
 
 
 class BertForSparsePreTraining(BertForPreTraining):
@@ -50,7 +53,14 @@ class BertForSparsePreTraining(BertForPreTraining):
     dominates the step (FACTS.md: 3.7x slower on 2 cores), yet only ~15% of positions carry a label.
     Here the transform + decoder run on the gathered masked positions only, which gives the same
     logits there. The state dict loads unchanged into BertForPreTraining (see model/export.py).
+
+    NSP: sequences labelled -1 (MLM-only instances, e.g. RoBERTa-style packing) carry no NSP loss, and
+    `nsp=False` drops the NSP loss for all; the NSP head stays in the model so the export keeps its shape.
     """
+
+    def __init__(self, config: BertConfig, nsp: bool = True):
+        super().__init__(config)
+        self.nsp = nsp
 
     def forward(  # type: ignore[override]  # pretraining batch in, PretrainingOutput out
         self,
@@ -60,7 +70,7 @@ class BertForSparsePreTraining(BertForPreTraining):
         masked_lm_positions: torch.Tensor,  # (batch, max_predictions) int64, indices into seq_len
         masked_lm_ids: torch.Tensor,  # (batch, max_predictions) int64, original token ids
         masked_lm_weights: torch.Tensor,  # (batch, max_predictions) float, 1 = real prediction, 0 = padding
-        next_sentence_label: torch.Tensor,  # (batch,) int64, 0 = B follows A, 1 = B is random
+        next_sentence_label: torch.Tensor,  # (batch,) int64, 0 = B follows A, 1 = B is random, -1 = none
     ) -> PretrainingOutput:
         encoded = self.bert(
             input_ids=input_ids,
@@ -76,32 +86,64 @@ class BertForSparsePreTraining(BertForPreTraining):
         masked_hidden = sequence_output[batch_index[real], masked_lm_positions[real]]  # (num_predictions, hidden)
         mlm_logits = self.cls.predictions(masked_hidden)  # (num_predictions, vocab)
         mlm_targets = masked_lm_ids[real]  # (num_predictions,)
-        if mlm_targets.numel():
-            mlm_loss = F.cross_entropy(mlm_logits.float(), mlm_targets)
-        else:  # no masked position in the whole batch: nothing to learn, keep the graph connected
-            mlm_loss = mlm_logits.sum() * 0.0
+        # Sums (not means) so a caller can normalise over a global batch split across micro-batches/ranks.
+        mlm_loss_sum = F.cross_entropy(mlm_logits.float(), mlm_targets, reduction="sum")
+        mlm_count = mlm_targets.numel()
+        if mlm_count == 0:  # nothing to predict: keep the head in the graph (DDP expects every gradient)
+            mlm_loss_sum = mlm_loss_sum + mlm_logits.sum() * 0.0
 
         nsp_logits = self.cls.seq_relationship(pooled_output)  # (batch, 2)
-        nsp_loss = F.cross_entropy(nsp_logits.float(), next_sentence_label)
+        nsp_labels = next_sentence_label if self.nsp else torch.full_like(next_sentence_label, -1)
+        labelled = nsp_labels >= 0  # (batch,) bool
+        nsp_loss_sum = (
+            F.cross_entropy(nsp_logits.float(), nsp_labels, ignore_index=-1, reduction="sum") + nsp_logits.sum() * 0.0
+        )
+        nsp_count = labelled.sum()
+        mlm_loss = mlm_loss_sum / max(1, mlm_count)
+        nsp_loss = nsp_loss_sum / nsp_count.clamp(min=1)
 
         return PretrainingOutput(
             loss=mlm_loss + nsp_loss,
             mlm_loss=mlm_loss,
             nsp_loss=nsp_loss,
+            mlm_loss_sum=mlm_loss_sum,
+            nsp_loss_sum=nsp_loss_sum,
             mlm_logits=mlm_logits,
             nsp_logits=nsp_logits,
             mlm_correct=(mlm_logits.argmax(-1) == mlm_targets).sum(),
-            mlm_count=torch.tensor(mlm_targets.numel(), device=input_ids.device),
-            nsp_correct=(nsp_logits.argmax(-1) == next_sentence_label).sum(),
-            nsp_count=torch.tensor(next_sentence_label.numel(), device=input_ids.device),
+            mlm_count=torch.tensor(mlm_count, device=input_ids.device),
+            nsp_correct=((nsp_logits.argmax(-1) == nsp_labels) & labelled).sum(),
+            nsp_count=nsp_count,
         )
 
 
 def build_model(cfg: PretrainConfig, vocab_size: int, pad_token_id: int) -> BertForSparsePreTraining:
     """A freshly initialised (transformers' BERT init, seeded by the caller) pretraining model."""
-    return BertForSparsePreTraining(build_bert_config(cfg, vocab_size, pad_token_id))
+    return BertForSparsePreTraining(build_bert_config(cfg, vocab_size, pad_token_id), nsp=cfg.nsp)
 
 
 def count_parameters(model: torch.nn.Module) -> int:
     """Number of distinct trainable parameters (the tied decoder weight counts once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train_flops_per_sequence(model: BertForSparsePreTraining, seq_len: int, predictions: int) -> float:
+    """Model FLOPs of one training step (forward + backward = 3x forward) for one sequence.
+
+    Matmuls: 2 FLOPs per encoder weight per token, 2 x 2 x seq_len x hidden per token per layer for
+    QK^T and attention x V, and the sparse MLM head's transform + decoder at `predictions` positions
+    only, so the MFU counts the work this model really does (pooler and NSP head are negligible).
+    """
+    config = model.config
+    encoder_weights = sum(p.numel() for p in model.bert.encoder.parameters() if p.dim() == 2)  # matrices
+    attention = 2 * 2 * config.num_hidden_layers * seq_len * config.hidden_size  # per token
+    head = 2 * (config.hidden_size * config.hidden_size + config.hidden_size * config.vocab_size)  # per prediction
+    forward = seq_len * (2 * encoder_weights + attention) + predictions * head
+    return 3.0 * forward
+
+
+def train_flops(model: BertForSparsePreTraining, batch_size: int, seq_len: int, num_predictions: int) -> float:
+    """Model FLOPs of one training micro-batch (padded to seq_len) with `num_predictions` masked positions."""
+    return batch_size * train_flops_per_sequence(model, seq_len, 0) + num_predictions * (
+        train_flops_per_sequence(model, seq_len, 1) - train_flops_per_sequence(model, seq_len, 0)
+    )

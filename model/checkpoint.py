@@ -1,4 +1,10 @@
-"""Resumable training checkpoints: `checkpoints/step-000200/` written atomically, the last K kept."""
+"""Resumable training checkpoints: `checkpoints/step-000200/` written atomically, the last K kept.
+
+Nothing here unpickles arbitrary objects: weights are safetensors, and optimizer, scheduler, scaler
+and RNG states are dicts of tensors and plain values read back with `torch.load(weights_only=True)`;
+the trainer state (step, data position, config, metric history) is JSON. Each rank of a distributed
+run writes its own RNG file (`rng-<rank>.pt`); rank 0 writes the rest and publishes the folder.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -84,6 +91,51 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def begin_checkpoint(checkpoints_dir: Path, step: int) -> Path:
+    """A fresh temporary folder for the checkpoint of `step` (rank 0 calls this before any rank writes)."""
+    checkpoints_dir = Path(checkpoints_dir)
+    checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    tmp = checkpoints_dir / f"{checkpoint_name(step)}.tmp"
+    if tmp.exists():  # left by an attempt killed mid-write
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def write_rng_state(tmp: Path, rank: int) -> None:
+    """This process's generator states into the checkpoint being written."""
+    torch.save(capture_rng_state(), Path(tmp) / f"rng-{rank}.pt")
+
+
+def finish_checkpoint(
+    tmp: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler_state: dict[str, Any],
+    trainer_state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write weights, optimizer, scheduler and the JSON state into `tmp`, publish it, prune to the last `keep`."""
+    tmp = Path(tmp)
+    final = tmp.with_name(tmp.name.removesuffix(".tmp"))
+    save_model(model, str(tmp / "model.safetensors"))  # tied weights are stored once
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler_state},
+        tmp / "optimizer.pt",
+    )
+    (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
+    if final.exists():  # re-taken at the same step (e.g. a resumed run finishing): replace it
+        shutil.rmtree(final)
+    tmp.rename(final)
+    logger.info("saved checkpoint %s", final)
+
+    for _, old in list_checkpoints(final.parent)[:-keep]:
+        shutil.rmtree(old)
+        logger.info("removed old checkpoint %s", old)
+    return final
+
+
 def save_checkpoint(
     checkpoints_dir: Path,
     step: int,
@@ -92,28 +144,14 @@ def save_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     trainer_state: dict[str, Any],
     keep: int,
+    scaler_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write model, optimizer, scheduler, RNG and `trainer_state` (JSON) for `step`; prune to the last `keep`."""
-    checkpoints_dir = Path(checkpoints_dir)
-    checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    final = checkpoints_dir / checkpoint_name(step)
-    tmp = checkpoints_dir / f"{final.name}.tmp"
-    if tmp.exists():  # left by an attempt killed mid-write
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-    torch.save(capture_rng_state(), tmp / "rng.pt")
-    (tmp / TRAINER_STATE).write_text(json.dumps({**trainer_state, "step": step}, indent=2, sort_keys=True))
-    if final.exists():  # re-taken at the same step (e.g. a resumed run finishing): replace it
-        shutil.rmtree(final)
-    tmp.rename(final)
-    logger.info("saved checkpoint %s", final)
-
-    for _, old in list_checkpoints(checkpoints_dir)[:-keep]:
-        shutil.rmtree(old)
-        logger.info("removed old checkpoint %s", old)
-    return final
+    """Single-process checkpoint of `step`: model, optimizer, scheduler, RNG and `trainer_state` (JSON)."""
+    tmp = begin_checkpoint(checkpoints_dir, step)
+    write_rng_state(tmp, rank=0)
+    return finish_checkpoint(
+        tmp, model, optimizer, scheduler, scaler_state or {}, {**trainer_state, "step": step}, keep
+    )
 
 
 def load_checkpoint(
@@ -122,14 +160,24 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     device: torch.device,
+    rank: int = 0,
 ) -> dict[str, Any]:
-    """Load a checkpoint into model/optimizer/scheduler, restore the RNGs, and return its trainer state."""
+    """Load a checkpoint into model/optimizer/scheduler, restore this rank's RNGs, return its trainer state.
+
+    The returned state carries the saved scaler state under "scaler" (empty when none).
+    """
     path = Path(path)
-    model.load_state_dict(torch.load(path / "model.pt", map_location=device, weights_only=True))
+    load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
     optim_state = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
+    # Kernel choices (fused/foreach) belong to this machine, not to the one that wrote the checkpoint.
+    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
     optimizer.load_state_dict(optim_state["optimizer"])
+    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+        group.update(kernel)
     scheduler.load_state_dict(optim_state["scheduler"])
-    # RNG states must stay CPU ByteTensors whatever the training device.
-    restore_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=True))
+    rng_path = path / f"rng-{rank}.pt"
+    if rng_path.is_file():  # absent when resuming with more processes than wrote it: keep the fresh seed
+        # RNG states must stay CPU ByteTensors whatever the training device.
+        restore_rng_state(torch.load(rng_path, map_location="cpu", weights_only=True))
     logger.info("resumed from checkpoint %s", path)
-    return read_trainer_state(path)
+    return {**read_trainer_state(path), "scaler": optim_state.get("scaler", {})}

@@ -1,4 +1,9 @@
-"""Instance shards (Arrow IPC stream, unpadded) as a torch Dataset, a padding collate, and samplers."""
+"""Instance shards (Arrow IPC stream, unpadded) as a torch Dataset, a padding collate, and samplers.
+
+Sampling works on keys `epoch * num_instances + index`: the key tells the dataset which instance to
+read and which epoch's dynamic mask to draw, so a batch is a pure function of the seed and the
+number of samples consumed, whatever the worker processes or the point a run resumed from.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from model.masking import DynamicMasker
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +97,10 @@ class InstanceDataset(Dataset[Instance]):
         """Largest token id in input_ids and masked_lm_ids (to check against the tokenizer's vocab)."""
         return max(self.max_value("input_ids"), self.max_value("masked_lm_ids"))
 
+    def lengths(self) -> np.ndarray:
+        """Tokens per instance, (num_instances,) int64, in storage order."""
+        return np.concatenate([np.diff(s.offsets["input_ids"]) for s in self.shards]).astype(np.int64)
+
     def max_seq_length(self) -> int:
         """Longest input_ids in the split, in tokens."""
         return max((int(np.diff(s.offsets["input_ids"]).max(initial=0)) for s in self.shards), default=0)
@@ -131,39 +142,128 @@ class PretrainingCollator:
         }
 
 
+class PretrainingDataset(Dataset[Instance]):
+    """Instances addressed by key = epoch * len + index, masked per epoch when a masker is given."""
+
+    def __init__(self, instances: InstanceDataset, masker: DynamicMasker | None = None):
+        self.instances = instances
+        self.masker = masker
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def __getitem__(self, key: int) -> Instance:
+        epoch, index = divmod(int(key), len(self.instances))
+        instance = self.instances[index]
+        if self.masker is None:
+            return instance
+        input_ids, positions, labels = self.masker(instance.input_ids, epoch, index)
+        return Instance(input_ids, instance.token_type_ids, positions, labels, instance.next_sentence_label)
+
+
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """The training order of one epoch: a permutation that depends only on (seed, epoch)."""
     return np.random.default_rng([seed, epoch]).permutation(num_samples)
 
 
-class InfiniteBatchSampler(Sampler[list[int]]):
-    """Shuffled batches forever, a fresh seeded permutation per epoch, starting after `start_sample` samples.
+BUCKET_BATCHES = 64  # length bucketing sorts windows of this many batches
+
+
+def epoch_order(
+    num_samples: int, seed: int, epoch: int, lengths: np.ndarray | None = None, batch_size: int = 1
+) -> np.ndarray:
+    """One epoch's order: a seeded permutation, optionally length-bucketed.
+
+    Bucketing sorts each window of BUCKET_BATCHES x batch_size shuffled instances by length, cuts it
+    into batch-sized runs and shuffles the runs, so a batch holds similar lengths (less padding)
+    while the order stays a pure function of (seed, epoch).
+    """
+    order = epoch_permutation(num_samples, seed, epoch)
+    if lengths is None:
+        return order
+    rng = np.random.default_rng([seed, epoch, 1])
+    window = BUCKET_BATCHES * batch_size
+    pieces = []
+    for start in range(0, num_samples, window):
+        chunk = order[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        runs = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        pieces.extend(runs[i] for i in rng.permutation(len(runs)))
+    return np.concatenate(pieces)
+
+
+class GlobalBatchSampler:
+    """Keys of global batches forever, epoch after epoch, starting after `start_sample` samples.
 
     The order is a pure function of (seed, samples consumed), so a resumed run that starts at
     `steps_done * batch_size` draws exactly the batches the uninterrupted run would have drawn,
-    regardless of how far a DataLoader had prefetched when it was stopped. Batches run across
-    epoch boundaries so every batch is full.
+    without reading the ones before. Batches run across epoch boundaries so every batch is full.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, start_sample: int = 0):
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int,
+        start_sample: int = 0,
+        lengths: np.ndarray | None = None,
+    ):
         if num_samples < 1:
             raise ValueError(f"cannot sample batches from {num_samples} instances; need at least 1")
         self.num_samples = num_samples
         self.batch_size = batch_size
         self.seed = seed
         self.start_sample = start_sample
+        self.lengths = lengths
 
     def __iter__(self) -> Iterator[list[int]]:
         epoch, position = divmod(self.start_sample, self.num_samples)
         batch: list[int] = []
         while True:
-            order = epoch_permutation(self.num_samples, self.seed, epoch)
+            order = epoch_order(self.num_samples, self.seed, epoch, self.lengths, self.batch_size)
             for index in order[position:].tolist():
-                batch.append(index)
+                batch.append(epoch * self.num_samples + index)
                 if len(batch) == self.batch_size:
                     yield batch
                     batch = []
             epoch, position = epoch + 1, 0
+
+
+class MicroBatchSampler(Sampler[list[int]]):
+    """This process's micro-batches of each global batch: rank r takes slices r*accum .. r*accum+accum-1.
+
+    Each global batch splits into world_size x accumulation_steps equal micro-batches; with
+    `sort_by_length` (bucketing) a global batch is sorted first so each micro-batch pads less.
+    """
+
+    def __init__(
+        self,
+        batches: GlobalBatchSampler,
+        rank: int = 0,
+        world_size: int = 1,
+        accumulation_steps: int = 1,
+        sort_by_length: bool = False,
+    ):
+        parts = world_size * accumulation_steps
+        if batches.batch_size % parts:
+            raise ValueError(
+                f"batch_size={batches.batch_size} does not split into world_size={world_size} x "
+                f"gradient_accumulation_steps={accumulation_steps} equal micro-batches; make it a multiple of {parts}"
+            )
+        self.batches = batches
+        self.rank = rank
+        self.accumulation_steps = accumulation_steps
+        self.micro_batch_size = batches.batch_size // parts
+        self.sort_by_length = sort_by_length and batches.lengths is not None
+
+    def __iter__(self) -> Iterator[list[int]]:
+        size, n = self.micro_batch_size, self.batches.num_samples
+        for batch in self.batches:
+            if self.sort_by_length:
+                batch = sorted(batch, key=lambda key: int(self.batches.lengths[key % n]))
+            first = self.rank * self.accumulation_steps
+            for part in range(first, first + self.accumulation_steps):
+                yield batch[part * size : (part + 1) * size]
 
 
 def ordered_batches(num_samples: int, batch_size: int, max_batches: int = 0) -> list[list[int]]:

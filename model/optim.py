@@ -1,6 +1,8 @@
-"""AdamW without decay on biases and LayerNorm weights; linear warmup then linear decay to 0."""
+"""AdamW or LAMB without decay on biases and LayerNorm weights; linear warmup then linear, cosine or 1/sqrt decay."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from model.config import PretrainConfig
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed weight matrices/embeddings, and undecayed biases + LayerNorm weights."""
+    """Two groups: decayed weight matrices/embeddings, and undecayed biases + LayerNorm weights."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     seen: set[int] = set()  # tied parameters (decoder = word embeddings) appear under two names
@@ -29,14 +31,52 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups` with the config's learning rate, betas and epsilon."""
-    return torch.optim.AdamW(
-        parameter_groups(model, cfg.weight_decay),
-        lr=cfg.learning_rate,
-        betas=(cfg.adam_beta1, cfg.adam_beta2),
-        eps=cfg.adam_epsilon,
-    )
+class Lamb(torch.optim.Optimizer):
+    """LAMB (You et al. 2019, as in NVIDIA's BERT): Adam's update scaled per tensor by ||w|| / ||update||.
+
+    The update includes decoupled weight decay; the trust ratio is 1 where either norm is 0 (fresh
+    biases). No bias correction of the moments, as in NVIDIA's FusedLAMB default for BERT.
+    """
+
+    def __init__(self, params, lr: float, betas: tuple[float, float], eps: float, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201  # torch's Optimizer.step signature
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if not state:
+                    state["step"] = torch.zeros((), dtype=torch.float32)
+                    state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                state["step"] += 1
+                exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+                exp_avg.lerp_(param.grad, 1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
+                update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"])
+                if group["weight_decay"]:
+                    update.add_(param, alpha=group["weight_decay"])
+                weight_norm, update_norm = param.norm(), update.norm()
+                trust_ratio = torch.where(
+                    (weight_norm > 0) & (update_norm > 0), weight_norm / update_norm, torch.ones_like(weight_norm)
+                )
+                param.add_(update * trust_ratio, alpha=-group["lr"])
+        return loss
+
+
+def build_optimizer(model: nn.Module, cfg: PretrainConfig, device: torch.device | None = None) -> torch.optim.Optimizer:
+    """The config's optimizer over `parameter_groups`; AdamW uses its fused kernel on CUDA."""
+    groups = parameter_groups(model, cfg.weight_decay)
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    if cfg.optimizer == "lamb":
+        return Lamb(groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon)
+    fused = device is not None and device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas, eps=cfg.adam_epsilon, fused=fused or None)
 
 
 def warmup_linear_decay(step: int, warmup_steps: int, max_steps: int) -> float:
@@ -47,7 +87,29 @@ def warmup_linear_decay(step: int, warmup_steps: int, max_steps: int) -> float:
     return max(0.0, (max_steps - step) / max(1, max_steps - warmup_steps))
 
 
+def warmup_cosine_decay(step: int, warmup_steps: int, max_steps: int) -> float:
+    """(step+1)/warmup, then half a cosine from 1 to 0 at max_steps."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_inverse_sqrt_decay(step: int, warmup_steps: int, max_steps: int) -> float:
+    """(step+1)/warmup, then sqrt(warmup / (step+1)): 1 at the end of warmup, never 0 (max_steps unused)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return math.sqrt(max(1, warmup_steps) / (step + 1))
+
+
+SCHEDULES = {
+    "linear": warmup_linear_decay,
+    "cosine": warmup_cosine_decay,
+    "inverse_sqrt": warmup_inverse_sqrt_decay,
+}
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: PretrainConfig) -> LambdaLR:
-    """LambdaLR applying `warmup_linear_decay` for the config's warmup and total steps."""
-    warmup_steps, max_steps = cfg.warmup_steps, cfg.max_steps
-    return LambdaLR(optimizer, lambda step: warmup_linear_decay(step, warmup_steps, max_steps))
+    """LambdaLR applying the config's warmup + decay schedule."""
+    schedule, warmup_steps, max_steps = SCHEDULES[cfg.lr_schedule], cfg.warmup_steps, cfg.max_steps
+    return LambdaLR(optimizer, lambda step: schedule(step, warmup_steps, max_steps))

@@ -1,31 +1,51 @@
-"""The pretrain stage: train BERT (MLM + NSP) on instance shards, checkpoint, evaluate, export."""
+"""The pretrain stage: train BERT on instance shards, one process or many (torchrun), checkpoint, evaluate, export.
+
+`pretrain(...)` is the entry point; `Trainer` holds one run's state. Rank 0 logs, evaluates,
+checkpoints and exports; every rank trains on its slice of each global batch.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from tqdm import tqdm
 
-from model.bert import BertForSparsePreTraining, PretrainingOutput, build_model, count_parameters
-from model.checkpoint import latest_checkpoint, load_checkpoint, read_trainer_state, save_checkpoint
+from model.bert import BertForSparsePreTraining, build_model, count_parameters, train_flops
+from model.checkpoint import (
+    begin_checkpoint,
+    finish_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    read_trainer_state,
+    write_rng_state,
+)
 from model.config import PretrainConfig
-from model.data import InfiniteBatchSampler, InstanceDataset, PretrainingCollator, ordered_batches
+from model.data import GlobalBatchSampler, MicroBatchSampler, PretrainingCollator, ordered_batches
+from model.distributed import DistributedContext, all_reduce_max, all_reduce_sum, barrier, init_distributed, shutdown
 from model.export import export_pretrained
+from model.inputs import PretrainInputs, load_inputs
+from model.metrics import TrainingWindow, first_non_finite, gpu_peak_flops, memory_metrics, plot_loss_curves
 from model.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
 LogMetrics = Callable[[dict[str, float], int], None]
+Progress = Callable[[int, int], None]  # (steps done, total steps), e.g. to update a Prefect progress artifact
 
-# Fields that change only bookkeeping, not the sequence of weights: a resume may differ in these.
+# Fields that change only bookkeeping or speed, not the sequence of weights: a resume may differ in these.
 RESUMABLE_CHANGES = {
     "device",
     "num_workers",
@@ -34,16 +54,38 @@ RESUMABLE_CHANGES = {
     "eval_batches",
     "checkpoint_every",
     "keep_checkpoints",
+    "compile",
 }
+LOSS_CURVES = "loss_curves.png"
 
 
-def select_device(choice: str) -> torch.device:
-    """`auto` = cuda when available, else cpu; asking for cuda without one is an error."""
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; nothing after the last good checkpoint was saved."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM asked the run to stop; a checkpoint of the last finished step was written first."""
+
+
+def select_device(choice: str, local_rank: int = 0) -> torch.device:
+    """`auto` = cuda when available, else cpu; asking for cuda without one is an error. Enables TF32 on GPU."""
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on tensor cores
+    torch.backends.cudnn.allow_tf32 = True
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision choice on a device; None = plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision in ("bf16", "fp16") and device.type != "cuda":
+        raise ValueError(f"precision={precision!r} needs a GPU but training runs on {device}; valid: 'auto', 'fp32'")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def seed_everything(seed: int) -> None:
@@ -53,145 +95,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
 
 
-def train_step(
-    model: BertForSparsePreTraining,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    batch: dict[str, torch.Tensor],
-    max_grad_norm: float,
-) -> tuple[PretrainingOutput, float]:
-    """One optimizer step on `batch` (clipping the gradient norm when > 0); returns outputs and the lr used."""
-    out = model(**batch)
-    optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    learning_rate = optimizer.param_groups[0]["lr"]  # before the scheduler moves it for the next step
-    optimizer.step()
-    scheduler.step()
-    return out, learning_rate
-
-
 @torch.no_grad()
-def evaluate(model: BertForSparsePreTraining, loader: DataLoader, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: BertForSparsePreTraining, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None
+) -> dict[str, float]:
     """MLM/NSP accuracy and losses (MLM loss weighted per masked token) and perplexity over `loader`."""
     was_training = model.training
     model.eval()
-    mlm_loss_sum = torch.zeros((), device=device)  # summed over masked tokens
-    nsp_loss_sum = torch.zeros((), device=device)  # summed over sequences
-    counts = torch.zeros(4, dtype=torch.int64, device=device)  # mlm_correct, mlm_count, nsp_correct, nsp_count
+    sums = torch.zeros(6, dtype=torch.float64, device=device)  # mlm/nsp loss sums, correct and counts
     for batch in loader:
-        out = model(**_to_device(batch, device))
-        mlm_loss_sum += out.mlm_loss * out.mlm_count
-        nsp_loss_sum += out.nsp_loss * out.nsp_count
-        counts += torch.stack([out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count])
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(**_to_device(batch, device))
+        sums += torch.stack(
+            [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
+        ).double()
     model.train(was_training)
-    mlm_correct, mlm_count, nsp_correct, nsp_count = counts.tolist()
-    mlm_loss = mlm_loss_sum.item() / max(1, mlm_count)
-    return {
-        "mlm_accuracy": mlm_correct / max(1, mlm_count),
-        "nsp_accuracy": nsp_correct / max(1, nsp_count),
+    mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count = sums.tolist()
+    mlm_loss = mlm_loss_sum / max(1.0, mlm_count)
+    metrics = {
+        "mlm_accuracy": mlm_correct / max(1.0, mlm_count),
         "mlm_loss": mlm_loss,
-        "nsp_loss": nsp_loss_sum.item() / max(1, nsp_count),
         "perplexity": math.exp(min(mlm_loss, 700.0)),  # exp overflows a float past ~709
     }
+    if nsp_count:  # MLM-only runs have no NSP metrics
+        metrics["nsp_accuracy"] = nsp_correct / nsp_count
+        metrics["nsp_loss"] = nsp_loss_sum / nsp_count
+    return metrics
 
 
-class _Window:
-    """Training metrics summed on-device between two log points (no host sync per step)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.reset(time.perf_counter())
-
-    def reset(self, now: float) -> None:
-        self.losses = torch.zeros(3, device=self.device)  # loss, mlm_loss, nsp_loss summed over steps
-        self.counts = torch.zeros(4, dtype=torch.int64, device=self.device)
-        self.steps = 0
-        self.sequences = 0
-        self.started = now
-        self.paused = 0.0  # seconds spent in eval/checkpoint inside this window
-
-    def add(self, out: PretrainingOutput, batch_size: int) -> None:
-        self.losses += torch.stack([out.loss.detach(), out.mlm_loss.detach(), out.nsp_loss.detach()])
-        self.counts += torch.stack([out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count])
-        self.steps += 1
-        self.sequences += batch_size
-
-    def summary(self, learning_rate: float) -> dict[str, float]:
-        loss, mlm_loss, nsp_loss = (self.losses / max(1, self.steps)).tolist()  # syncs the device
-        mlm_correct, mlm_count, nsp_correct, nsp_count = self.counts.tolist()
-        seconds = max(1e-9, time.perf_counter() - self.started - self.paused)
-        return {
-            "train/loss": loss,
-            "train/mlm_loss": mlm_loss,
-            "train/nsp_loss": nsp_loss,
-            "train/mlm_accuracy": mlm_correct / max(1, mlm_count),
-            "train/nsp_accuracy": nsp_correct / max(1, nsp_count),
-            "train/learning_rate": learning_rate,
-            "train/sequences_per_second": self.sequences / seconds,
-        }
-
-
-def _load_inputs(
-    cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path
-) -> tuple[PreTrainedTokenizerBase, InstanceDataset, InstanceDataset]:
-    """Load tokenizer and both splits, and check them against each other and the config, all at once."""
-    problems: list[str] = []
-    tokenizer = train = validation = None
-    if not tokenizer_dir.is_dir():
-        problems.append(f"tokenizer_dir={tokenizer_dir} is not a directory; pass the tokenize stage's tokenizer/")
-    else:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            problems.append(f"tokenizer_dir={tokenizer_dir} does not hold a Hugging Face tokenizer ({exc})")
-        else:
-            if tokenizer.pad_token_id is None:
-                problems.append(f"tokenizer in {tokenizer_dir} has no pad token; BERT tokenizers define [PAD]")
-                tokenizer = None
-    for split in ("train", "validation"):
-        try:
-            dataset = InstanceDataset(instances_dir, split)
-        except (FileNotFoundError, ValueError) as exc:
-            problems.append(str(exc))
-            continue
-        if len(dataset) == 0:
-            problems.append(f"the {split!r} split of {instances_dir} has no instances")
-            continue
-        if split == "train":
-            train = dataset
-        else:
-            validation = dataset
-        if dataset.max_seq_length() > cfg.max_position_embeddings:
-            problems.append(
-                f"{split} instances reach {dataset.max_seq_length()} tokens but max_position_embeddings="
-                f"{cfg.max_position_embeddings}; raise it or build shorter instances"
-            )
-        if dataset.max_value("token_type_ids") > 1:
-            problems.append(
-                f"{split} instances hold token_type_id {dataset.max_value('token_type_ids')}; BERT segments are 0 and 1"
-            )
-        if tokenizer is not None and dataset.max_token_id() >= len(tokenizer):
-            problems.append(
-                f"{split} instances hold token id {dataset.max_token_id()} but the tokenizer in {tokenizer_dir} "
-                f"has only {len(tokenizer)} tokens; were the instances built with this tokenizer?"
-            )
-    if problems:
-        raise ValueError("cannot pretrain: " + "; ".join(problems))
-    return tokenizer, train, validation
-
-
-def _check_resumable(saved: dict, cfg: PretrainConfig, train_instances: int, path: Path) -> None:
+def _check_resumable(saved: dict, cfg: PretrainConfig, train_instances: int, world_size: int, path: Path) -> None:
     current = cfg.model_dump(mode="json")
     changed = sorted(
         f"{name}: {saved['config'].get(name)!r} -> {value!r}"
@@ -205,6 +141,280 @@ def _check_resumable(saved: dict, cfg: PretrainConfig, train_instances: int, pat
             f"checkpoint {path} was written by a different run ({'; '.join(changed)}); "
             f"resume with the same config and data or use a fresh out_dir"
         )
+    if saved.get("world_size", 1) != world_size:
+        logger.warning(
+            "resuming a %d-process checkpoint with %d processes: the data order is kept, dropout RNGs are reseeded",
+            saved.get("world_size", 1),
+            world_size,
+        )
+
+
+class Trainer:
+    """One pretraining run: model, optimizer, loaders and the loop, with checkpoints and SIGTERM handling."""
+
+    def __init__(
+        self,
+        cfg: PretrainConfig,
+        inputs: PretrainInputs,
+        tokenizer_dir: Path,
+        out_dir: Path,
+        ctx: DistributedContext,
+        device: torch.device,
+        log_metrics: LogMetrics | None = None,
+        progress: Progress | None = None,
+    ):
+        self.cfg, self.inputs, self.ctx, self.device = cfg, inputs, ctx, device
+        self.tokenizer_dir, self.out_dir = Path(tokenizer_dir), Path(out_dir)
+        self.checkpoints_dir = self.out_dir / "checkpoints"
+        self.report = (log_metrics or (lambda metrics, step: None)) if ctx.is_main else (lambda metrics, step: None)
+        self.progress = progress if ctx.is_main else None
+        self.stop_requested = False  # set by the SIGTERM handler, read by the loop
+        self.dtype = autocast_dtype(cfg.precision, device)
+
+        tokenizer = inputs.tokenizer
+        seed_everything(cfg.seed)  # identical initial weights on every rank
+        self.model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).to(device)
+        self.optimizer = build_optimizer(self.model, cfg, device)
+        self.scheduler = build_scheduler(self.optimizer, cfg)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
+        seed_everything(cfg.seed + ctx.rank)  # each rank's own dropout stream
+        self.parameters = count_parameters(self.model)
+        self.peak_flops = gpu_peak_flops(device) if self.dtype is not None else None
+
+        self.step, self.train_seconds, self.train_loss = 0, 0.0, float("nan")
+        self.history: dict[str, list[list[float]]] = {"train/loss": [], "validation/mlm_loss": []}
+        self.last_checkpoint: Path | None = None
+        self.resumed_from_step = 0
+        resume_from = latest_checkpoint(self.checkpoints_dir)
+        if resume_from is not None:
+            _check_resumable(read_trainer_state(resume_from), cfg, len(inputs.train), ctx.world_size, resume_from)
+            saved = load_checkpoint(resume_from, self.model, self.optimizer, self.scheduler, device, ctx.rank)
+            if saved["scaler"]:
+                self.scaler.load_state_dict(saved["scaler"])
+            self.step, self.train_seconds, self.train_loss = saved["step"], saved["train_seconds"], saved["train_loss"]
+            self.history = saved["history"]
+            self.last_checkpoint = resume_from
+            self.resumed_from_step = self.step
+
+        self.training_model: torch.nn.Module = self.model
+        if ctx.distributed:
+            self.training_model = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        if cfg.compile:
+            self.training_model = torch.compile(self.training_model)
+        self.train_loader, self.eval_loader = self._build_loaders()
+
+    def _build_loaders(self) -> tuple[DataLoader, DataLoader]:
+        cfg, train = self.cfg, self.inputs.train
+        collator = PretrainingCollator(self.inputs.tokenizer.pad_token_id)
+        lengths = train.instances.lengths() if cfg.length_bucketing else None
+        global_batches = GlobalBatchSampler(
+            len(train), cfg.batch_size, cfg.seed, start_sample=self.step * cfg.batch_size, lengths=lengths
+        )
+        sampler = MicroBatchSampler(
+            global_batches, self.ctx.rank, self.ctx.world_size, cfg.gradient_accumulation_steps, cfg.length_bucketing
+        )
+        pin = self.device.type == "cuda"
+        # Explicit generators keep DataLoader iterator creation from drawing on the global torch RNG,
+        # which the checkpoint restores for dropout: resuming must not shift it.
+        train_loader = DataLoader(
+            train, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers,
+            pin_memory=pin, generator=torch.Generator(),
+        )  # fmt: skip
+        eval_loader = DataLoader(
+            self.inputs.validation,
+            batch_sampler=ordered_batches(len(self.inputs.validation), cfg.batch_size, cfg.eval_batches),
+            collate_fn=collator, num_workers=cfg.num_workers, pin_memory=pin,
+            persistent_workers=cfg.num_workers > 0, generator=torch.Generator(),
+        )  # fmt: skip
+        return train_loader, eval_loader
+
+    # --- one optimizer step -------------------------------------------------------------------------
+
+    def train_step(self, micro_batches: list[dict[str, torch.Tensor]], window: TrainingWindow) -> float:
+        """Forward/backward over this rank's micro-batches, clip, step; returns the learning rate used.
+
+        The loss is normalised by the masked tokens (and NSP-labelled sequences) of the whole global
+        batch, counted on the host before the step, so any split over ranks and accumulation steps
+        gives the gradient of the same global-batch loss (DDP averages over ranks: hence x world_size).
+        """
+        local = torch.tensor(
+            [
+                sum(float(b["masked_lm_weights"].sum()) for b in micro_batches),
+                sum(float((b["next_sentence_label"] >= 0).sum()) for b in micro_batches) if self.cfg.nsp else 0.0,
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
+        mlm_total, nsp_total = all_reduce_sum(local, self.ctx).clamp(min=1).float().unbind()
+        step_loss = torch.zeros((), device=self.device)
+        for index, batch in enumerate(micro_batches):
+            flops = train_flops(
+                self.model, batch["input_ids"].shape[0], batch["input_ids"].shape[1],
+                int(batch["masked_lm_weights"].sum()),
+            )  # fmt: skip
+            batch = _to_device(batch, self.device)
+            last = index == len(micro_batches) - 1
+            sync = nullcontext() if last or not self.ctx.distributed else self.training_model.no_sync()
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
+                    out = self.training_model(**batch)
+                loss = out.mlm_loss_sum / mlm_total + out.nsp_loss_sum / nsp_total  # this micro-batch's share
+                self.scaler.scale(loss * self.ctx.world_size).backward()
+            step_loss += loss.detach()
+            window.add_micro_batch(out, batch, flops)
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        learning_rate = self.optimizer.param_groups[0]["lr"]  # before the scheduler moves it for the next step
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        window.add_step(step_loss, grad_norm, self.step)
+        return learning_rate
+
+    # --- bookkeeping --------------------------------------------------------------------------------
+
+    def trainer_state(self) -> dict[str, Any]:
+        """The JSON part of a checkpoint: enough to resume and to check a resume is the same run."""
+        return {
+            "step": self.step,
+            "config": self.cfg.model_dump(mode="json"),
+            "train_instances": len(self.inputs.train),
+            "samples_seen": self.step * self.cfg.batch_size,  # the data position: the sampler restarts here
+            "world_size": self.ctx.world_size,
+            "train_seconds": self.train_seconds,
+            "train_loss": self.train_loss,
+            "history": self.history,
+        }
+
+    def save_checkpoint(self) -> None:
+        """All ranks write their RNG state; rank 0 writes the rest and publishes the folder (collective)."""
+        tmp = begin_checkpoint(self.checkpoints_dir, self.step) if self.ctx.is_main else None
+        barrier(self.ctx)
+        tmp = tmp or self.checkpoints_dir / f"step-{self.step:06d}.tmp"
+        write_rng_state(tmp, self.ctx.rank)
+        barrier(self.ctx)
+        if self.ctx.is_main:
+            self.last_checkpoint = finish_checkpoint(
+                tmp, self.model, self.optimizer, self.scheduler, self.scaler.state_dict(),
+                self.trainer_state(), self.cfg.keep_checkpoints,
+            )  # fmt: skip
+        barrier(self.ctx)
+
+    def check_finite(self, window: TrainingWindow) -> None:
+        """Stop with a clear error if any step in the window had a non-finite loss (collective)."""
+        bad = first_non_finite(window.global_step_losses(self.ctx))
+        if bad is not None:
+            step, loss = bad
+            kept = self.last_checkpoint or "none (no checkpoint was written yet)"
+            raise NonFiniteLossError(
+                f"training loss is {loss} at step {step}; stopped before saving anything after it. "
+                f"Last good checkpoint: {kept}. Lower learning_rate (now {self.cfg.learning_rate}), "
+                f"lengthen warmup_steps or set max_grad_norm, then rerun to resume from that checkpoint"
+            )
+
+    def run_evaluation(self) -> dict[str, float]:
+        """Validation metrics on rank 0 (other ranks wait), reported and kept in the history."""
+        metrics: dict[str, float] = {}
+        if self.ctx.is_main:
+            metrics = evaluate(self.model, self.eval_loader, self.device, self.dtype)
+            self.report({f"validation/{name}": value for name, value in metrics.items()}, self.step)
+            self.history["validation/mlm_loss"].append([self.step, metrics["mlm_loss"]])
+            logger.info("step %d validation %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
+        barrier(self.ctx)
+        return metrics
+
+    def _stop_requested_everywhere(self) -> bool:
+        flag = torch.tensor([float(self.stop_requested)], device=self.device)
+        return bool(all_reduce_max(flag, self.ctx).item()) if self.ctx.distributed else self.stop_requested
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        logger.warning("received signal %d: checkpointing after this step, then stopping", signum)
+        self.stop_requested = True
+
+    # --- the loop -----------------------------------------------------------------------------------
+
+    def _micro_batches(self) -> Iterator[list[dict[str, torch.Tensor]]]:
+        iterator = iter(self.train_loader)
+        while True:
+            yield [next(iterator) for _ in range(self.cfg.gradient_accumulation_steps)]
+
+    def train(self) -> dict[str, float]:
+        """Train to max_steps (checkpoints, evaluations, metrics), export on rank 0; returns validation metrics.
+
+        SIGTERM is caught only when this runs in the main thread (signal handlers cannot be installed
+        elsewhere, e.g. in a Prefect worker thread); there, a kill costs at most checkpoint_every steps.
+        """
+        cfg = self.cfg
+        handle_sigterm = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, self._request_stop) if handle_sigterm else None
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", unit="step",
+                   disable=None if self.ctx.is_main else True)  # fmt: skip
+        try:
+            validation = self._loop(bar)
+        finally:
+            bar.close()
+            if handle_sigterm:  # None: the previous handler was not installed from Python
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        if self.resumed_from_step == cfg.max_steps:  # nothing trained in this call: evaluate what was loaded
+            validation = self.run_evaluation()
+        if self.ctx.is_main:
+            export_pretrained(self.model, self.model.config, self.tokenizer_dir, self.out_dir / "model")
+            plot_loss_curves(self.history, self.out_dir / LOSS_CURVES)
+        barrier(self.ctx)
+        return validation
+
+    def _loop(self, bar: tqdm) -> dict[str, float]:
+        cfg = self.cfg
+        validation: dict[str, float] = {}
+        self.model.train()
+        window = TrainingWindow(self.device)
+        step_started = time.perf_counter()
+        batches = self._micro_batches()
+        while self.step < cfg.max_steps:
+            learning_rate = self.train_step(next(batches), window)
+            bar.update(1)
+            if self.progress is not None:
+                self.progress(self.step, cfg.max_steps)
+            at_end = self.step == cfg.max_steps
+            is_log = self.step % cfg.log_every == 0 or at_end
+            is_eval = self.step % cfg.eval_every == 0 or at_end
+            is_checkpoint = self.step % cfg.checkpoint_every == 0 or at_end
+            # Every rank checks the same all-reduced flag, at log points (one process: every step).
+            stop = (is_log or not self.ctx.distributed) and self._stop_requested_everywhere()
+            if not (is_log or is_eval or is_checkpoint or stop):
+                continue
+            self.check_finite(window)
+            if is_log:
+                metrics = window.summary(self.ctx, learning_rate, self.peak_flops)
+                self.train_loss = metrics["train/loss"]
+                self.history["train/loss"].append([self.step, self.train_loss])
+                self.report({**metrics, **memory_metrics(self.device)}, self.step)
+                bar.set_postfix(loss=f"{self.train_loss:.3f}", lr=f"{learning_rate:.2e}")
+                logger.info("step %d %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            pause_started = time.perf_counter()
+            self.train_seconds += pause_started - step_started
+            if is_eval:
+                validation = self.run_evaluation()
+            if is_checkpoint or stop:
+                self.save_checkpoint()
+            if stop:
+                raise TrainingInterrupted(
+                    f"stopped by SIGTERM after step {self.step}; checkpoint {self.last_checkpoint or 'written'}; "
+                    f"rerun with the same out_dir to resume"
+                )
+            step_started = time.perf_counter()
+            if is_log:
+                window.reset()
+            else:
+                window.paused += step_started - pause_started
+        return validation
 
 
 def pretrain(
@@ -213,123 +423,39 @@ def pretrain(
     tokenizer_dir: Path,
     out_dir: Path,
     log_metrics: LogMetrics | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, int | float]:
-    """Train (resuming from out_dir/checkpoints if present), evaluate, export out_dir/model; return stats."""
-    device = select_device(cfg.device)
-    tokenizer, train, validation = _load_inputs(cfg, Path(instances_dir), Path(tokenizer_dir))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoints_dir = out_dir / "checkpoints"
-    report = log_metrics or (lambda metrics, step: None)
+    """Train (resuming from out_dir/checkpoints if present), evaluate, export out_dir/model; return stats.
 
-    seed_everything(cfg.seed)
-    model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).to(device)
-    optimizer = build_optimizer(model, cfg)
-    scheduler = build_scheduler(optimizer, cfg)
-    parameters = count_parameters(model)
-
-    step, train_seconds, train_loss = 0, 0.0, float("nan")
-    resume_from = latest_checkpoint(checkpoints_dir)
-    if resume_from is not None:
-        _check_resumable(read_trainer_state(resume_from), cfg, len(train), resume_from)
-        saved = load_checkpoint(resume_from, model, optimizer, scheduler, device)
-        step, train_seconds, train_loss = saved["step"], saved["train_seconds"], saved["train_loss"]
-    resumed_from_step = step
-    logger.info(
-        "pretraining %d parameters on %s: %d train / %d validation instances, steps %d -> %d",
-        parameters,
-        device,
-        len(train),
-        len(validation),
-        step,
-        cfg.max_steps,
-    )
-
-    collator = PretrainingCollator(tokenizer.pad_token_id)
-    pin = device.type == "cuda"
-    # Explicit generators keep DataLoader iterator creation from drawing on the global torch RNG,
-    # which the checkpoint restores for dropout: resuming must not shift it.
-    train_loader = DataLoader(
-        train,
-        batch_sampler=InfiniteBatchSampler(len(train), cfg.batch_size, cfg.seed, start_sample=step * cfg.batch_size),
-        collate_fn=collator,
-        num_workers=cfg.num_workers,
-        pin_memory=pin,
-        generator=torch.Generator(),
-    )
-    eval_loader = DataLoader(
-        validation,
-        batch_sampler=ordered_batches(len(validation), cfg.batch_size, cfg.eval_batches),
-        collate_fn=collator,
-        num_workers=cfg.num_workers,
-        pin_memory=pin,
-        persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator(),
-    )
-
-    def run_evaluation(at_step: int) -> dict[str, float]:
-        metrics = evaluate(model, eval_loader, device)
-        report({f"validation/{name}": value for name, value in metrics.items()}, at_step)
-        logger.info("step %d validation %s", at_step, {k: round(v, 4) for k, v in metrics.items()})
-        return metrics
-
-    def trainer_state() -> dict:
-        return {
-            "config": cfg.model_dump(mode="json"),
-            "train_instances": len(train),
-            "samples_seen": step * cfg.batch_size,
-            "train_seconds": train_seconds,
-            "train_loss": train_loss,
-        }
-
-    validation_metrics: dict[str, float] | None = None
-    model.train()
-    window = _Window(device)
-    step_started = time.perf_counter()
-    train_iter = iter(train_loader)
-    while step < cfg.max_steps:
-        batch = _to_device(next(train_iter), device)
-        out, learning_rate = train_step(model, optimizer, scheduler, batch, cfg.max_grad_norm)
-        step += 1
-        window.add(out, batch["input_ids"].shape[0])
-
-        if step % cfg.log_every == 0 or step == cfg.max_steps:
-            metrics = window.summary(learning_rate)
-            train_loss = metrics["train/loss"]
-            report(metrics, step)
-            logger.info("step %d %s", step, {k.removeprefix("train/"): round(v, 4) for k, v in metrics.items()})
-            window.reset(time.perf_counter())
-        is_eval = step % cfg.eval_every == 0 or step == cfg.max_steps
-        is_checkpoint = step % cfg.checkpoint_every == 0 or step == cfg.max_steps
-        if is_eval or is_checkpoint:
-            _sync(device)
-            pause_started = time.perf_counter()
-            train_seconds += pause_started - step_started
-            if is_eval:
-                validation_metrics = run_evaluation(step)
-            if is_checkpoint:
-                save_checkpoint(
-                    checkpoints_dir, step, model, optimizer, scheduler, trainer_state(), cfg.keep_checkpoints
-                )
-            step_started = time.perf_counter()
-            window.paused += step_started - pause_started
-
-    if validation_metrics is None:  # resumed at max_steps: nothing trained in this call
-        validation_metrics = run_evaluation(step)
-    export_pretrained(model, model.config, Path(tokenizer_dir), out_dir / "model")
-
-    return {
-        "steps": step,
-        "resumed_from_step": resumed_from_step,
-        "train_loss": train_loss,
-        "validation_mlm_accuracy": validation_metrics["mlm_accuracy"],
-        "validation_nsp_accuracy": validation_metrics["nsp_accuracy"],
-        "validation_mlm_loss": validation_metrics["mlm_loss"],
-        "validation_perplexity": validation_metrics["perplexity"],
-        "sequences_per_second": step * cfg.batch_size / train_seconds if train_seconds > 0 else 0.0,
-        "parameters": parameters,
-        "train_seconds": train_seconds,
-        "train_instances": len(train),
-        "validation_instances": len(validation),
-        "epochs": step * cfg.batch_size / len(train),
+    Under torchrun (WORLD_SIZE > 1) every process calls this; rank 0 alone reports metrics,
+    progress, checkpoints and the export. `progress(step, total)` is called after every step on rank 0.
+    """
+    inputs = load_inputs(cfg, Path(instances_dir), Path(tokenizer_dir))
+    ctx = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    try:
+        device = select_device(cfg.device, ctx.local_rank)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(cfg, inputs, Path(tokenizer_dir), out_dir, ctx, device, log_metrics, progress)
+        logger.info(
+            "pretraining %d parameters on %s x %d: %d train / %d validation instances, steps %d -> %d",
+            trainer.parameters, device, ctx.world_size, len(inputs.train), len(inputs.validation),
+            trainer.step, cfg.max_steps,
+        )  # fmt: skip
+        validation = trainer.train()
+    finally:
+        shutdown(ctx)
+    stats: dict[str, int | float] = {
+        "steps": trainer.step,
+        "resumed_from_step": trainer.resumed_from_step,
+        "train_loss": trainer.train_loss,
+        "sequences_per_second": trainer.step * cfg.batch_size / trainer.train_seconds if trainer.train_seconds else 0.0,
+        "parameters": trainer.parameters,
+        "train_seconds": trainer.train_seconds,
+        "train_instances": len(inputs.train),
+        "validation_instances": len(inputs.validation),
+        "epochs": trainer.step * cfg.batch_size / len(inputs.train),
+        "world_size": ctx.world_size,
     }
+    stats.update({f"validation_{name}": value for name, value in validation.items()})
+    return stats

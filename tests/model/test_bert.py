@@ -93,3 +93,32 @@ def test_batch_without_masked_positions_has_finite_loss(batch):
     out = model(**batch)
     assert out.mlm_loss.item() == 0.0 and torch.isfinite(out.loss.detach())
     out.loss.backward()
+
+
+def test_nsp_label_minus_one_and_nsp_off_carry_no_nsp_loss(batch):
+    torch.manual_seed(0)
+    model = build_model(tiny_config(), vocab_size=45, pad_token_id=0)
+    labels = batch["next_sentence_label"].clone()
+    labels[:3] = -1  # MLM-only instances (RoBERTa-style packing)
+    out = model(**{**batch, "next_sentence_label": labels})
+    assert int(out.nsp_count) == 5
+    kept = torch.nn.functional.cross_entropy(out.nsp_logits[3:], labels[3:])
+    torch.testing.assert_close(out.nsp_loss, kept)
+
+    mlm_only = build_model(tiny_config(nsp=False), vocab_size=45, pad_token_id=0)
+    out = mlm_only(**batch)
+    assert int(out.nsp_count) == 0 and out.nsp_loss.item() == 0.0
+    torch.testing.assert_close(out.loss, out.mlm_loss)
+    out.loss.backward()  # the unused NSP head still gets a (zero) gradient, as DDP requires
+    assert mlm_only.cls.seq_relationship.weight.grad is not None
+
+
+def test_flops_estimate_of_bert_base_is_six_per_parameter_per_token():
+    from model.bert import train_flops
+    from model.config import PretrainConfig
+
+    model = build_model(PretrainConfig(size="base"), vocab_size=30522, pad_token_id=0)
+    flops = train_flops(model, batch_size=1, seq_len=128, num_predictions=20)
+    encoder = 85_054_464  # 12 x (4 x 768^2 + 2 x 768 x 3072) matrix weights
+    assert 6 * encoder * 128 < flops < 1.2 * 6 * encoder * 128
+    assert model.config._attn_implementation == "sdpa"

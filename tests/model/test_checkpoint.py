@@ -69,3 +69,24 @@ def test_load_restores_model_optimizer_scheduler_and_rngs(tmp_path):
         assert torch.equal(a, b)
     # The tied decoder is still the word embedding after loading.
     assert other.cls.predictions.decoder.weight is other.bert.embeddings.word_embeddings.weight
+
+
+class Payload:
+    """Stands for an arbitrary object a tampered checkpoint could carry."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_checkpoints_are_safetensors_and_loading_refuses_pickled_objects(tmp_path):
+    import pickle
+
+    import pytest
+
+    model, optimizer, scheduler = build(0)
+    path = save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {}, keep=2)
+    assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optimizer.pt", "rng-0.pt",
+                                                      "trainer_state.json"]  # fmt: skip
+    torch.save({"optimizer": Payload(), "scheduler": {}}, path / "optimizer.pt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        load_checkpoint(path, *build(1), torch.device("cpu"))

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.data import InfiniteBatchSampler, InstanceDataset, PretrainingCollator, epoch_permutation, ordered_batches
+from model.data import (
+    GlobalBatchSampler,
+    InstanceDataset,
+    MicroBatchSampler,
+    PretrainingCollator,
+    epoch_order,
+    epoch_permutation,
+    ordered_batches,
+)
 from tests.model.conftest import make_instances, write_shards
 
 
@@ -60,8 +68,9 @@ def take(sampler, count):
 
 
 def test_infinite_sampler_covers_each_epoch_once_and_reshuffles():
-    batches = take(InfiniteBatchSampler(10, batch_size=5, seed=7), 4)
-    epoch0, epoch1 = sum(batches[:2], []), sum(batches[2:], [])
+    batches = take(GlobalBatchSampler(10, batch_size=5, seed=7), 4)
+    # Keys are epoch * num_samples + index.
+    epoch0, epoch1 = sum(batches[:2], []), [key - 10 for key in sum(batches[2:], [])]
     assert sorted(epoch0) == list(range(10)) and sorted(epoch1) == list(range(10))
     assert epoch0 != epoch1
     assert epoch0 == epoch_permutation(10, seed=7, epoch=0).tolist()
@@ -70,16 +79,67 @@ def test_infinite_sampler_covers_each_epoch_once_and_reshuffles():
 def test_infinite_sampler_resumes_at_any_sample_offset():
     # Batches of 4 over 10 samples straddle epoch boundaries; resuming after 3 batches (12 samples)
     # must continue exactly where the uninterrupted sequence goes.
-    full = take(InfiniteBatchSampler(10, batch_size=4, seed=3), 8)
-    resumed = take(InfiniteBatchSampler(10, batch_size=4, seed=3, start_sample=12), 5)
+    full = take(GlobalBatchSampler(10, batch_size=4, seed=3), 8)
+    resumed = take(GlobalBatchSampler(10, batch_size=4, seed=3, start_sample=12), 5)
     assert resumed == full[3:]
 
 
 def test_sampler_depends_on_seed():
-    assert take(InfiniteBatchSampler(50, 10, seed=0), 1) != take(InfiniteBatchSampler(50, 10, seed=1), 1)
+    assert take(GlobalBatchSampler(50, 10, seed=0), 1) != take(GlobalBatchSampler(50, 10, seed=1), 1)
 
 
 def test_ordered_batches_are_in_storage_order_and_limited():
     assert ordered_batches(7, 3) == [[0, 1, 2], [3, 4, 5], [6]]
     assert ordered_batches(7, 3, max_batches=2) == [[0, 1, 2], [3, 4, 5]]
     assert np.concatenate(ordered_batches(100, 8)).tolist() == list(range(100))
+
+
+def test_length_bucketing_is_a_seeded_permutation_with_less_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 128, size=1000)
+    plain = epoch_order(1000, seed=4, epoch=0)
+    bucketed = epoch_order(1000, seed=4, epoch=0, lengths=lengths, batch_size=10)
+    assert sorted(bucketed.tolist()) == list(range(1000))
+    assert np.array_equal(bucketed, epoch_order(1000, seed=4, epoch=0, lengths=lengths, batch_size=10))
+
+    def padding(order):
+        batches = lengths[order].reshape(-1, 10)
+        return int((batches.max(axis=1, keepdims=True) - batches).sum())
+
+    assert padding(bucketed) < padding(plain) / 4
+
+
+def test_micro_batches_of_all_ranks_make_up_each_global_batch():
+    global_batches = take(GlobalBatchSampler(50, batch_size=12, seed=1), 6)
+    per_rank = [
+        take(MicroBatchSampler(GlobalBatchSampler(50, 12, seed=1), rank=r, world_size=2, accumulation_steps=3), 18)
+        for r in range(2)
+    ]
+    for step, batch in enumerate(global_batches):
+        parts = per_rank[0][3 * step : 3 * step + 3] + per_rank[1][3 * step : 3 * step + 3]
+        assert all(len(p) == 2 for p in parts)
+        assert sum(parts, []) == batch
+    with pytest.raises(ValueError, match="batch_size=12 does not split into world_size=5"):
+        MicroBatchSampler(GlobalBatchSampler(50, 12, seed=1), rank=0, world_size=5)
+
+
+def test_dynamic_masking_dataset_masks_per_epoch(tmp_path, tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from model.data import PretrainingDataset
+    from model.masking import DynamicMasker, MaskingSpec
+
+    rows = make_instances(5, seed=6)
+    for row in rows:  # unmasked instances, as the instances stage writes them in dynamic mode
+        row["masked_lm_positions"], row["masked_lm_ids"] = [], []
+    write_shards(tmp_path, "train", rows, per_shard=5)
+    masker = DynamicMasker(MaskingSpec(0.15, 20, False), AutoTokenizer.from_pretrained(str(tokenizer_dir)), seed=0)
+    dataset = PretrainingDataset(InstanceDataset(tmp_path, "train"), masker)
+    first, second = dataset[2], dataset[5 + 2]  # instance 2 in epochs 0 and 1
+    assert len(first.masked_lm_positions) >= 1
+    assert np.array_equal(dataset[2].input_ids, first.input_ids)
+    assert first.masked_lm_positions.tolist() != second.masked_lm_positions.tolist() or not np.array_equal(
+        first.input_ids, second.input_ids
+    )
+    batch = PretrainingCollator(pad_token_id=0)([dataset[k] for k in range(5)])
+    assert batch["masked_lm_weights"].sum() >= 5

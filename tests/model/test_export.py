@@ -53,3 +53,17 @@ def test_export_replaces_an_existing_model_dir(tmp_path, tokenizer_dir):
     loaded = AutoModelForPreTraining.from_pretrained(str(tmp_path / "model"))
     assert torch.equal(loaded.bert.pooler.dense.weight, second.bert.pooler.dense.weight)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_trained_export_answers_a_fill_mask_pipeline(tmp_path, instances_dir, tokenizer_dir):
+    from transformers import pipeline
+
+    from model.train import pretrain
+
+    pretrain(tiny_config(max_steps=10, eval_every=10, checkpoint_every=10), instances_dir, tokenizer_dir, tmp_path)
+    fill = pipeline("fill-mask", model=str(tmp_path / "model"), tokenizer=str(tmp_path / "model"), device="cpu")
+    answers = fill("w1 w2 [MASK] w3", top_k=3)
+    assert len(answers) == 3
+    scores = [a["score"] for a in answers]
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1
+    assert all(a["token_str"] and "[MASK]" not in a["sequence"] for a in answers)

@@ -51,3 +51,40 @@ def test_scheduler_drives_optimizer_learning_rate():
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 7.5e-4, 5e-4, 2.5e-4])
     assert all(g["lr"] == optimizer.param_groups[0]["lr"] for g in optimizer.param_groups)
     assert isinstance(optimizer, torch.optim.AdamW)
+
+
+def test_cosine_and_inverse_sqrt_schedules():
+    from model.optim import warmup_cosine_decay, warmup_inverse_sqrt_decay
+
+    cosine = [warmup_cosine_decay(s, warmup_steps=2, max_steps=10) for s in range(11)]
+    assert cosine[:2] == [0.5, 1.0] and cosine[2] == 1.0
+    assert cosine[6] == pytest.approx(0.5)  # halfway through the decay
+    assert cosine[10] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(cosine[2:], cosine[3:], strict=False))
+    inverse = [warmup_inverse_sqrt_decay(s, warmup_steps=4, max_steps=10) for s in range(16)]
+    assert inverse[:4] == [0.25, 0.5, 0.75, 1.0]
+    assert inverse[15] == pytest.approx((4 / 16) ** 0.5)  # never reaches 0
+
+
+def test_lamb_scales_each_update_by_the_trust_ratio():
+    from model.optim import Lamb
+
+    weight = torch.nn.Parameter(torch.full((4,), 3.0))
+    zero = torch.nn.Parameter(torch.zeros(4))
+    optimizer = Lamb([weight, zero], lr=0.1, betas=(0.9, 0.999), eps=1e-6)
+    (weight * torch.tensor([1.0, -2.0, 3.0, -4.0])).sum().backward()
+    zero.grad = torch.ones(4)
+    optimizer.step()
+    # First step: the Adam direction is ~sign(grad) (norm 2 over 4 entries); the trust ratio ||w||/||u|| = 6/2
+    # makes the step lr * ||w|| per unit of update norm: each entry moves by 0.1 * 3.
+    torch.testing.assert_close(weight.detach(), torch.tensor([2.7, 3.3, 2.7, 3.3]), rtol=0, atol=1e-4)
+    # A zero weight has no scale to trust: ratio 1, a plain step of lr * sign(grad) (first-step moments, no bias correction).
+    assert torch.all(zero.detach() < 0)
+
+
+def test_lamb_and_weight_decay_groups_from_config():
+    cfg = tiny_config(optimizer="lamb")
+    model = build_model(cfg, vocab_size=45, pad_token_id=0)
+    optimizer = build_optimizer(model, cfg)
+    assert type(optimizer).__name__ == "Lamb"
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [0.01, 0.0]

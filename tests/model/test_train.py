@@ -104,3 +104,81 @@ def test_inputs_are_checked_before_training(tmp_path, instances_dir):
 def test_missing_tokenizer_dir_is_named(tmp_path, instances_dir):
     with pytest.raises(ValueError, match=r"tokenizer_dir=.*missing is not a directory"):
         pretrain(tiny_config(), instances_dir, tmp_path / "missing", tmp_path / "out")
+
+
+def test_metrics_png_and_progress_callback(tmp_path, instances_dir, tokenizer_dir):
+    recorder, progress = Recorder(), []
+    pretrain(
+        tiny_config(max_steps=10, log_every=5),
+        instances_dir,
+        tokenizer_dir,
+        tmp_path,
+        log_metrics=recorder,
+        progress=lambda step, total: progress.append((step, total)),
+    )
+    assert progress == [(s, 10) for s in range(1, 11)]
+    logged = recorder.calls[0][0]
+    for name in ("train/grad_norm", "train/tokens_per_second", "train/sequences_per_second", "system/rss_mb"):
+        assert logged[name] > 0, name
+    assert "train/mfu" not in logged  # MFU is reported against a GPU's peak only
+    png = tmp_path / "loss_curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {"validation/mlm_loss", "validation/perplexity", "validation/nsp_accuracy"} <= set(recorder.calls[-1][0])
+
+
+def test_gradient_accumulation_matches_the_full_batch(tmp_path, instances_dir, tokenizer_dir):
+    # Without dropout, 2 micro-batches of 8 give the gradient of the 16-sequence batch: the losses agree to
+    # float32 summation-order noise (1e-5 relative).
+    runs = {}
+    for accumulation in (1, 2):
+        recorder = Recorder()
+        cfg = tiny_config(max_steps=8, log_every=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                          gradient_accumulation_steps=accumulation)  # fmt: skip
+        pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / str(accumulation), log_metrics=recorder)
+        runs[accumulation] = [loss for _, loss in recorder.series("train/loss")]
+    assert len(runs[1]) == 8
+    assert runs[2] == pytest.approx(runs[1], rel=1e-5)
+
+
+def test_mlm_only_has_no_nsp_loss_or_metrics(tmp_path, instances_dir, tokenizer_dir):
+    recorder = Recorder()
+    cfg = tiny_config(max_steps=6, log_every=1, nsp=False)
+    stats = pretrain(cfg, instances_dir, tokenizer_dir, tmp_path, log_metrics=recorder)
+    assert not any("nsp" in name for metrics, _ in recorder.calls for name in metrics)
+    mlm_losses = [m for _, m in recorder.series("train/mlm_loss")]
+    assert [m for _, m in recorder.series("train/loss")] == pytest.approx(mlm_losses, rel=1e-6)
+    assert "validation_nsp_accuracy" not in stats and stats["validation_mlm_accuracy"] > 0
+
+
+def test_dynamic_masking_from_the_instances_manifest(tmp_path, tokenizer_dir):
+    import json
+
+    from tests.model.conftest import make_instances, write_shards
+
+    root = tmp_path / "instances"
+    for split, count, seed in (("train", 200, 11), ("validation", 32, 12)):
+        rows = make_instances(count, seed=seed)
+        for row in rows:
+            row["masked_lm_positions"], row["masked_lm_ids"] = [], []
+            row["input_ids"] = [t if t != 4 else 5 for t in row["input_ids"]]  # no [MASK] left in the text
+            row["next_sentence_label"] = -1 if seed == 11 and len(row["input_ids"]) % 2 else row["next_sentence_label"]
+        write_shards(root, split, rows, per_shard=100)
+    with pytest.raises(ValueError, match="hold no masked positions but no manifest.json"):
+        pretrain(tiny_config(max_steps=4), root, tokenizer_dir, tmp_path / "refused")
+    config = {"masking": "dynamic", "masked_lm_prob": 0.15, "max_predictions_per_seq": 5, "whole_word_mask": False}
+    (root / "manifest.json").write_text(json.dumps({"config": config}))
+    recorder = Recorder()
+    stats = pretrain(tiny_config(max_steps=30), root, tokenizer_dir, tmp_path / "out", log_metrics=recorder)
+    losses = recorder.series("train/mlm_loss")
+    assert losses[-1][1] < losses[0][1] - 0.3, losses
+    assert stats["validation_mlm_accuracy"] > 1 / 40
+
+
+def test_worker_processes_and_length_bucketing_keep_the_run_deterministic(tmp_path, instances_dir, tokenizer_dir):
+    runs = {}
+    for workers in (0, 2):
+        recorder = Recorder()
+        cfg = tiny_config(max_steps=6, log_every=1, eval_every=6, num_workers=workers, length_bucketing=True)
+        pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / str(workers), log_metrics=recorder)
+        runs[workers] = recorder.series("train/loss")
+    assert len(runs[0]) == 6 and runs[2] == runs[0]

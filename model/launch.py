@@ -1,0 +1,66 @@
+"""Run the pretrain stage's training alone, on one process or under torchrun (one node or many).
+
+    python -m model.launch --instances DIR --tokenizer DIR --out DIR [--config FILE.yaml] [--set field=value ...]
+    torchrun --nproc_per_node 8 -m model.launch --instances DIR --tokenizer DIR --out DIR --config configs/demo.yaml
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --nproc_per_node 8 -m model.launch ...
+
+--config takes a YAML holding either the pretrain fields or a whole preset with a `pretrain:` section;
+--set overrides one field (YAML value). Every process runs the same command; rank 0 writes OUT.
+Exit status: 0 done, 2 bad input, 143 stopped by SIGTERM (a checkpoint was written), 1 non-finite loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from model.config import PretrainConfig
+from model.train import NonFiniteLossError, TrainingInterrupted, pretrain
+
+
+def build_config(config_path: Path | None, overrides: list[str]) -> PretrainConfig:
+    """The pretrain config from an optional YAML (pretrain section or bare fields) plus field=value overrides."""
+    fields: dict = {}
+    if config_path is not None:
+        loaded = yaml.safe_load(Path(config_path).read_text()) or {}
+        fields = dict(loaded.get("pretrain", loaded) if isinstance(loaded, dict) else {})
+    for override in overrides:
+        name, sep, raw = override.partition("=")
+        if not sep:
+            raise ValueError(f"--set {override!r} is not of the form field=value (e.g. --set max_steps=100)")
+        fields[name.removeprefix("pretrain.")] = yaml.safe_load(raw)
+    return PretrainConfig.model_validate(fields)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m model.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--instances", type=Path, required=True, help="instances artifact folder (train/, validation/)")
+    parser.add_argument("--tokenizer", type=Path, required=True, help="Hugging Face tokenizer folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: checkpoints/, model/, loss_curves.png")
+    parser.add_argument("--config", type=Path, default=None, help="YAML with the pretrain fields or a pretrain: section")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cfg = build_config(args.config, args.overrides)
+        stats = pretrain(cfg, args.instances, args.tokenizer, args.out)
+    except (ValueError, ValidationError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as stopped:
+        print(stopped, file=sys.stderr)
+        return 143
+    except NonFiniteLossError as diverged:
+        print(f"error: {diverged}", file=sys.stderr)
+        return 1
+    print({name: round(value, 4) if isinstance(value, float) else value for name, value in stats.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
