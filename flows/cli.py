@@ -119,7 +119,7 @@ def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[s
 def cmd_task(args: argparse.Namespace) -> int:
     from tasks.artifacts import ArtifactStore
     from tasks.parallel import local_map
-    from tasks.stages import STAGES, resolve_ids
+    from tasks.stages import STAGES, StageContext, resolve_ids
 
     config = _config(args)
     stage = STAGES[args.stage]
@@ -141,8 +141,8 @@ def cmd_task(args: argparse.Namespace) -> int:
     if absent:
         raise ConfigError("--input", [f"input folder does not exist ({a}); pass --input STAGE=DIR" for a in absent])
     args.output.mkdir(parents=True, exist_ok=True)
-    stats = stage.work(config, inputs, args.output, lambda metrics, step: print(f"step {step}: {metrics}"),
-                       local_map(config.parallel.workers))
+    context = StageContext(lambda metrics, step: print(f"step {step}: {metrics}"), local_map(config.parallel.workers))
+    stats = stage.work(config, inputs, args.output, context)
     print(json.dumps(stats, indent=2, default=str))
     return 0
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -42,6 +42,7 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
             execute=build,
             map_shards=map_shards,
             refresh=refresh,
+            progress=ProgressArtifact(name),
         )
     publish_reports(name, result.artifact_id, result.path)
     return {
@@ -52,6 +53,26 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
         "stats": result.stats,
         "mlflow_run_id": result.mlflow_run_id,
     }
+
+
+class ProgressArtifact:
+    """A stage's (done, total) as a Prefect progress artifact, updated at most once per percent."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.artifact_id = None
+        self.percent = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        percent = int(100 * done / max(total, 1))
+        if percent == self.percent:
+            return
+        self.percent = percent
+        if self.artifact_id is None:
+            self.artifact_id = create_progress_artifact(float(percent), key=f"{self.stage}-progress",
+                                                        description=f"{self.stage}: {done}/{total}")
+        else:
+            update_progress_artifact(self.artifact_id, float(percent), description=f"{self.stage}: {done}/{total}")
 
 
 def publish_reports(stage: str, artifact_id: str, path: Path) -> None:

@@ -12,8 +12,11 @@ Exit status: 0 done, 2 bad input, 143 stopped by SIGTERM (a checkpoint was writt
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -37,6 +40,18 @@ def build_config(config_path: Path | None, overrides: list[str]) -> PretrainConf
     return PretrainConfig.model_validate(fields)
 
 
+def _metrics_writer(path: Path | None) -> Callable[[dict[str, float], int], None] | None:
+    """A log_metrics that appends JSON lines to path (the trainer calls it on rank 0 only)."""
+    if path is None:
+        return None
+
+    def write(metrics: dict[str, float], step: int) -> None:
+        with open(path, "a") as f:
+            f.write(json.dumps({"step": step, "metrics": metrics}) + "\n")
+
+    return write
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--instances", type=Path, required=True, help="instances artifact folder (train/, validation/)")
@@ -44,11 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="output folder: checkpoints/, model/, loss_curves.png")
     parser.add_argument("--config", type=Path, default=None, help="YAML with the pretrain fields or a pretrain: section")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--metrics-file", type=Path, default=None,
+                        help="rank 0 appends every metrics report here as a JSON line {step, metrics}")
+    parser.add_argument("--stats-file", type=Path, default=None, help="rank 0 writes the final statistics here (JSON)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
         cfg = build_config(args.config, args.overrides)
-        stats = pretrain(cfg, args.instances, args.tokenizer, args.out)
+        stats = pretrain(cfg, args.instances, args.tokenizer, args.out, _metrics_writer(args.metrics_file))
+        if args.stats_file is not None and int(os.environ.get("RANK", "0")) == 0:
+            tmp = args.stats_file.with_name(args.stats_file.name + ".tmp")
+            tmp.write_text(json.dumps(stats))
+            os.replace(tmp, args.stats_file)
     except (ValueError, ValidationError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

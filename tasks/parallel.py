@@ -35,6 +35,8 @@ class ParallelConfig(BaseModel):
 
     workers: int = Field(default=0, ge=0)
     """Local worker processes for sharded stages; 0 = one per CPU core, 1 = in this process."""
+    nproc_per_node: int = Field(default=1, ge=1)
+    """Training processes on this node: above 1 the pretrain stage runs under torchrun (DDP, one per GPU)."""
     dask_address: str | None = None
     """Dask scheduler address ('tcp://host:8786') or 'local' for a LocalCluster of `workers`; unset = local processes."""
 

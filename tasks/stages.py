@@ -23,43 +23,56 @@ from tasks.tracking import MetricLogger, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
-# (config, input artifact dirs, output dir, metric logger, shard map) -> statistics
-StageWork = Callable[[PipelineConfig, dict[str, Path], Path, MetricLogger | None, ShardMap], dict[str, Any]]
+Progress = Callable[[int, int], None]  # (done, total), e.g. training steps
 
 
-def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
-            map_shards: ShardMap) -> dict:
+@dataclass(frozen=True)
+class StageContext:
+    """What a stage's work gets besides its config and folders: where it reports and how it fans out."""
+
+    log_metrics: MetricLogger | None = None
+    map_shards: ShardMap = serial_map  # sharded work: in-process, local processes or Dask
+    progress: Progress | None = None  # long stages report (done, total) here (a Prefect progress artifact)
+
+
+# (config, input artifact dirs, output dir, context) -> statistics
+StageWork = Callable[[PipelineConfig, dict[str, Path], Path, StageContext], dict[str, Any]]
+
+
+def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.corpus import build_snapshot
 
-    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=map_shards)
+    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=ctx.map_shards)
 
 
-def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
-            map_shards: ShardMap) -> dict:
+def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.shards import build_token_shards
 
     return build_token_shards(cfg.tokenize, inputs["corpus"], out)
 
 
-def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
-            map_shards: ShardMap) -> dict:
+def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.instances import build_instances
 
     return build_instances(cfg.instances, inputs["tokenize"], out)
 
 
-def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
-            map_shards: ShardMap) -> dict:
+def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
+    tokenizer = inputs["tokenize"] / "tokenizer"
+    if cfg.parallel.nproc_per_node > 1:
+        from tasks.torchrun import pretrain_under_torchrun
+
+        return pretrain_under_torchrun(cfg.pretrain, cfg.parallel.nproc_per_node, inputs["instances"], tokenizer,
+                                       out, ctx.log_metrics)
     from model.train import pretrain
 
-    return pretrain(cfg.pretrain, inputs["instances"], inputs["tokenize"] / "tokenizer", out, log_metrics)
+    return pretrain(cfg.pretrain, inputs["instances"], tokenizer, out, ctx.log_metrics, ctx.progress)
 
 
-def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, log_metrics: MetricLogger | None,
-            map_shards: ShardMap) -> dict:
+def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.evaluate import run_evaluation
 
-    return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, log_metrics,
+    return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, ctx.log_metrics,
                           instances_dir=inputs["instances"])
 
 
@@ -154,6 +167,7 @@ def run_stage(
     execute: StageWork | None = None,
     map_shards: ShardMap = serial_map,
     refresh: bool = False,
+    progress: Progress | None = None,
 ) -> StageResult:
     """Build one stage's artifact (or find it cached) and record the run.
 
@@ -208,7 +222,8 @@ def run_stage(
         if run_id:
             tracker.log_params(run_id, flatten(config_dump))
         metric_logger = tracker.metric_logger(run_id) if run_id else None
-        stats = (execute or stage.work)(cfg, input_paths, staging, metric_logger, map_shards)
+        context = StageContext(metric_logger, map_shards, progress)
+        stats = (execute or stage.work)(cfg, input_paths, staging, context)
         artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version,
                                 extra=manifest_extra)
         if run_id:
