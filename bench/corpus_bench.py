@@ -1,0 +1,330 @@
+"""Corpus benchmark: crawl rate, and cleaning throughput of the whole chain, ours side by side with datatrove.
+
+    python bench/corpus_bench.py [--synthetic-docs N] [--workers W] [--skip-datatrove]   (or: make bench-corpus)
+
+1. Crawl the Python documentation served on 127.0.0.1 (the preset's crawl scope, no delay): pages/s.
+2. Extract every crawled page once (a snapshot with all filters off) and write the texts as jsonl files:
+   the "docs" corpus. Build a seeded synthetic corpus from their prose with planted exact and near
+   duplicates and junk (bench/synthetic_corpus.py).
+3. On each corpus, the same files go through our build_snapshot (the preset's cleaning steps) and through
+   datatrove's equivalent pipeline (bench/datatrove_pipeline.py, in its own venv, created on first use).
+   Language id is off on both sides (datatrove's needs a fastText model download); ours with it is an
+   extra row. Every measurement runs in its own process; peak memory is the largest sum of RSS over that
+   process and its children, sampled every 50 ms.
+Prints one table; asserts nothing. Figures on a shared machine vary from run to run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+if __package__ in (None, ""):  # run as a file (python bench/corpus_bench.py): make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.synthetic_corpus import build_synthetic_corpus, write_ground_truth, write_jsonl_shards
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
+DATATROVE_VENV = REPO / ".bench" / "datatrove-venv"
+DATATROVE_REQUIREMENTS = REPO / "bench" / "datatrove-requirements.txt"
+INPUT_FILES = 8  # jsonl files per corpus: datatrove splits work by file, so at least as many as workers
+SAMPLE_SECONDS = 0.05  # RSS sampling period
+
+
+@dataclass
+class Measured:
+    """What a child process printed as its last line (JSON), its wall seconds and its peak tree RSS."""
+
+    result: dict
+    wall_seconds: float
+    peak_rss_mb: float
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    """Bytes of resident memory of process and all its descendants (0 for those already gone)."""
+    try:
+        tree = [process, *process.children(recursive=True)]
+    except psutil.Error:  # the process ended between two samples
+        return 0
+    total = 0
+    for proc in tree:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
+    """Run command, sampling its process tree's RSS; stderr goes to log; the last stdout line is JSON."""
+    started = time.perf_counter()
+    with log.open("w") as err:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        try:
+            process = psutil.Process(child.pid)
+        except psutil.Error:
+            return
+        while not done.wait(SAMPLE_SECONDS):
+            peak = max(peak, _tree_rss(process))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = child.communicate()
+    done.set()
+    sampler.join()
+    wall = time.perf_counter() - started
+    lines = stdout.strip().splitlines()
+    if child.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(command)} failed (exit {child.returncode}); see {log}:\n"
+                           + "\n".join(log.read_text().splitlines()[-15:]))
+    return Measured(json.loads(lines[-1]), wall, peak / 2**20)
+
+
+def ours(step: str, *args: str, log: Path) -> Measured:
+    """One bench/ours_pipeline.py step in a child process of this interpreter (the project's venv)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return measure([sys.executable, str(REPO / "bench" / "ours_pipeline.py"), step, *args], log, env)
+
+
+# ---------------------------------------------------------------- datatrove, in its own venv
+
+def datatrove_env() -> dict[str, str]:
+    """This environment without PYTHONPATH: nothing of ours may leak into the datatrove venv's interpreter."""
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+
+def datatrove_python() -> Path:
+    """The datatrove venv's python, creating the venv from bench/datatrove-requirements.txt on first use.
+
+    datatrove pins xxhash<4 and other versions that clash with ours, so it never enters the project's venv.
+    """
+    python = DATATROVE_VENV / "bin" / "python"
+    stamp = DATATROVE_VENV / ".installed"
+    if stamp.exists() and stamp.stat().st_mtime >= DATATROVE_REQUIREMENTS.stat().st_mtime:
+        return python
+    print(f"creating {DATATROVE_VENV} (datatrove and its pins, once) ...", flush=True)
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(DATATROVE_VENV)], check=True)  # same Python as ours
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "-r", str(DATATROVE_REQUIREMENTS)], check=True,
+                   env=datatrove_env())
+    stamp.touch()
+    return python
+
+
+def datatrove_params(preset: str) -> dict:
+    """Keyword arguments of each datatrove step, translated from the preset's corpus config (None = step off)."""
+    from tasks.config import load_config
+
+    corpus = load_config(preset).corpus
+    q, near, pii = corpus.quality, corpus.near_dedup, corpus.pii
+    rep, gq, c4, fw = q.gopher_repetition, q.gopher_quality, q.c4, q.fineweb
+    return {
+        # tasks/clean.py FixMojibake: ftfy's own defaults, no HTML unescaping, NFC (datatrove's defaults differ)
+        "ftfy": {"unescape_html": False, "normalization": "NFC", "fix_latin_ligatures": True,
+                 "fix_character_width": True, "uncurl_quotes": True, "fix_line_breaks": True},
+        "gopher_repetition": {
+            "dup_line_frac": rep.max_duplicate_line_fraction, "dup_line_char_frac": rep.max_duplicate_line_char_fraction,
+            "dup_para_frac": rep.max_duplicate_paragraph_fraction,
+            "dup_para_char_frac": rep.max_duplicate_paragraph_char_fraction,
+            "top_n_grams": sorted(rep.top_ngram_max_char_fraction.items()),
+            "dup_n_grams": sorted(rep.duplicate_ngram_max_char_fraction.items()),
+        } if rep.enabled else None,
+        "gopher_quality": {
+            "min_doc_words": gq.min_words, "max_doc_words": gq.max_words, "min_avg_word_length": gq.min_mean_word_length,
+            "max_avg_word_length": gq.max_mean_word_length, "max_symbol_word_ratio": gq.max_symbol_word_ratio,
+            "max_bullet_lines_ratio": gq.max_bullet_lines_fraction,
+            "max_ellipsis_lines_ratio": gq.max_ellipsis_lines_fraction,
+            "max_non_alpha_words_ratio": gq.min_alphabetic_words_fraction,  # datatrove's name, same meaning
+            "min_stop_words": gq.min_stop_words, "stop_words": gq.stop_words,
+        } if gq.enabled else None,
+        "c4": {
+            "split_paragraph": True, "remove_citations": c4.remove_citations,
+            "filter_no_terminal_punct": c4.drop_lines_without_terminal_punctuation,
+            "min_num_sentences": c4.min_sentences or -1, "min_words_per_line": c4.min_words_per_line,
+            "max_word_length": c4.max_word_length, "filter_lorem_ipsum": c4.drop_lorem_ipsum,
+            "filter_javascript": c4.drop_javascript_lines, "filter_curly_bracket": c4.drop_curly_bracket,
+            "filter_policy": c4.drop_policy_lines,
+        } if c4.enabled else None,
+        "fineweb": {
+            "line_punct_thr": fw.min_line_punct_ratio, "short_line_length": fw.short_line_length,
+            "short_line_thr": fw.max_short_line_ratio, "char_duplicates_ratio": fw.max_char_duplicates_ratio,
+            "new_line_ratio": fw.max_new_line_ratio,
+        } if fw.enabled else None,
+        "pii": {"remove_emails": pii.emails, "remove_ips": pii.ip_addresses, "email_replacement": pii.email_replacement,
+                "ip_replacement": pii.ipv4_replacement} if pii.enabled else None,
+        "minhash_enabled": near.enabled,
+        "minhash": {"n_grams": near.ngram, "num_buckets": near.num_bands, "hashes_per_bucket": near.rows_per_band,
+                    "seed": near.seed},
+    }
+
+
+# ---------------------------------------------------------------- corpora and measurements
+
+@dataclass
+class CorpusInput:
+    """One corpus as INPUT_FILES jsonl files (id, url, text), with its ground truth where it has one."""
+
+    name: str
+    folder: Path
+    documents: int
+    megabytes: float  # UTF-8 text, 10^6 bytes
+    duplicate_pairs: list[tuple[str, str, str]] | None = None  # (original url, copy url, kind); None = unknown
+    junk_urls: list[str] | None = None
+
+
+@dataclass
+class Row:
+    """One system on one corpus."""
+
+    system: str
+    corpus: CorpusInput
+    kept: int
+    seconds: float  # processing time the child reported (interpreter start and imports excluded)
+    processes: int  # worker processes that shared the work: per-core figures divide by this
+    peak_rss_mb: float
+    kept_urls: set[str]
+
+    def per_core(self, amount: float) -> float:
+        return amount / self.seconds / self.processes
+
+    def duplicates_kept(self) -> str:
+        """Planted duplicate pairs whose two documents both survived, of all planted pairs."""
+        pairs = self.corpus.duplicate_pairs
+        if pairs is None:
+            return "-"
+        return f"{sum(a in self.kept_urls and b in self.kept_urls for a, b, _ in pairs)}/{len(pairs)}"
+
+    def junk_kept(self) -> str:
+        junk = self.corpus.junk_urls
+        return "-" if junk is None else f"{sum(url in self.kept_urls for url in junk)}/{len(junk)}"
+
+
+def write_corpus(name: str, documents: list[dict[str, str]], folder: Path) -> CorpusInput:
+    write_jsonl_shards(documents, folder, INPUT_FILES)
+    megabytes = sum(len(d["text"].encode("utf-8")) for d in documents) / 1e6
+    return CorpusInput(name=name, folder=folder, documents=len(documents), megabytes=megabytes)
+
+
+def snapshot_rows(snapshot_dir: Path) -> list[dict[str, str]]:
+    """url and text of every row of a snapshot (README: documents-NNNNN.parquet)."""
+    return [row for shard in sorted(snapshot_dir.glob("documents-*.parquet"))
+            for row in pq.read_table(shard, columns=["url", "text"]).to_pylist()]
+
+
+def run_ours(corpus: CorpusInput, work: Path, workers: int, preset: str, language_id: bool) -> Row:
+    label = "ours+langid" if language_id else "ours"
+    out = work / f"{label}-{corpus.name}"
+    args = ["--preset", preset, "--input", str(corpus.folder / "*.jsonl"), "--out", str(out), "--workers", str(workers)]
+    measured = ours("clean", *args, *(["--language-id"] if language_id else []), log=work / f"{label}-{corpus.name}.log")
+    kept = {row["url"] for row in snapshot_rows(out)}
+    return Row(label, corpus, measured.result["documents"], measured.result["seconds"], measured.result["processes"],
+               measured.peak_rss_mb, kept)
+
+
+def run_datatrove(corpus: CorpusInput, work: Path, workers: int, python: Path, params: Path) -> Row:
+    out = work / f"datatrove-{corpus.name}"
+    command = [str(python), str(REPO / "bench" / "datatrove_pipeline.py"), "--input", str(corpus.folder),
+               "--work", str(out), "--workers", str(workers), "--params", str(params)]
+    measured = measure(command, work / f"datatrove-{corpus.name}.log", datatrove_env())
+    kept = set((out / "kept_ids.txt").read_text().split("\n")) - {""}
+    return Row("datatrove", corpus, measured.result["documents"], measured.result["seconds"], workers,
+               measured.peak_rss_mb, kept)
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("system", "corpus", "docs in", "kept", "seconds", "procs", "docs/s/core", "MB/s/core", "peak RSS MB",
+              "dup pairs both kept", "junk kept")
+    lines = [header]
+    for r in rows:
+        lines.append((r.system, r.corpus.name, str(r.corpus.documents), str(r.kept), f"{r.seconds:.1f}",
+                      str(r.processes), f"{r.per_core(r.corpus.documents):,.1f}",
+                      f"{r.per_core(r.corpus.megabytes):.2f}", f"{r.peak_rss_mb:,.0f}", r.duplicates_kept(),
+                      r.junk_kept()))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in
+                               enumerate(zip(line, widths))) for line in lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--synthetic-docs", type=int, default=4000,
+                        help="documents in the synthetic corpus (4000: ~8x the docs corpus in documents, ~2x in text)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes per system")
+    parser.add_argument("--skip-datatrove", action="store_true", help="measure ours only")
+    parser.add_argument("--max-pages", type=int, default=600, help="pages to crawl at most")
+    parser.add_argument("--preset", default="demo", help="config preset whose corpus section both systems follow")
+    parser.add_argument("--site", type=Path, default=PYTHON_DOCS, help="the local site to crawl")
+    parser.add_argument("--work-dir", type=Path, default=REPO / ".bench" / "corpus-bench",
+                        help="scratch folder (emptied first)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
+    args = parser.parse_args()
+    problems = []
+    if args.synthetic_docs < 1:
+        problems.append(f"--synthetic-docs must be >= 1, got {args.synthetic_docs}")
+    if args.workers < 1:
+        problems.append(f"--workers must be >= 1, got {args.workers}")
+    if not (args.site / "index.html").is_file():
+        problems.append(f"--site {args.site} has no index.html (the Python docs: apt-get install python3.11-doc)")
+    if problems:
+        parser.error("; ".join(problems))
+    python = None if args.skip_datatrove else datatrove_python()  # before any measurement: it may take a minute
+    work = args.work_dir
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+
+    site = ["--preset", args.preset, "--site", str(args.site), "--max-pages", str(args.max_pages)]
+    crawl = ours("crawl", *site, "--out", str(work / "crawl"), log=work / "crawl.log")
+    pages = crawl.result["pages"]
+    print(f"crawl: {pages} pages in {crawl.result['seconds']:.1f} s = {pages / crawl.result['seconds']:.1f} pages/s "
+          f"(one process, local server in it), peak RSS {crawl.peak_rss_mb:.0f} MB", flush=True)
+    ours("extract", *site, "--out", str(work / "crawl"), log=work / "extract.log")  # reuses crawl/raw
+    extracted = snapshot_rows(work / "crawl")
+    docs = write_corpus("docs", [{"id": r["url"], "url": r["url"], "text": r["text"]} for r in extracted],
+                        work / "input-docs")
+    synthetic = build_synthetic_corpus([r["text"] for r in extracted], args.synthetic_docs, seed=args.seed)
+    write_ground_truth(synthetic, work / "synthetic-ground-truth.json")
+    synth = write_corpus("synthetic", synthetic.documents, work / "input-synthetic")
+    synth.duplicate_pairs, synth.junk_urls = synthetic.duplicate_pairs, synthetic.junk_urls
+    print(f"corpora: docs {docs.documents} documents, {docs.megabytes:.1f} MB; synthetic {synth.documents} "
+          f"documents, {synth.megabytes:.1f} MB with {len(synth.duplicate_pairs)} planted duplicate pairs and "
+          f"{len(synth.junk_urls)} junk documents", flush=True)
+
+    if python is not None:
+        params = work / "datatrove-params.json"
+        params.write_text(json.dumps(datatrove_params(args.preset), indent=1))
+    rows = []
+    for corpus in (docs, synth):
+        rows.append(run_ours(corpus, work, args.workers, args.preset, language_id=False))
+        if python is not None:
+            rows.append(run_datatrove(corpus, work, args.workers, python, params))
+        rows.append(run_ours(corpus, work, args.workers, args.preset, language_id=True))
+        print(f"measured {corpus.name}", flush=True)
+    print()
+    print(format_table(rows))
+    print(f"\nCleaning chain ({args.preset} preset): ftfy, NFC, whitespace, quality filters, PII, exact dedup, MinHash "
+          "14x8 5-grams. Language id is off in 'ours' and 'datatrove' rows (datatrove's LanguageFilter downloads a "
+          "fastText model); 'ours+langid' adds py3langid. datatrove has no whitespace-normalising or 20-word "
+          "minimum step (Gopher's 50-word minimum covers the latter). seconds = processing time inside the child "
+          "(interpreter start and imports excluded); per-core figures divide by procs; peak RSS = the largest sum "
+          f"over the process tree, sampled every {SAMPLE_SECONDS * 1000:.0f} ms. Logs and outputs: {work}")
+
+
+if __name__ == "__main__":
+    main()
