@@ -34,6 +34,8 @@ if __package__ in (None, ""):  # run as a file (python bench/corpus_bench.py): m
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synthetic_corpus import build_synthetic_corpus, write_ground_truth, write_jsonl_shards
+from tasks.config import load_config
+from tasks.corpus import CorpusConfig
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
@@ -97,10 +99,37 @@ def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
     return Measured(json.loads(lines[-1]), wall, peak / 2**20)
 
 
-def ours(step: str, *args: str, log: Path) -> Measured:
-    """One bench/ours_pipeline.py step in a child process of this interpreter (the project's venv)."""
+def ours(step: str, cfg: CorpusConfig, out: Path, log: Path, workers: int = 1) -> Measured:
+    """One bench/ours_pipeline.py step on cfg (saved next to the log) in a child process of the project's venv."""
+    config = log.with_suffix(".json")
+    config.write_text(cfg.model_dump_json(indent=1))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    return measure([sys.executable, str(REPO / "bench" / "ours_pipeline.py"), step, *args], log, env)
+    command = [sys.executable, str(REPO / "bench" / "ours_pipeline.py"), step, "--config", str(config),
+               "--out", str(out), "--workers", str(workers)]
+    return measure(command, log, env)
+
+
+def crawl_config(preset: CorpusConfig, site: Path, max_pages: int) -> CorpusConfig:
+    """The preset's crawl settings (scope, exclusions) on the local site, without delay, capped at max_pages."""
+    crawl = {**preset.crawl.model_dump(), "local_site": site, "delay_seconds": 0.0, "max_pages": max_pages}
+    return CorpusConfig.model_validate({"crawl": crawl})
+
+
+def extract_config(crawl: CorpusConfig) -> CorpusConfig:
+    """crawl's config with every filter, near-dedup and PII off: the snapshot is the extracted text of each page."""
+    off = {"enabled": False}
+    return CorpusConfig.model_validate({
+        "crawl": crawl.crawl.model_dump(), "min_words": 0, "language": off, "near_dedup": off, "pii": off,
+        "quality": {"gopher_repetition": off, "gopher_quality": off, "c4": off, "fineweb": off},
+    })
+
+
+def clean_config(preset: CorpusConfig, input_pattern: str, language_id: bool) -> CorpusConfig:
+    """The preset's corpus config with its sources replaced by the local files input_pattern."""
+    corpus = preset.model_dump(exclude={"crawl", "local_files", "warc", "hf_datasets"})
+    corpus["local_files"] = [input_pattern]
+    corpus["language"]["enabled"] = language_id and preset.language.enabled
+    return CorpusConfig.model_validate(corpus)
 
 
 # ---------------------------------------------------------------- datatrove, in its own venv
@@ -128,11 +157,8 @@ def datatrove_python() -> Path:
     return python
 
 
-def datatrove_params(preset: str) -> dict:
-    """Keyword arguments of each datatrove step, translated from the preset's corpus config (None = step off)."""
-    from tasks.config import load_config
-
-    corpus = load_config(preset).corpus
+def datatrove_params(corpus: CorpusConfig) -> dict:
+    """Keyword arguments of each datatrove step, translated from our corpus config (None = step off)."""
     q, near, pii = corpus.quality, corpus.near_dedup, corpus.pii
     rep, gq, c4, fw = q.gopher_repetition, q.gopher_quality, q.c4, q.fineweb
     return {
@@ -228,11 +254,11 @@ def snapshot_rows(snapshot_dir: Path) -> list[dict[str, str]]:
             for row in pq.read_table(shard, columns=["url", "text"]).to_pylist()]
 
 
-def run_ours(corpus: CorpusInput, work: Path, workers: int, preset: str, language_id: bool) -> Row:
+def run_ours(corpus: CorpusInput, work: Path, workers: int, preset: CorpusConfig, language_id: bool) -> Row:
     label = "ours+langid" if language_id else "ours"
     out = work / f"{label}-{corpus.name}"
-    args = ["--preset", preset, "--input", str(corpus.folder / "*.jsonl"), "--out", str(out), "--workers", str(workers)]
-    measured = ours("clean", *args, *(["--language-id"] if language_id else []), log=work / f"{label}-{corpus.name}.log")
+    cfg = clean_config(preset, str(corpus.folder / "*.jsonl"), language_id)
+    measured = ours("snapshot", cfg, out, work / f"{label}-{corpus.name}.log", workers)
     kept = {row["url"] for row in snapshot_rows(out)}
     return Row(label, corpus, measured.result["documents"], measured.result["seconds"], measured.result["processes"],
                measured.peak_rss_mb, kept)
@@ -289,12 +315,13 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
 
-    site = ["--preset", args.preset, "--site", str(args.site), "--max-pages", str(args.max_pages)]
-    crawl = ours("crawl", *site, "--out", str(work / "crawl"), log=work / "crawl.log")
+    preset = load_config(args.preset).corpus
+    crawl_cfg = crawl_config(preset, args.site, args.max_pages)
+    crawl = ours("crawl", crawl_cfg, work / "crawl", work / "crawl.log")
     pages = crawl.result["pages"]
     print(f"crawl: {pages} pages in {crawl.result['seconds']:.1f} s = {pages / crawl.result['seconds']:.1f} pages/s "
           f"(one process, local server in it), peak RSS {crawl.peak_rss_mb:.0f} MB", flush=True)
-    ours("extract", *site, "--out", str(work / "crawl"), log=work / "extract.log")  # reuses crawl/raw
+    ours("snapshot", extract_config(crawl_cfg), work / "crawl", work / "extract.log")  # reads back crawl/raw
     extracted = snapshot_rows(work / "crawl")
     docs = write_corpus("docs", [{"id": r["url"], "url": r["url"], "text": r["text"]} for r in extracted],
                         work / "input-docs")
@@ -308,20 +335,20 @@ def main() -> None:
 
     if python is not None:
         params = work / "datatrove-params.json"
-        params.write_text(json.dumps(datatrove_params(args.preset), indent=1))
+        params.write_text(json.dumps(datatrove_params(preset), indent=1))
     rows = []
     for corpus in (docs, synth):
-        rows.append(run_ours(corpus, work, args.workers, args.preset, language_id=False))
+        rows.append(run_ours(corpus, work, args.workers, preset, language_id=False))
         if python is not None:
             rows.append(run_datatrove(corpus, work, args.workers, python, params))
-        rows.append(run_ours(corpus, work, args.workers, args.preset, language_id=True))
+        rows.append(run_ours(corpus, work, args.workers, preset, language_id=True))
         print(f"measured {corpus.name}", flush=True)
     print()
     print(format_table(rows))
     print(f"\nCleaning chain ({args.preset} preset): ftfy, NFC, whitespace, quality filters, PII, exact dedup, MinHash "
           "14x8 5-grams. Language id is off in 'ours' and 'datatrove' rows (datatrove's LanguageFilter downloads a "
           "fastText model); 'ours+langid' adds py3langid. datatrove has no whitespace-normalising or 20-word "
-          "minimum step (Gopher's 50-word minimum covers the latter). seconds = processing time inside the child "
+          "minimum step (Gopher's 50-word minimum covers the latter); its filters split words with spaCy, counting punctuation tokens as words, so its Gopher alphabetic-words rule drops most technical pages. seconds = processing time inside the child "
           "(interpreter start and imports excluded); per-core figures divide by procs; peak RSS = the largest sum "
           f"over the process tree, sampled every {SAMPLE_SECONDS * 1000:.0f} ms. Logs and outputs: {work}")
 

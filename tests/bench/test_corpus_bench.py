@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from bench.corpus_bench import (
-    DATATROVE_VENV, CorpusInput, Row, datatrove_params, measure, ours, run_datatrove, run_ours, snapshot_rows,
-    write_corpus,
+    DATATROVE_VENV, CorpusInput, Row, clean_config, crawl_config, datatrove_params, extract_config, measure, ours,
+    run_datatrove, run_ours, snapshot_rows, write_corpus,
 )
 from bench.synthetic_corpus import (
     JUNK_KINDS, URL_PREFIX, build_synthetic_corpus, is_prose, prose_paragraphs, write_jsonl_shards,
 )
+from tasks.config import load_config
 from tests.tasks.site_fixtures import make_site
 
 SUBJECTS = ("The parser", "Every worker", "A careful reader", "The scheduler", "Our crawler", "This module")
@@ -94,8 +95,28 @@ def test_measure_reads_the_last_json_line_and_the_peak_memory(tmp_path):
         measure([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "child.log", env={})
 
 
-def test_datatrove_params_follow_the_preset():
-    params = datatrove_params("demo")
+@pytest.fixture(scope="module")
+def demo():
+    """The demo preset's corpus section: the configuration the benchmark follows by default."""
+    return load_config("demo").corpus
+
+
+def test_configs_keep_the_preset_steps_and_replace_the_sources(demo, tmp_path):
+    (tmp_path / "part-00000.jsonl").write_text("")
+    clean = clean_config(demo, str(tmp_path / "*.jsonl"), language_id=False)
+    assert clean.local_files == [str(tmp_path / "*.jsonl")] and clean.crawl.local_site is None
+    assert clean.quality == demo.quality and clean.near_dedup == demo.near_dedup and not clean.language.enabled
+    assert clean_config(demo, str(tmp_path / "*.jsonl"), language_id=True).language == demo.language
+    site = make_site(tmp_path / "site")
+    crawl = crawl_config(demo, site, max_pages=7)
+    assert (crawl.crawl.local_site, crawl.crawl.max_pages, crawl.crawl.delay_seconds) == (site, 7, 0.0)
+    assert crawl.crawl.exclude_patterns == demo.crawl.exclude_patterns
+    extract = extract_config(crawl)
+    assert not (extract.quality.c4.enabled or extract.near_dedup.enabled or extract.language.enabled)
+
+
+def test_datatrove_params_follow_the_preset(demo):
+    params = datatrove_params(demo)
     assert params["gopher_repetition"] is None  # the demo preset turns Gopher repetition off
     assert params["c4"]["filter_no_terminal_punct"] is False and params["c4"]["filter_curly_bracket"] is False
     assert params["fineweb"]["char_duplicates_ratio"] == 0.1
@@ -111,21 +132,21 @@ def tiny_corpus(tmp_path: Path) -> CorpusInput:
     return corpus
 
 
-def test_ours_cleans_the_tiny_corpus_and_drops_the_planted_duplicates_and_junk(tmp_path):
+def test_ours_cleans_the_tiny_corpus_and_drops_the_planted_duplicates_and_junk(demo, tmp_path):
     corpus = tiny_corpus(tmp_path)
-    row = run_ours(corpus, tmp_path, workers=1, preset="demo", language_id=False)
+    row = run_ours(corpus, tmp_path, workers=1, preset=demo, language_id=False)
     assert row.system == "ours" and row.processes == 1 and row.seconds > 0 and row.peak_rss_mb > 0
     assert row.kept == len(row.kept_urls) < corpus.documents
     assert row.duplicates_kept() == f"0/{len(corpus.duplicate_pairs)}"
     assert row.junk_kept() == f"0/{len(corpus.junk_urls)}"
 
 
-def test_ours_crawls_and_extracts_a_local_site(tmp_path):
-    site = make_site(tmp_path / "site")
-    args = ["--preset", "demo", "--site", str(site), "--max-pages", "20", "--out", str(tmp_path / "crawl")]
-    crawl = ours("crawl", *args, log=tmp_path / "crawl.log")
+@pytest.mark.slow
+def test_ours_crawls_and_extracts_a_local_site(demo, tmp_path):
+    cfg = crawl_config(demo, make_site(tmp_path / "site"), max_pages=20)
+    crawl = ours("crawl", cfg, tmp_path / "crawl", tmp_path / "crawl.log")
     assert crawl.result["pages"] >= 5 and crawl.peak_rss_mb > 0
-    extract = ours("extract", *args, log=tmp_path / "extract.log")
+    extract = ours("snapshot", extract_config(cfg), tmp_path / "crawl", tmp_path / "extract.log")
     texts = [row["text"] for row in snapshot_rows(tmp_path / "crawl")]
     assert extract.result["documents"] == len(texts) >= 4
     assert any("breadth first" in text for text in texts)
@@ -141,10 +162,10 @@ def test_table_row_reports_unknown_ground_truth_as_a_dash(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (DATATROVE_VENV / "bin" / "python").exists(),
                     reason="no datatrove venv (python bench/corpus_bench.py creates it)")
-def test_datatrove_runs_the_equivalent_chain_on_the_same_files(tmp_path):
+def test_datatrove_runs_the_equivalent_chain_on_the_same_files(demo, tmp_path):
     corpus = tiny_corpus(tmp_path)
     params = tmp_path / "params.json"
-    params.write_text(json.dumps(datatrove_params("demo")))
+    params.write_text(json.dumps(datatrove_params(demo)))
     row = run_datatrove(corpus, tmp_path, workers=2, python=DATATROVE_VENV / "bin" / "python", params=params)
     assert row.kept == len(row.kept_urls) < corpus.documents
     input_urls = {json.loads(line)["url"] for path in corpus.folder.glob("*.jsonl") for line in path.open()}
