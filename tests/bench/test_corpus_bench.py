@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from bench.corpus_bench import (
-    DATATROVE_VENV, CorpusInput, Row, clean_config, crawl_config, datatrove_params, extract_config, measure, ours,
-    run_datatrove, run_ours, snapshot_rows, write_corpus,
+    DATATROVE_VENV, CorpusInput, Row, clean_config, crawl_config, datatrove_params, extract_config, format_table,
+    measure, ours, run_datatrove, run_ours, snapshot_rows, write_corpus,
 )
 from bench.synthetic_corpus import (
-    JUNK_KINDS, URL_PREFIX, build_synthetic_corpus, is_prose, prose_paragraphs, write_jsonl_shards,
+    URL_PREFIX, build_synthetic_corpus, is_prose, prose_paragraphs, write_jsonl_shards,
 )
 from tasks.config import load_config
 from tests.tasks.site_fixtures import make_site
@@ -87,10 +87,11 @@ def test_jsonl_shards_hold_every_document_once(tmp_path):
 
 def test_measure_reads_the_last_json_line_and_the_peak_memory(tmp_path):
     script = "import json; block = bytearray(200 * 2**20); import time; time.sleep(0.5); print('noise'); " \
-             "print(json.dumps({'answer': 42}))"
+             "end = time.process_time() + 0.3\nwhile time.process_time() < end: pass\nprint(json.dumps({'answer': 42}))"
     measured = measure([sys.executable, "-c", script], tmp_path / "child.log", env={})
     assert measured.result == {"answer": 42}
     assert measured.peak_rss_mb > 200
+    assert measured.cpu_seconds >= 0.3 and measured.wall_seconds >= 0.5
     with pytest.raises(RuntimeError, match="exit 3.*child.log"):
         measure([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "child.log", env={})
 
@@ -154,9 +155,11 @@ def test_ours_crawls_and_extracts_a_local_site(demo, tmp_path):
 
 def test_table_row_reports_unknown_ground_truth_as_a_dash(tmp_path):
     corpus = CorpusInput(name="docs", folder=tmp_path, documents=10, megabytes=2.0)
-    row = Row("ours", corpus, kept=8, seconds=2.0, processes=2, peak_rss_mb=100.0, kept_urls=set())
+    row = Row("ours", corpus, kept=8, seconds=2.0, processes=2, cpu_seconds=4.5, peak_rss_mb=100.0, kept_urls=set())
     assert (row.duplicates_kept(), row.junk_kept()) == ("-", "-")
     assert row.per_core(corpus.documents) == 2.5  # documents per second per worker process
+    header, line = format_table([row]).splitlines()
+    assert line.split() == ["ours", "docs", "10", "8", "2.0", "2", "2.5", "0.50", "4.5", "0.44", "100", "-", "-"]
 
 
 @pytest.mark.slow
