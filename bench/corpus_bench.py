@@ -39,10 +39,9 @@ from tasks.config import load_config
 from tasks.corpus import CorpusConfig
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 DATATROVE_VENV = REPO / ".bench" / "datatrove-venv"
 DATATROVE_REQUIREMENTS = REPO / "bench" / "datatrove-requirements.txt"
-INPUT_FILES = 8  # jsonl files per corpus: datatrove splits work by file, so at least as many as workers
+INPUT_FILES = 8  # jsonl files per corpus at least: datatrove splits work by file, so never fewer than workers
 SAMPLE_SECONDS = 0.05  # RSS sampling period
 NOTES = """\
 - Language id is off in the 'ours' and 'datatrove' rows (datatrove's LanguageFilter downloads a fastText model);
@@ -218,7 +217,7 @@ def datatrove_params(corpus: CorpusConfig) -> dict:
 
 @dataclass
 class CorpusInput:
-    """One corpus as INPUT_FILES jsonl files (id, url, text), with its ground truth where it has one."""
+    """One corpus as jsonl files (id, url, text), with its ground truth where it has one."""
 
     name: str
     folder: Path
@@ -256,8 +255,9 @@ class Row:
         return "-" if junk is None else f"{sum(url in self.kept_urls for url in junk)}/{len(junk)}"
 
 
-def write_corpus(name: str, documents: list[dict[str, str]], folder: Path) -> CorpusInput:
-    write_jsonl_shards(documents, folder, INPUT_FILES)
+def write_corpus(name: str, documents: list[dict[str, str]], folder: Path, num_files: int = INPUT_FILES,
+                 ) -> CorpusInput:
+    write_jsonl_shards(documents, folder, num_files)
     megabytes = sum(len(d["text"].encode("utf-8")) for d in documents) / 1e6
     return CorpusInput(name=name, folder=folder, documents=len(documents), megabytes=megabytes)
 
@@ -303,6 +303,27 @@ def format_table(rows: list[Row]) -> str:
                                enumerate(zip(line, widths))) for line in lines)
 
 
+def crawl_and_corpora(crawl_cfg: CorpusConfig, work: Path, synthetic_docs: int, seed: int, num_files: int,
+                      ) -> tuple[Measured, CorpusInput, CorpusInput]:
+    """Measure the crawl, then write the docs corpus (every extracted page) and the synthetic one."""
+    crawl = ours("crawl", crawl_cfg, work / "crawl", work / "crawl.log")
+    pages = crawl.result["pages"]
+    print(f"crawl: {pages} pages in {crawl.result['seconds']:.1f} s = {pages / crawl.result['seconds']:.1f} pages/s "
+          f"(one process, local server in it), peak RSS {crawl.peak_rss_mb:.0f} MB", flush=True)
+    ours("snapshot", extract_config(crawl_cfg), work / "crawl", work / "extract.log")  # reads back crawl/raw
+    extracted = snapshot_rows(work / "crawl")
+    docs = write_corpus("docs", [{"id": r["url"], "url": r["url"], "text": r["text"]} for r in extracted],
+                        work / "input-docs", num_files)
+    synthetic = build_synthetic_corpus([r["text"] for r in extracted], synthetic_docs, seed=seed)
+    write_ground_truth(synthetic, work / "synthetic-ground-truth.json")
+    synth = write_corpus("synthetic", synthetic.documents, work / "input-synthetic", num_files)
+    synth.duplicate_pairs, synth.junk_urls = synthetic.duplicate_pairs, synthetic.junk_urls
+    print(f"corpora: docs {docs.documents} documents, {docs.megabytes:.1f} MB; synthetic {synth.documents} "
+          f"documents, {synth.megabytes:.1f} MB with {len(synth.duplicate_pairs)} planted duplicate pairs and "
+          f"{len(synth.junk_urls)} junk documents", flush=True)
+    return crawl, docs, synth
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic-docs", type=int, default=4000,
@@ -311,43 +332,28 @@ def main() -> None:
     parser.add_argument("--skip-datatrove", action="store_true", help="measure ours only")
     parser.add_argument("--max-pages", type=int, default=600, help="pages to crawl at most")
     parser.add_argument("--preset", default="demo", help="config preset whose corpus section both systems follow")
-    parser.add_argument("--site", type=Path, default=PYTHON_DOCS, help="the local site to crawl")
+    parser.add_argument("--site", type=Path, help="the local site to crawl (default: the preset's crawl.local_site)")
     parser.add_argument("--work-dir", type=Path, default=REPO / ".bench" / "corpus-bench",
                         help="scratch folder (emptied first)")
     parser.add_argument("--seed", type=int, default=0, help="synthetic corpus seed")
     args = parser.parse_args()
+    preset = load_config(args.preset).corpus
+    site = args.site or preset.crawl.local_site
     problems = []
     if args.synthetic_docs < 1:
         problems.append(f"--synthetic-docs must be >= 1, got {args.synthetic_docs}")
     if args.workers < 1:
         problems.append(f"--workers must be >= 1, got {args.workers}")
-    if not (args.site / "index.html").is_file():
-        problems.append(f"--site {args.site} has no index.html (the Python docs: apt-get install python3.11-doc)")
+    if site is None or not (site / "index.html").is_file():
+        problems.append(f"--site {site} is not a folder with an index.html (default: the preset's crawl.local_site)")
     if problems:
         parser.error("; ".join(problems))
     python = None if args.skip_datatrove else datatrove_python()  # before any measurement: it may take a minute
     work = args.work_dir
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-
-    preset = load_config(args.preset).corpus
-    crawl_cfg = crawl_config(preset, args.site, args.max_pages)
-    crawl = ours("crawl", crawl_cfg, work / "crawl", work / "crawl.log")
-    pages = crawl.result["pages"]
-    print(f"crawl: {pages} pages in {crawl.result['seconds']:.1f} s = {pages / crawl.result['seconds']:.1f} pages/s "
-          f"(one process, local server in it), peak RSS {crawl.peak_rss_mb:.0f} MB", flush=True)
-    ours("snapshot", extract_config(crawl_cfg), work / "crawl", work / "extract.log")  # reads back crawl/raw
-    extracted = snapshot_rows(work / "crawl")
-    docs = write_corpus("docs", [{"id": r["url"], "url": r["url"], "text": r["text"]} for r in extracted],
-                        work / "input-docs")
-    synthetic = build_synthetic_corpus([r["text"] for r in extracted], args.synthetic_docs, seed=args.seed)
-    write_ground_truth(synthetic, work / "synthetic-ground-truth.json")
-    synth = write_corpus("synthetic", synthetic.documents, work / "input-synthetic")
-    synth.duplicate_pairs, synth.junk_urls = synthetic.duplicate_pairs, synthetic.junk_urls
-    print(f"corpora: docs {docs.documents} documents, {docs.megabytes:.1f} MB; synthetic {synth.documents} "
-          f"documents, {synth.megabytes:.1f} MB with {len(synth.duplicate_pairs)} planted duplicate pairs and "
-          f"{len(synth.junk_urls)} junk documents", flush=True)
-
+    _, docs, synth = crawl_and_corpora(crawl_config(preset, site, args.max_pages), work, args.synthetic_docs,
+                                       args.seed, max(INPUT_FILES, args.workers))
     if python is not None:
         params = work / "datatrove-params.json"
         params.write_text(json.dumps(datatrove_params(preset), indent=1))
@@ -358,10 +364,8 @@ def main() -> None:
             rows.append(run_datatrove(corpus, work, args.workers, python, params))
         rows.append(run_ours(corpus, work, args.workers, preset, language_id=True))
         print(f"measured {corpus.name}", flush=True)
-    print()
-    print(format_table(rows))
-    print(f"\nBoth chains follow the {args.preset} preset's corpus steps and thresholds.\n{NOTES}\n"
-          f"Logs and outputs: {work}")
+    print(f"\n{format_table(rows)}\n\nBoth chains follow the {args.preset} preset's corpus steps and thresholds.\n"
+          f"{NOTES}\nLogs and outputs: {work}")
 
 
 if __name__ == "__main__":
