@@ -60,31 +60,40 @@ class Measured:
 
     result: dict
     wall_seconds: float
-    cpu_seconds: float  # user + system of the child and every descendant it waited for, start-up included
+    cpu_seconds: float  # user + system of the child and all its descendants, start-up included
     peak_rss_mb: float
 
 
-def _tree_rss(process: psutil.Process) -> int:
-    """Bytes of resident memory of process and all its descendants (0 for those already gone)."""
+def _tree_sample(process: psutil.Process) -> tuple[int, dict[tuple[int, float], float]]:
+    """Resident bytes of process and all its descendants, and each one's CPU seconds so far by (pid, start time)."""
     try:
         tree = [process, *process.children(recursive=True)]
     except psutil.Error:  # the process ended between two samples
-        return 0
-    total = 0
+        return 0, {}
+    rss, cpu = 0, {}
     for proc in tree:
         try:
-            total += proc.memory_info().rss
-        except psutil.Error:
+            with proc.oneshot():
+                rss += proc.memory_info().rss
+                times = proc.cpu_times()
+                cpu[(proc.pid, proc.create_time())] = times.user + times.system
+        except psutil.Error:  # gone since children() listed it
             pass
-    return total
+    return rss, cpu
 
 
 def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
-    """Run command, sampling its process tree's RSS; stderr goes to log; the last stdout line is JSON."""
+    """Run command, sampling its process tree's RSS and CPU time; stderr goes to log; the last stdout line is JSON.
+
+    CPU seconds: the larger of what the sampled processes had used when last seen (misses at most one
+    sampling period per process) and the rusage of reaped descendants (misses workers that a forkserver,
+    as datatrove's, never hands back to be reaped).
+    """
     started, usage_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     with log.open("w") as err:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env)
     peak = 0
+    cpu_seen: dict[tuple[int, float], float] = {}
     done = threading.Event()
 
     def sample() -> None:
@@ -94,7 +103,9 @@ def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
         except psutil.Error:
             return
         while not done.wait(SAMPLE_SECONDS):
-            peak = max(peak, _tree_rss(process))
+            rss, cpu = _tree_sample(process)
+            peak = max(peak, rss)
+            cpu_seen.update(cpu)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -103,12 +114,12 @@ def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
     sampler.join()
     wall = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
+    reaped = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
     lines = stdout.strip().splitlines()
     if child.returncode != 0 or not lines:
         raise RuntimeError(f"{' '.join(command)} failed (exit {child.returncode}); see {log}:\n"
                            + "\n".join(log.read_text().splitlines()[-15:]))
-    return Measured(json.loads(lines[-1]), wall, cpu, peak / 2**20)
+    return Measured(json.loads(lines[-1]), wall, max(reaped, sum(cpu_seen.values())), peak / 2**20)
 
 
 def ours(step: str, cfg: CorpusConfig, out: Path, log: Path, workers: int = 1) -> Measured:

@@ -92,6 +92,11 @@ def test_measure_reads_the_last_json_line_and_the_peak_memory(tmp_path):
     assert measured.result == {"answer": 42}
     assert measured.peak_rss_mb > 200
     assert measured.cpu_seconds >= 0.3 and measured.wall_seconds >= 0.5
+    # CPU time of a grandchild that is never reaped through the child (as datatrove's forkserver workers)
+    orphan = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time\\n"
+              "end = time.process_time() + 0.5\\nwhile time.process_time() < end: pass']); time.sleep(2); "
+              "print('{}')")
+    assert measure([sys.executable, "-c", orphan], tmp_path / "child.log", env={}).cpu_seconds >= 0.3
     with pytest.raises(RuntimeError, match="exit 3.*child.log"):
         measure([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path / "child.log", env={})
 
