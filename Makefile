@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: demo test test-fast install python-docs clean serve
+.PHONY: demo test test-fast install python-docs clean serve bench-corpus
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: install python-docs
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m 'not slow'
+
+# Crawl rate and cleaning throughput, ours vs datatrove (its own venv in .bench/, built on first use).
+bench-corpus: install python-docs
+	$(BIN)/python bench/corpus_bench.py
 
 clean:
 	rm -rf data mlflow.db mlartifacts mlruns .pytest_cache
