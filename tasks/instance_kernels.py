@@ -17,7 +17,6 @@ Outputs (preallocated by the caller, sized by an upper bound, filled from the fr
 from __future__ import annotations
 
 import numba
-import numpy as np
 
 OBJECTIVE_CODES = {"nsp": 0, "sop": 1, "mlm": 2}
 NO_SENTENCE_LABEL = -100  # next_sentence_label of MLM-only instances: PyTorch's ignore_index

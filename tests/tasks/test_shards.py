@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from tasks.parallel import local_map
 from tasks.sentences import split_document
 from tasks.shards import (
     TokenizeConfig,
     build_token_shards,
-    load_token_split,
     read_stream,
     read_token_documents,
     shard_paths,
@@ -138,14 +138,13 @@ def test_rerun_and_resume_reproduce_identical_shards(snapshot, tmp_path):
         assert again[f"{split}_sentences"] == stats[f"{split}_sentences"]
 
 
-def test_readers_agree(snapshot, tmp_path):
+def test_parallel_build_writes_identical_shards(snapshot, tmp_path):
     snapshot_dir, _ = snapshot
-    build_token_shards(CONFIG, snapshot_dir, tmp_path / "tokens")
-    documents = list(read_token_documents(tmp_path / "tokens", "train"))
-    split = load_token_split(tmp_path / "tokens", "train")
-    assert split.num_documents == len(documents)
-    assert [[s.tolist() for s in split.document(d)] for d in range(split.num_documents)] == documents
-    assert len(split.ids) == sum(len(s) for d in documents for s in d)
+    serial = build_token_shards(CONFIG, snapshot_dir, tmp_path / "serial")
+    cfg = CONFIG.model_copy(update={"tokenizer_path": tmp_path / "serial" / "tokenizer"})
+    parallel = build_token_shards(cfg, snapshot_dir, tmp_path / "parallel", map_shards=local_map(2))
+    assert shard_bytes(tmp_path / "parallel") == shard_bytes(tmp_path / "serial")
+    assert parallel == serial
 
 
 def test_given_tokenizer_is_copied_not_retrained(snapshot, tmp_path):
