@@ -78,14 +78,15 @@ def _mask(tokens, continues, whole_word, rng, is_special, mask_id, replacement_i
 
 
 @numba.njit(cache=True)
-def _emit(pieces, label, type_zero_length, cont_scratch, s, rng, out):
-    """Write one instance from (start, end) id ranges and the special tokens between them, then mask it."""
+def _emit(pieces, num_pieces, label, type_zero_length, cont_scratch, s, rng, out):
+    """Write one instance from pieces[:num_pieces], (start, end) id ranges or special tokens, then mask it."""
     (ids, continues, is_special, replacement_ids, cls_id, sep_id, mask_id, static, whole_word, masked_lm_prob,
      max_predictions, group_starts, group_ends, order) = s
     (out_ids, instance_offsets, type_zero_lengths, labels, masked_positions, masked_ids, mask_offsets, counts) = out
     n_instances, start = counts[0], counts[1]
     position = start
-    for start_index, end_index in pieces:
+    for k in range(num_pieces):
+        start_index, end_index = pieces[k, 0], pieces[k, 1]
         if start_index < 0:  # a special token: -1 = [CLS], -2 = [SEP]
             out_ids[position] = cls_id if start_index == -1 else sep_id
             cont_scratch[position - start] = False
@@ -112,7 +113,7 @@ def _emit(pieces, label, type_zero_length, cont_scratch, s, rng, out):
 
 @numba.njit(cache=True)
 def pair_pass(first, last, sentence_offsets, document_offsets, objective, max_seq_length, short_seq_prob,
-              random_next_prob, cont_scratch, s, rng, out):
+              random_next_prob, pieces, cont_scratch, s, rng, out):
     """NSP/SOP instances of documents [first, last) for one pass (reference: pair_instances)."""
     max_num_tokens = max_seq_length - 3
     num_documents = len(document_offsets) - 1
@@ -176,18 +177,22 @@ def pair_pass(first, last, sentence_offsets, document_offsets, objective, max_se
                         a1 -= 1
                     else:
                         b1 -= 1
-                pieces = [(-1, 0), (a0, a1), (-2, 0), (b0, b1), (-2, 0)]
-                _emit(pieces, label, (a1 - a0) + 2, cont_scratch, s, rng, out)
+                pieces[0, 0], pieces[1, 0], pieces[1, 1] = -1, a0, a1
+                pieces[2, 0], pieces[3, 0], pieces[3, 1], pieces[4, 0] = -2, b0, b1, -2
+                _emit(pieces, 5, label, (a1 - a0) + 2, cont_scratch, s, rng, out)
                 chunk_start = i + 1
                 current_length = 0
             i += 1
 
 
 @numba.njit(cache=True)
-def packed_pass(first, last, sentence_offsets, document_offsets, max_seq_length, cont_scratch, s, rng, out):
-    """RoBERTa FULL-SENTENCES packing of documents [first, last) (reference: packed_instances)."""
+def packed_pass(first, last, sentence_offsets, document_offsets, max_seq_length, pieces, cont_scratch, s, rng, out):
+    """RoBERTa FULL-SENTENCES packing of documents [first, last) (reference: packed_instances).
+
+    pieces: (max_seq_length, 2) scratch: [CLS], then id ranges and [SEP]s (-2) of the instance being filled."""
     max_num_tokens = max_seq_length - 2
-    pieces = [(-1, 0)]  # [CLS], then id ranges and [SEP]s (-2) of the instance being filled
+    pieces[0, 0] = -1
+    num_pieces = 1
     length = 0
     for index in range(first, last):
         for sentence in range(document_offsets[index], document_offsets[index + 1]):
@@ -196,28 +201,68 @@ def packed_pass(first, last, sentence_offsets, document_offsets, max_seq_length,
                 end = min(start + max_num_tokens, sentence_end)
                 separator = 1 if length > 0 and sentence == document_offsets[index] and start == sentence_offsets[sentence] else 0
                 if length > 0 and length + separator + (end - start) > max_num_tokens:
-                    pieces.append((-2, 0))
-                    _emit(pieces, NO_SENTENCE_LABEL, -1, cont_scratch, s, rng, out)
-                    pieces = [(-1, 0)]
+                    pieces[num_pieces, 0] = -2
+                    _emit(pieces, num_pieces + 1, NO_SENTENCE_LABEL, -1, cont_scratch, s, rng, out)
+                    num_pieces = 1
                     length = 0
                     separator = 0
                 if separator:
-                    pieces.append((-2, 0))
-                pieces.append((start, end))
+                    pieces[num_pieces, 0] = -2
+                    num_pieces += 1
+                pieces[num_pieces, 0], pieces[num_pieces, 1] = start, end
+                num_pieces += 1
                 length += separator + end - start
     if length > 0:
-        pieces.append((-2, 0))
-        _emit(pieces, NO_SENTENCE_LABEL, -1, cont_scratch, s, rng, out)
+        pieces[num_pieces, 0] = -2
+        _emit(pieces, num_pieces + 1, NO_SENTENCE_LABEL, -1, cont_scratch, s, rng, out)
 
 
 @numba.njit(cache=True)
-def gather_rows(values, offsets, order, out_values, out_offsets):
-    """Rows of a flat list column in a new order: row k of the output is row order[k] of the input."""
+def gather_instances(order, input_ids, instance_offsets, type_zero_lengths, masked_positions, masked_ids, mask_offsets,
+                     out_ids, out_types, out_offsets, out_positions, out_masked_ids, out_mask_offsets):
+    """Instances in a new order (row k = instance order[k]), with token_type_ids spelled out."""
     position = 0
-    out_offsets[0] = 0
+    masked = 0
     for k in range(len(order)):
         row = order[k]
-        for t in range(offsets[row], offsets[row + 1]):
-            out_values[position] = values[t]
+        start = instance_offsets[row]
+        for t in range(start, instance_offsets[row + 1]):
+            out_ids[position] = input_ids[t]
+            out_types[position] = 0 if t - start < type_zero_lengths[row] else 1
             position += 1
         out_offsets[k + 1] = position
+        for m in range(mask_offsets[row], mask_offsets[row + 1]):
+            out_positions[masked] = masked_positions[m]
+            out_masked_ids[masked] = masked_ids[m]
+            masked += 1
+        out_mask_offsets[k + 1] = masked
+
+
+@numba.njit(cache=True)
+def shard_counts(input_ids, instance_offsets, masked_positions, masked_ids, mask_offsets, labels, is_special,
+                 mask_id, histogram_bins, max_seq_length, counts):
+    """Add a shard's statistics to counts: [instances, tokens, non_special, masked, as_mask, as_random,
+    as_kept, label_1, label_0, length bin 0, ...]."""
+    for row in range(len(instance_offsets) - 1):
+        start, end = instance_offsets[row], instance_offsets[row + 1]
+        counts[0] += 1
+        counts[1] += end - start
+        non_special = 0
+        for t in range(start, end):
+            non_special += not is_special[input_ids[t]]
+        for m in range(mask_offsets[row], mask_offsets[row + 1]):
+            shown, original = input_ids[start + masked_positions[m]], masked_ids[m]
+            non_special += is_special[shown] and not is_special[original]  # a [MASK] hides a word
+            counts[3] += 1
+            if shown == mask_id:
+                counts[4] += 1
+            elif shown != original:
+                counts[5] += 1  # a random replacement that drew the original id counts as kept
+            else:
+                counts[6] += 1
+        counts[2] += non_special
+        if labels[row] == 1:
+            counts[7] += 1
+        elif labels[row] == 0:
+            counts[8] += 1
+        counts[9 + min((end - start - 1) * histogram_bins // max_seq_length, histogram_bins - 1)] += 1

@@ -37,7 +37,7 @@ from tasks import instance_kernels as kernels
 from tasks.masking import MaskingVocabulary, masking_vocabulary
 from tasks.parallel import ShardMap, serial_map
 from tasks.shards import SPLITS, TOKENIZER_DIRNAME, read_stream, token_dtype, write_stream_atomically
-from tasks.token_index import build_split_index, open_split_index
+from tasks.token_index import build_split_index, numpy_values, open_split_index
 from tasks.tokenizer import CLS, SEP, load_tokenizer, special_token_ids
 
 logger = logging.getLogger(__name__)
@@ -160,15 +160,16 @@ def make_unit_instances(spec: UnitSpec) -> dict[str, np.ndarray]:
         np.empty(cfg.max_seq_length, np.int64),
     )
     cont_scratch = np.empty(cfg.max_seq_length, np.bool_)
+    pieces = np.zeros((cfg.max_seq_length, 2), np.int64)  # an instance as id ranges and special tokens
     seeds = unit_seeds(cfg.seed, spec.split, spec.unit, cfg.dupe_factor)
     for pass_seed in seeds[:-1]:
         rng = np.random.default_rng(pass_seed)
         if cfg.objective == "mlm":
-            kernels.packed_pass(first, last, sentence_offsets, document_offsets, cfg.max_seq_length, cont_scratch,
+            kernels.packed_pass(first, last, sentence_offsets, document_offsets, cfg.max_seq_length, pieces, cont_scratch,
                                 scratch, rng, out)
         else:
             kernels.pair_pass(first, last, sentence_offsets, document_offsets, kernels.OBJECTIVE_CODES[cfg.objective],
-                              cfg.max_seq_length, cfg.short_seq_prob, cfg.random_next_prob, cont_scratch, scratch,
+                              cfg.max_seq_length, cfg.short_seq_prob, cfg.random_next_prob, pieces, cont_scratch, scratch,
                               rng, out)
     instances, used_tokens, masked = (int(c) for c in out[7])
     return {
@@ -190,27 +191,22 @@ def instance_schema(vocab_size: int) -> pa.Schema:
     ])
 
 
-def _list_column(values: np.ndarray, offsets: np.ndarray, order: np.ndarray, dtype: pa.DataType) -> pa.ListArray:
-    """A list column whose row k is row order[k] of (values, offsets)."""
-    out_values = np.empty(len(values), values.dtype)
-    out_offsets = np.empty(len(order) + 1, np.int64)
-    kernels.gather_rows(values, offsets, order, out_values, out_offsets)
-    return pa.LargeListArray.from_arrays(pa.array(out_offsets), pa.array(out_values, dtype)).cast(pa.list_(dtype))
-
-
 def instances_table(arrays: dict[str, np.ndarray], order: np.ndarray, schema: pa.Schema) -> pa.Table:
-    """Unpadded instances in the given row order as an Arrow table."""
-    offsets = arrays["instance_offsets"]
-    lengths = np.diff(offsets)
-    rows = np.repeat(np.arange(len(lengths)), lengths)
-    within = np.arange(len(rows)) - offsets[rows]  # (tokens,) position inside its instance
-    token_types = (within >= arrays["type_zero_lengths"][rows]).astype(np.uint8)
+    """Unpadded instances, row k being instance order[k], as an Arrow table."""
     id_type = schema.field("input_ids").type.value_type
+    rows, tokens, masked = len(order), len(arrays["input_ids"]), len(arrays["masked_lm_ids"])
+    out_ids, out_types = np.empty(tokens, arrays["input_ids"].dtype), np.empty(tokens, np.uint8)
+    out_positions, out_masked_ids = np.empty(masked, np.uint16), np.empty(masked, arrays["masked_lm_ids"].dtype)
+    out_offsets, out_mask_offsets = np.zeros(rows + 1, np.int32), np.zeros(rows + 1, np.int32)
+    kernels.gather_instances(order, arrays["input_ids"], arrays["instance_offsets"], arrays["type_zero_lengths"],
+                             arrays["masked_lm_positions"], arrays["masked_lm_ids"], arrays["mask_offsets"],
+                             out_ids, out_types, out_offsets, out_positions, out_masked_ids, out_mask_offsets)
+    offsets, mask_offsets = pa.array(out_offsets), pa.array(out_mask_offsets)
     return pa.Table.from_arrays([
-        _list_column(arrays["input_ids"], offsets, order, id_type),
-        _list_column(token_types, offsets, order, pa.uint8()),
-        _list_column(arrays["masked_lm_positions"], arrays["mask_offsets"], order, pa.uint16()),
-        _list_column(arrays["masked_lm_ids"], arrays["mask_offsets"], order, id_type),
+        pa.ListArray.from_arrays(offsets, pa.array(out_ids, id_type)),
+        pa.ListArray.from_arrays(offsets, pa.array(out_types, pa.uint8())),
+        pa.ListArray.from_arrays(mask_offsets, pa.array(out_positions, pa.uint16())),
+        pa.ListArray.from_arrays(mask_offsets, pa.array(out_masked_ids, id_type)),
         pa.array(arrays["labels"][order], pa.int8()),
     ], schema=schema)
 
@@ -228,39 +224,22 @@ def make_instance_shard(spec: UnitSpec) -> dict[str, int]:
     return instance_shard_counts(read_stream(spec.out_path), spec.vocab, spec.cfg.max_seq_length)
 
 
+COUNT_KEYS = ("instances", "tokens", "non_special", "masked", "as_mask", "as_random", "as_kept", "label_1", "label_0",
+              *(f"length_bin_{b}" for b in range(HISTOGRAM_BINS)))
+
+
 def instance_shard_counts(table: pa.Table, vocab: MaskingVocabulary, max_seq_length: int) -> dict[str, int]:
-    """Counts behind the stage statistics, read back from a written shard."""
-    counts = dict.fromkeys(("instances", "tokens", "non_special", "masked", "as_mask", "as_random", "as_kept",
-                            "label_1", "label_0"), 0)
-    counts.update({f"length_bin_{b}": 0 for b in range(HISTOGRAM_BINS)})
-    if table.num_rows == 0:
-        return counts
-    input_ids = table.column("input_ids").combine_chunks()
-    positions = table.column("masked_lm_positions").combine_chunks()
-    ids = input_ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    labels = table.column("masked_lm_ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    rows = np.repeat(np.arange(table.num_rows), np.diff(positions.offsets.to_numpy()))
-    flat_positions = input_ids.offsets.to_numpy()[rows] + positions.flatten().to_numpy(zero_copy_only=False)
-    shown = ids[flat_positions]  # what the model sees at each masked position
-    original = ids.copy()
-    original[flat_positions] = labels
-    next_sentence = table.column("next_sentence_label").to_numpy()
-    lengths = np.diff(input_ids.offsets.to_numpy())
-    bins = np.minimum((lengths - 1) * HISTOGRAM_BINS // max_seq_length, HISTOGRAM_BINS - 1)
-    counts.update({
-        "instances": table.num_rows,
-        "tokens": len(ids),
-        "non_special": int(np.count_nonzero(~vocab.is_special[original])),
-        "masked": len(flat_positions),
-        "as_mask": int(np.count_nonzero(shown == vocab.mask_id)),
-        # A random replacement that drew the original id is indistinguishable from keeping it.
-        "as_random": int(np.count_nonzero((shown != vocab.mask_id) & (shown != labels))),
-        "as_kept": int(np.count_nonzero(shown == labels)),
-        "label_1": int(np.count_nonzero(next_sentence == 1)),
-        "label_0": int(np.count_nonzero(next_sentence == 0)),
-    })
-    counts.update({f"length_bin_{b}": int(n) for b, n in enumerate(np.bincount(bins, minlength=HISTOGRAM_BINS))})
-    return counts
+    """Counts behind the stage statistics (see COUNT_KEYS), read back from a written shard."""
+    counts = np.zeros(len(COUNT_KEYS), np.int64)
+    for batch in table.to_batches():
+        input_ids, positions, masked_ids = (batch.column(name) for name in ("input_ids", "masked_lm_positions", "masked_lm_ids"))
+        kernels.shard_counts(
+            numpy_values(input_ids.values), numpy_values(input_ids.offsets), numpy_values(positions.values),
+            numpy_values(masked_ids.values), numpy_values(positions.offsets),
+            numpy_values(batch.column("next_sentence_label")), vocab.is_special, vocab.mask_id, HISTOGRAM_BINS,
+            max_seq_length, counts,
+        )
+    return dict(zip(COUNT_KEYS, counts.tolist()))
 
 
 def split_statistics(split: str, totals: dict[str, int], shards: int, cfg: InstancesConfig) -> dict[str, int | float]:
