@@ -395,3 +395,13 @@ def test_config_rejects_bad_values_and_combinations():
 def test_missing_token_shards_fail_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="train/"):
         build_instances(InstancesConfig(), tmp_path / "nothing", tmp_path / "out")
+
+
+def test_missing_jieba_fails_at_config_time(monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "jieba" else find_spec(name, *args))
+    with pytest.raises(ValidationError, match=r"pip install 'pretrainflow\[chinese\]'"):
+        InstancesConfig(chinese_word_segmentation=True)
+    assert InstancesConfig().chinese_word_segmentation is False
