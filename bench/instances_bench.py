@@ -5,6 +5,9 @@ Input: a corpus snapshot (--snapshot), or the text of Debian's Python 3.11 HTML 
 once (not timed, as the reference takes a vocab file). The 10x corpus is ten copies of every document
 under new ids. Each measurement runs in its own child process with one thread per library (per-core
 figures) and its peak RSS read from os.wait4; numba's compiled kernel is cached by a warm-up first.
+Timings start after imports (library start-up is not the stages' work); numba's one-time start-up in
+a process (loading its cached machine code, ~0.6 s CPU) is inside the instance figure, and a second
+"warm" figure from the same process shows the rate without it.
 
 Printed per scale: raw `Tokenizer.encode_batch` on the documents' text vs our tokenize stage
 (sentence splitting + encoding + writing shards); instance generation (token shards -> instance
@@ -108,13 +111,14 @@ def child(step: str, workdir: Path, scale: int, workers: int) -> dict:
     from tasks.shards import TokenizeConfig, build_token_shards, iter_snapshot
     from tasks.tokenizer import load_tokenizer
 
+    pa.array([0])  # library start-up outside the timings: pyarrow imports pandas on its first pa.array call
     snapshot = workdir / f"snapshot-{scale}x"
     tokens, instances = workdir / f"tokens-{scale}x-{step}", workdir / f"instances-{scale}x-{step}"
     for folder in (tokens, instances):
         shutil.rmtree(folder, ignore_errors=True)
     map_shards = local_map(workers) if workers > 1 else serial_map
     tokenize_cfg = TokenizeConfig(tokenizer_path=workdir / "tokenizer", validation_fraction=0.0,
-                                  documents_per_shard=150)
+                                  documents_per_shard=1000)
     instances_cfg = InstancesConfig(**INSTANCES, instances_per_shard=25_000)
     if step == "raw_encode":
         texts = [text for _, _, text in iter_snapshot(snapshot, 256)]

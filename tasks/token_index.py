@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tasks.shards import shard_paths
+from tasks.shards import numpy_values, shard_paths
 
 LAYOUT = "layout.json"
 # (ids of one sentence) -> (continues flags) for Chinese whole-word masking; None = WordPiece only
@@ -44,14 +44,6 @@ class SplitArrays:
     @property
     def num_documents(self) -> int:
         return len(self.document_offsets) - 1
-
-
-def numpy_values(array: pa.Array) -> np.ndarray:
-    """Zero-copy numpy view of a primitive Arrow array without nulls (pyarrow's to_numpy imports pandas: ~2 s)."""
-    if array.null_count:
-        raise ValueError(f"unexpected nulls in an Arrow array of {array.type}")
-    dtype = np.dtype(str(array.type))
-    return np.frombuffer(array.buffers()[1], dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 def _chunk_arrays(chunk: pa.ListArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -180,3 +180,24 @@ def test_missing_snapshot_fails_before_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="documents-"):
         build_token_shards(CONFIG, tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_documents_encoded_at_once_equal_sentence_by_sentence(snapshot, tmp_path):
+    from tasks.shards import _EncodedDocuments, encode_documents, token_shard_schema
+
+    snapshot_dir, _ = snapshot
+    build_token_shards(CONFIG, snapshot_dir, tmp_path / "tokens")
+    tokenizer = load_tokenizer(tmp_path / "tokens" / "tokenizer")
+    texts = ["Café résumé NAÏVE déjà-vu. Second sentence!\nA new paragraph  with   spaces.",
+             "中文字符被单独切分。第二句！", "control\x00chars\u200band\ttabs. Next one.", "\u200b\u200b. Real words.",
+             "emoji 🙂 ∑ symbols. a" + "b" * 150 + ".", "", "lowercase [sep] and [cls] are text."]
+    for batch in (texts, texts + ["Spells [MASK] literally. Then [SEP]."]):  # the second takes the fallback path
+        encoded = _EncodedDocuments()
+        encode_documents(tokenizer, [str(i) for i in range(len(batch))], batch, encoded)
+        table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size()))
+        tokenizer.encode_special_tokens = True
+        expected = [[ids for s in split_document(t) if (ids := tokenizer.encode(s, add_special_tokens=False).ids)]
+                    for t in batch]
+        tokenizer.encode_special_tokens = False
+        assert table.column("sentences").to_pylist() == [d for d in expected if d]
+        assert table.column("doc_id").to_pylist() == [str(i) for i, d in enumerate(expected) if d]
