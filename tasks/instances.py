@@ -1,258 +1,182 @@
-"""Instances stage: token shards -> static-masked MLM/NSP pretraining instances.
+"""Instances stage: token shards -> MLM/NSP (or SOP, or MLM-only packed) pretraining instances.
 
-This is Google BERT's create_pretraining_data.py algorithm, on token ids instead of strings, with its
-known bugs fixed:
-- The "random next" document is drawn uniformly from the *other* documents of the whole split (the
-  reference tried 10 times and could end up pairing a document with itself).
-- When the split has a single document there is no other document: a chunk of two or more sentences
-  becomes an actual-next pair, a one-sentence chunk takes the following sentence as its B, and a
-  one-sentence chunk at the very end of that document is dropped (it has nothing to pair with).
-- Empty documents and empty sentences are skipped (the reference crashed on randint(0, -1)).
-- Whole-word groups never cross [SEP]: a B that starts with a "##" piece (front truncation) starts a
-  new group instead of joining A's last word.
-- The random replacement token is drawn from the non-special ids, and no special token ([PAD] [UNK]
-  [CLS] [SEP] [MASK]) is ever a masking candidate.
-- truncate_seq_pair trims with index windows instead of `del tokens[0]`, which was quadratic on very
-  long sentences; it draws the same random numbers.
+Google BERT's create_pretraining_data.py algorithm on token ids, compiled with numba
+(tasks/instance_kernels.py; tasks/reference_instances.py is the plain-Python twin the tests compare it
+with), with the reference's known bugs fixed:
+- The "random next" document is drawn uniformly from the *other* documents of the whole split, from
+  any token shard (the reference tried 10 times and could pair a document with itself).
+- A one-document split has no other document: a chunk of two or more sentences becomes an actual-next
+  pair, a one-sentence chunk takes the following sentence as its B, and a one-sentence chunk at the
+  very end of that document is dropped (it has nothing to pair with).
+- Empty documents and blank sentences are skipped (the reference crashed on randint(0, -1)).
+- Whole-word groups never cross [SEP]; no special token ([PAD] [UNK] [CLS] [SEP] [MASK]) is ever a
+  masking candidate, and the random replacement is drawn from the non-special ids.
 Kept as in the reference: the short target length is drawn once per document; num_to_predict counts
 [CLS] and [SEP]; the 80/10/10 choice is made per token, also inside whole-word groups.
+
+Work is cut into units: contiguous runs of the split's documents of about instances_per_shard
+instances. Each unit is one output shard `<split>/instances-NNNNN.arrow`, made by one `map_shards`
+call from seeds derived from (seed, split, unit, pass) only, so the bytes never depend on the number of
+workers. Workers map the split's tokens read-only (tasks/token_index.py) and hold one unit in memory.
 """
 
 from __future__ import annotations
 
-import itertools
+import importlib.util
 import logging
-import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tasks.shards import (
-    SPLITS,
-    TOKENIZER_DIRNAME,
-    TokenSplit,
-    load_token_split,
-    read_stream,
-    token_dtype,
-    write_stream_atomically,
-)
-from tasks.tokenizer import CLS, MASK, SEP, is_continuation_table, load_tokenizer, special_token_ids
+from tasks import instance_kernels as kernels
+from tasks.masking import MaskingVocabulary, masking_vocabulary
+from tasks.parallel import ShardMap, serial_map
+from tasks.shards import SPLITS, TOKENIZER_DIRNAME, read_stream, token_dtype, write_stream_atomically
+from tasks.token_index import build_split_index, numpy_values, open_split_index
+from tasks.tokenizer import CLS, SEP, load_tokenizer, special_token_ids
 
 logger = logging.getLogger(__name__)
 
+INDEX_DIRNAME = "_token_index"  # scratch beside the shards while the stage runs; removed at the end
+HISTOGRAM_BINS = 8  # instance length histogram: 8 equal bins up to max_seq_length
+
 
 class InstancesConfig(BaseModel):
-    """Instances stage: NSP pairing and static masking, as in Google BERT's create_pretraining_data."""
+    """Instances stage: pairing objective and masking, as in Google BERT's create_pretraining_data."""
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    objective: Literal["nsp", "sop", "mlm"] = "nsp"
+    """nsp: BERT next-sentence pairs (label 1 = B is random); sop: ALBERT sentence order (label 1 =
+    swapped); mlm: RoBERTa FULL-SENTENCES packing, one segment, next_sentence_label -100 (ignored)."""
+    masking: Literal["static", "dynamic"] = "static"
+    """static: masks written into the shards (dupe_factor passes, each masked anew); dynamic: shards hold
+    unmasked instances and the data loader masks each epoch (tasks.masking.mask_tokens)."""
     max_seq_length: int = Field(default=128, ge=8, le=65536)
-    """Longest instance in tokens, [CLS] and both [SEP] included."""
+    """Longest instance in tokens, [CLS] and [SEP]s included."""
     short_seq_prob: float = Field(default=0.1, ge=0.0, le=1.0)
-    """Probability that a document's instances target a random shorter length (2..max_seq_length-3)."""
+    """Probability that a document's pairs target a random shorter length (2..max_seq_length-3)."""
     masked_lm_prob: float = Field(default=0.15, gt=0.0, lt=1.0)
     """Fraction of an instance's tokens to predict (capped by max_predictions_per_seq)."""
     max_predictions_per_seq: int = Field(default=20, ge=1)
     """Most masked positions per instance."""
     random_next_prob: float = Field(default=0.5, ge=0.0, le=1.0)
-    """Probability that segment B comes from a random other document (next_sentence_label 1)."""
+    """nsp: probability that segment B comes from a random other document (next_sentence_label 1)."""
     dupe_factor: int = Field(default=5, ge=1)
     """Passes over the data, each with different pairing and masks."""
     whole_word_mask: bool = True
-    """Mask all WordPiece pieces of a word together ("##" pieces join the piece before)."""
-    seed: int = 12345
-    """Seed for document order, pairing and masking; output depends on nothing else."""
-    instances_per_shard: int = Field(default=50_000, ge=1)
-    """Approximate instances per output shard (documents are grouped by token count)."""
+    """Mask all pieces of a word together ("##" WordPiece pieces join the piece before)."""
+    chinese_word_segmentation: bool = False
+    """Whole-word masking of Chinese: CJK characters of one jieba word are masked together (needs jieba)."""
+    seed: int = Field(default=12345, ge=0)
+    """Seed for pairing, masking and shuffling; the output depends on nothing else."""
+    instances_per_shard: int = Field(default=20_000, ge=1)
+    """Approximate instances per output shard, and so per parallel work unit."""
+
+    @model_validator(mode="after")
+    def _options_fit_together(self) -> InstancesConfig:
+        problems = []
+        if self.chinese_word_segmentation:
+            if importlib.util.find_spec("jieba") is None:
+                problems.append("chinese_word_segmentation=true needs the optional dependency jieba, which is not "
+                                "installed: pip install 'pretrainflow[chinese]' (or set it to false)")
+            if not self.whole_word_mask:
+                problems.append("chinese_word_segmentation=true only changes whole-word masking: set whole_word_mask=true")
+            if self.masking == "dynamic":
+                problems.append("chinese_word_segmentation=true needs masking='static': the data loader sees only "
+                                "token ids, not the segmenter's word boundaries")
+        if self.objective == "mlm" and self.masking == "dynamic" and self.dupe_factor > 1:
+            problems.append(f"dupe_factor={self.dupe_factor} with objective='mlm' and masking='dynamic' writes identical "
+                            "copies (packing has no randomness): use dupe_factor=1")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 @dataclass(frozen=True)
-class Vocabulary:
-    """What masking needs to know about the token ids."""
+class UnitSpec:
+    """One output shard's work: small and picklable, so any worker (local or Dask) can run it."""
 
+    cfg: InstancesConfig
+    vocab: MaskingVocabulary
     cls_id: int
     sep_id: int
-    mask_id: int
-    is_special: np.ndarray  # (vocab_size,) bool
-    is_continuation: np.ndarray  # (vocab_size,) bool: a "##" piece
-    replacement_ids: list[int]  # ids a 10% "random token" may take: every non-special id
+    index_dir: Path
+    split: str
+    unit: int
+    first_document: int
+    last_document: int
+    out_path: Path
 
 
-@dataclass
-class Instance:
-    """One unpadded NSP/MLM example."""
-
-    input_ids: list[int]
-    segment_a_length: int  # tokens of A; token_type_ids are 0 for [CLS] A [SEP], 1 for B [SEP]
-    masked_lm_positions: list[int]
-    masked_lm_ids: list[int]
-    is_random_next: bool
+def unit_seeds(seed: int, split: str, unit: int, dupe_factor: int) -> list[np.random.SeedSequence]:
+    """One seed per pass plus one for the shuffle, from (seed, split, unit) only, never from a worker."""
+    return np.random.SeedSequence(seed, spawn_key=(SPLITS.index(split), unit)).spawn(dupe_factor + 1)
 
 
-class SplitDocuments:
-    """A split's non-empty documents of non-empty sentences, with random access to any sentence."""
-
-    def __init__(self, split: TokenSplit) -> None:
-        self.ids = split.ids
-        keep = np.diff(split.sentence_offsets) > 0
-        self.sentence_starts = split.sentence_offsets[:-1][keep]  # (kept sentences,) into ids
-        self.sentence_ends = split.sentence_offsets[1:][keep]
-        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept sentences before each sentence index
-        first = kept_before[split.document_offsets]  # (documents + 1,) into kept sentences
-        counts = np.diff(first)
-        nonempty = counts > 0
-        self.first_sentence = first[:-1][nonempty]  # (non-empty documents,)
-        self.sentence_counts = counts[nonempty].tolist()
-        tokens_before = np.concatenate([[0], np.cumsum(self.sentence_ends - self.sentence_starts)])
-        self.tokens = np.diff(tokens_before[first])[nonempty].tolist()  # tokens per document
-
-    def __len__(self) -> int:
-        return len(self.sentence_counts)
-
-    def sentence(self, index: int, position: int) -> list[int]:
-        """Token ids of sentence number position of document number index."""
-        s = self.first_sentence[index] + position
-        return self.ids[self.sentence_starts[s] : self.sentence_ends[s]].tolist()
-
-    def sentences(self, index: int) -> list[list[int]]:
-        """Every sentence of document number index."""
-        return [self.sentence(index, position) for position in range(self.sentence_counts[index])]
+def plan_units(document_tokens: np.ndarray, cfg: InstancesConfig) -> list[tuple[int, int]]:
+    """[first, last) document ranges of about instances_per_shard instances each (by token count)."""
+    if len(document_tokens) == 0:
+        return [(0, 0)]
+    # Each pass makes about one instance per max_seq_length - 3 tokens.
+    tokens_per_unit = cfg.instances_per_shard * (cfg.max_seq_length - 3) / cfg.dupe_factor
+    ends = np.cumsum(document_tokens)
+    cuts = np.searchsorted(ends, np.arange(tokens_per_unit, ends[-1], tokens_per_unit), side="left") + 1
+    bounds = np.unique(np.concatenate([[0], cuts, [len(document_tokens)]]))
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
 
 
-def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_num_tokens: int, rng: random.Random) -> tuple[list[int], list[int]]:
-    """Trim the longer segment one token at a time, from the front or back at random, until both fit."""
-    a_start, a_end, b_start, b_end = 0, len(tokens_a), 0, len(tokens_b)
-    while (a_end - a_start) + (b_end - b_start) > max_num_tokens:
-        trim_a = (a_end - a_start) > (b_end - b_start)
-        if rng.random() < 0.5:
-            if trim_a:
-                a_start += 1
-            else:
-                b_start += 1
-        elif trim_a:
-            a_end -= 1
+def make_unit_instances(spec: UnitSpec) -> dict[str, np.ndarray]:
+    """Every pass over one unit, in pass order, unshuffled: flat arrays of the instances."""
+    cfg, vocab = spec.cfg, spec.vocab
+    split = open_split_index(spec.index_dir, spec.split)
+    sentence_offsets, document_offsets = split.sentence_offsets, split.document_offsets
+    first, last = spec.first_document, spec.last_document
+    sentences = int(document_offsets[last] - document_offsets[first])
+    tokens = int(sentence_offsets[document_offsets[last]] - sentence_offsets[document_offsets[first]])
+    # Upper bounds (np.empty only reserves address space; untouched pages cost no memory). A pair
+    # consumes at least one sentence; packing cuts at most one piece per sentence or full sequence.
+    per_pass = sentences + (tokens // (cfg.max_seq_length - 2) + 1 if cfg.objective == "mlm" else 0)
+    capacity = per_pass * cfg.dupe_factor
+    out = (
+        np.empty(capacity * cfg.max_seq_length, split.ids.dtype),  # out_ids
+        np.zeros(capacity + 1, np.int64),  # instance_offsets
+        np.empty(capacity, np.int32),  # type_zero_lengths
+        np.empty(capacity, np.int8),  # labels
+        np.empty(capacity * cfg.max_predictions_per_seq if cfg.masking == "static" else 0, np.uint16),
+        np.empty(capacity * cfg.max_predictions_per_seq if cfg.masking == "static" else 0, split.ids.dtype),
+        np.zeros(capacity + 1, np.int64),  # mask_offsets
+        np.zeros(3, np.int64),  # counts: instances, tokens, masked
+    )
+    scratch = (
+        split.ids, split.continues, vocab.is_special, vocab.replacement_ids, spec.cls_id, spec.sep_id, vocab.mask_id,
+        cfg.masking == "static", cfg.whole_word_mask, cfg.masked_lm_prob, cfg.max_predictions_per_seq,
+        np.empty(cfg.max_seq_length, np.int64), np.empty(cfg.max_seq_length, np.int64),
+        np.empty(cfg.max_seq_length, np.int64),
+    )
+    cont_scratch = np.empty(cfg.max_seq_length, np.bool_)
+    pieces = np.zeros((cfg.max_seq_length, 2), np.int64)  # an instance as id ranges and special tokens
+    seeds = unit_seeds(cfg.seed, spec.split, spec.unit, cfg.dupe_factor)
+    for pass_seed in seeds[:-1]:
+        rng = np.random.default_rng(pass_seed)
+        if cfg.objective == "mlm":
+            kernels.packed_pass(first, last, sentence_offsets, document_offsets, cfg.max_seq_length, pieces, cont_scratch,
+                                scratch, rng, out)
         else:
-            b_end -= 1
-    return tokens_a[a_start:a_end], tokens_b[b_start:b_end]
-
-
-def whole_word_groups(tokens: np.ndarray, vocab: Vocabulary, whole_word_mask: bool) -> tuple[list[int], list[int]]:
-    """Masking candidates as [start, end) runs: one per word (or per piece), never a special token."""
-    candidate = ~vocab.is_special[tokens]  # (seq_len,) bool
-    starts = candidate.copy()
-    if whole_word_mask:
-        # A "##" piece right after another candidate continues that word; after [SEP] it starts a group.
-        follows_candidate = np.concatenate([[False], candidate[:-1]])
-        starts &= ~(vocab.is_continuation[tokens] & follows_candidate)
-    group_starts = np.flatnonzero(starts)
-    boundaries = np.flatnonzero(starts | ~candidate)  # a group ends at the next start or non-candidate
-    boundaries = np.append(boundaries, len(tokens))
-    group_ends = boundaries[np.searchsorted(boundaries, group_starts, side="right")]
-    return group_starts.tolist(), group_ends.tolist()
-
-
-def create_masked_lm_predictions(
-    tokens: list[int], cfg: InstancesConfig, vocab: Vocabulary, rng: random.Random
-) -> tuple[list[int], list[int], list[int]]:
-    """Mask tokens: returns (masked tokens, ascending positions, original ids at those positions)."""
-    group_starts, group_ends = whole_word_groups(np.asarray(tokens), vocab, cfg.whole_word_mask)
-    groups = list(range(len(group_starts)))
-    num_to_predict = min(cfg.max_predictions_per_seq, max(1, int(round(len(tokens) * cfg.masked_lm_prob))))
-
-    output = list(tokens)
-    positions: list[int] = []
-    # Visit groups in random order: a Fisher-Yates shuffle done lazily, as far as the budget needs.
-    for k in range(len(groups)):
-        if len(positions) >= num_to_predict:
-            break
-        j = rng.randrange(k, len(groups))
-        groups[k], groups[j] = groups[j], groups[k]
-        start, end = group_starts[groups[k]], group_ends[groups[k]]
-        # A whole word that would overshoot the budget is skipped; a shorter one may still fit.
-        if len(positions) + (end - start) > num_to_predict:
-            continue
-        for index in range(start, end):
-            if rng.random() < 0.8:
-                output[index] = vocab.mask_id  # 80%: [MASK]
-            elif rng.random() < 0.5:
-                pass  # 10%: keep the original token
-            else:
-                output[index] = vocab.replacement_ids[rng.randrange(len(vocab.replacement_ids))]  # 10%
-            positions.append(index)
-    positions.sort()
-    return output, positions, [tokens[p] for p in positions]
-
-
-def create_instances_from_document(
-    documents: SplitDocuments, document_index: int, cfg: InstancesConfig, vocab: Vocabulary, rng: random.Random
-) -> list[Instance]:
-    """All instances of one document for one pass (Google's create_instances_from_document)."""
-    document = documents.sentences(document_index)
-    max_num_tokens = cfg.max_seq_length - 3  # room for [CLS], [SEP], [SEP]
-    # Usually fill the sequence; sometimes go shorter to match fine-tuning lengths (once per document).
-    target_seq_length = max_num_tokens
-    if rng.random() < cfg.short_seq_prob:
-        target_seq_length = rng.randint(2, max_num_tokens)
-    only_document = len(documents) == 1
-
-    instances: list[Instance] = []
-    current_chunk: list[list[int]] = []
-    current_length = 0
-    i = 0
-    while i < len(document):
-        current_chunk.append(document[i])
-        current_length += len(document[i])
-        at_end = i == len(document) - 1
-        if at_end or current_length >= target_seq_length:
-            if only_document and len(current_chunk) == 1:
-                if not at_end:
-                    i += 1  # no other document for a random B: the next sentence becomes B
-                    continue
-                break  # a lone last sentence of the only document has nothing to pair with
-            a_end = rng.randint(1, len(current_chunk) - 1) if len(current_chunk) >= 2 else 1
-            tokens_a = [t for sentence in current_chunk[:a_end] for t in sentence]
-            tokens_b: list[int] = []
-            is_random_next = not only_document and (len(current_chunk) == 1 or rng.random() < cfg.random_next_prob)
-            if is_random_next:
-                target_b_length = target_seq_length - len(tokens_a)
-                random_index = rng.randint(0, len(documents) - 2)
-                random_index += random_index >= document_index  # uniform over the other documents
-                random_length = documents.sentence_counts[random_index]
-                for position in range(rng.randint(0, random_length - 1), random_length):
-                    tokens_b.extend(documents.sentence(random_index, position))
-                    if len(tokens_b) >= target_b_length:
-                        break
-                # Google BERT puts the unused sentences back so no text is lost.
-                i -= len(current_chunk) - a_end
-            else:
-                tokens_b = [t for sentence in current_chunk[a_end:] for t in sentence]
-            tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
-            tokens = [vocab.cls_id, *tokens_a, vocab.sep_id, *tokens_b, vocab.sep_id]
-            masked, positions, labels = create_masked_lm_predictions(tokens, cfg, vocab, rng)
-            instances.append(Instance(masked, len(tokens_a), positions, labels, is_random_next))
-            current_chunk, current_length = [], 0
-        i += 1
-    return instances
-
-
-def shard_documents(documents: SplitDocuments, cfg: InstancesConfig, split: str) -> list[list[int]]:
-    """Documents of each output shard: a seeded shuffle of the split, cut by token count."""
-    order = list(range(len(documents)))
-    random.Random(f"{cfg.seed}-{split}-order").shuffle(order)
-    # Each pass makes about one instance per (max_seq_length - 3) tokens.
-    tokens_per_shard = cfg.instances_per_shard * (cfg.max_seq_length - 3) / cfg.dupe_factor
-    shards: list[list[int]] = [[]]
-    tokens = 0
-    for index in order:
-        if shards[-1] and tokens >= tokens_per_shard:
-            shards.append([])
-            tokens = 0
-        shards[-1].append(index)
-        tokens += documents.tokens[index]
-    return shards
+            kernels.pair_pass(first, last, sentence_offsets, document_offsets, kernels.OBJECTIVE_CODES[cfg.objective],
+                              cfg.max_seq_length, cfg.short_seq_prob, cfg.random_next_prob, pieces, cont_scratch, scratch,
+                              rng, out)
+    instances, used_tokens, masked = (int(c) for c in out[7])
+    return {
+        "input_ids": out[0][:used_tokens], "instance_offsets": out[1][: instances + 1],
+        "type_zero_lengths": out[2][:instances], "labels": out[3][:instances],
+        "masked_lm_positions": out[4][:masked], "masked_lm_ids": out[5][:masked], "mask_offsets": out[6][: instances + 1],
+    }
 
 
 def instance_schema(vocab_size: int) -> pa.Schema:
@@ -267,116 +191,113 @@ def instance_schema(vocab_size: int) -> pa.Schema:
     ])
 
 
-def _list_array(rows: list[list[int]], dtype: pa.DataType) -> pa.ListArray:
-    offsets = np.zeros(len(rows) + 1, np.int32)
-    np.cumsum([len(row) for row in rows], out=offsets[1:])
-    values = np.fromiter(itertools.chain.from_iterable(rows), dtype.to_pandas_dtype(), int(offsets[-1]))
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values, dtype))
-
-
-def instances_table(instances: list[Instance], schema: pa.Schema) -> pa.Table:
-    """Instances as an unpadded Arrow table."""
-    token_types = [[0] * (x.segment_a_length + 2) + [1] * (len(x.input_ids) - x.segment_a_length - 2) for x in instances]
+def instances_table(arrays: dict[str, np.ndarray], order: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """Unpadded instances, row k being instance order[k], as an Arrow table."""
+    id_type = schema.field("input_ids").type.value_type
+    rows, tokens, masked = len(order), len(arrays["input_ids"]), len(arrays["masked_lm_ids"])
+    out_ids, out_types = np.empty(tokens, arrays["input_ids"].dtype), np.empty(tokens, np.uint8)
+    out_positions, out_masked_ids = np.empty(masked, np.uint16), np.empty(masked, arrays["masked_lm_ids"].dtype)
+    out_offsets, out_mask_offsets = np.zeros(rows + 1, np.int32), np.zeros(rows + 1, np.int32)
+    kernels.gather_instances(order, arrays["input_ids"], arrays["instance_offsets"], arrays["type_zero_lengths"],
+                             arrays["masked_lm_positions"], arrays["masked_lm_ids"], arrays["mask_offsets"],
+                             out_ids, out_types, out_offsets, out_positions, out_masked_ids, out_mask_offsets)
+    offsets, mask_offsets = pa.array(out_offsets), pa.array(out_mask_offsets)
     return pa.Table.from_arrays([
-        _list_array([x.input_ids for x in instances], schema.field("input_ids").type.value_type),
-        _list_array(token_types, pa.uint8()),
-        _list_array([x.masked_lm_positions for x in instances], pa.uint16()),
-        _list_array([x.masked_lm_ids for x in instances], schema.field("masked_lm_ids").type.value_type),
-        pa.array([int(x.is_random_next) for x in instances], pa.int8()),
+        pa.ListArray.from_arrays(offsets, pa.array(out_ids, id_type)),
+        pa.ListArray.from_arrays(offsets, pa.array(out_types, pa.uint8())),
+        pa.ListArray.from_arrays(mask_offsets, pa.array(out_positions, pa.uint16())),
+        pa.ListArray.from_arrays(mask_offsets, pa.array(out_masked_ids, id_type)),
+        pa.array(arrays["labels"][order], pa.int8()),
     ], schema=schema)
 
 
-def instance_shard_counts(table: pa.Table, vocab: Vocabulary) -> dict[str, int]:
-    """Counts behind the stage statistics, read back from a written shard."""
-    if table.num_rows == 0:
-        return dict.fromkeys(("instances", "tokens", "non_special", "masked", "as_mask", "as_random", "as_kept", "random_next"), 0)
-    input_ids = table.column("input_ids").combine_chunks()
-    positions = table.column("masked_lm_positions").combine_chunks()
-    ids = input_ids.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    labels = table.column("masked_lm_ids").combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    rows = np.repeat(np.arange(table.num_rows), np.diff(positions.offsets.to_numpy()))
-    flat_positions = input_ids.offsets.to_numpy()[rows] + positions.flatten().to_numpy(zero_copy_only=False)
-    shown = ids[flat_positions]  # what the model sees at each masked position
-    original = ids.copy()
-    original[flat_positions] = labels
-    special = vocab.is_special[original]
-    return {
-        "instances": table.num_rows,
-        "tokens": len(ids),
-        "non_special": int(np.count_nonzero(~special)),
-        "masked": len(flat_positions),
-        "as_mask": int(np.count_nonzero(shown == vocab.mask_id)),
-        # A random replacement that drew the original id is indistinguishable from keeping it.
-        "as_random": int(np.count_nonzero((shown != vocab.mask_id) & (shown != labels))),
-        "as_kept": int(np.count_nonzero(shown == labels)),
-        "random_next": int(np.count_nonzero(table.column("next_sentence_label").to_numpy() == 1)),
+def make_instance_shard(spec: UnitSpec) -> dict[str, int]:
+    """Write one unit's shuffled instance shard (unless already there); its counts, read back from it."""
+    if spec.out_path.exists():
+        logger.info("reusing %s", spec.out_path)
+    else:
+        arrays = make_unit_instances(spec)
+        shuffle_seed = unit_seeds(spec.cfg.seed, spec.split, spec.unit, spec.cfg.dupe_factor)[-1]
+        order = np.random.default_rng(shuffle_seed).permutation(len(arrays["labels"]))
+        vocab_size = len(spec.vocab.is_special)
+        write_stream_atomically(instances_table(arrays, order, instance_schema(vocab_size)), spec.out_path)
+    return instance_shard_counts(read_stream(spec.out_path), spec.vocab, spec.cfg.max_seq_length)
+
+
+COUNT_KEYS = ("instances", "tokens", "non_special", "masked", "as_mask", "as_random", "as_kept", "label_1", "label_0",
+              *(f"length_bin_{b}" for b in range(HISTOGRAM_BINS)))
+
+
+def instance_shard_counts(table: pa.Table, vocab: MaskingVocabulary, max_seq_length: int) -> dict[str, int]:
+    """Counts behind the stage statistics (see COUNT_KEYS), read back from a written shard."""
+    counts = np.zeros(len(COUNT_KEYS), np.int64)
+    for batch in table.to_batches():
+        input_ids, positions, masked_ids = (batch.column(name) for name in ("input_ids", "masked_lm_positions", "masked_lm_ids"))
+        kernels.shard_counts(
+            numpy_values(input_ids.values), numpy_values(input_ids.offsets), numpy_values(positions.values),
+            numpy_values(masked_ids.values), numpy_values(positions.offsets),
+            numpy_values(batch.column("next_sentence_label")), vocab.is_special, vocab.mask_id, HISTOGRAM_BINS,
+            max_seq_length, counts,
+        )
+    return dict(zip(COUNT_KEYS, counts.tolist()))
+
+
+def split_statistics(split: str, totals: dict[str, int], shards: int, cfg: InstancesConfig) -> dict[str, int | float]:
+    """Manifest statistics of one split from its summed shard counts."""
+    instances, masked = totals["instances"], max(totals["masked"], 1)
+    stats: dict[str, int | float] = {
+        f"{split}_instances": instances,
+        f"{split}_shards": shards,
+        f"{split}_mean_length": totals["tokens"] / max(instances, 1),
+        # measured on the shards: 0 with dynamic masking (the loader masks)
+        f"{split}_mask_rate": totals["masked"] / max(totals["non_special"], 1),
+        f"{split}_mask_token_fraction": totals["as_mask"] / masked,
+        f"{split}_random_fraction": totals["as_random"] / masked,
+        f"{split}_kept_fraction": totals["as_kept"] / masked,
+        # next_sentence_label 1: B is random (nsp) or A and B are swapped (sop); mlm has none (-100)
+        f"{split}_label_1_fraction": totals["label_1"] / max(totals["label_0"] + totals["label_1"], 1),
     }
-
-
-def load_vocabulary(tokenizer_dir: Path) -> tuple[Vocabulary, int]:
-    """Masking vocabulary and vocabulary size of the token shards' tokenizer."""
-    tokenizer = load_tokenizer(tokenizer_dir)
-    special = special_token_ids(tokenizer)
-    size = tokenizer.get_vocab_size(with_added_tokens=True)
-    special_ids = sorted(special.values())
-    is_special = np.zeros(size, bool)
-    is_special[special_ids] = True
-    vocab = Vocabulary(
-        cls_id=special[CLS],
-        sep_id=special[SEP],
-        mask_id=special[MASK],
-        is_special=is_special,
-        is_continuation=np.array(is_continuation_table(tokenizer), bool),
-        replacement_ids=np.flatnonzero(~is_special).tolist(),
-    )
-    return vocab, size
-
-
-def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path) -> dict[str, int | float]:
-    """Make NSP/MLM instances for the train and validation token shards; reuse finished shards."""
-    tokens_dir, out_dir = Path(tokens_dir), Path(out_dir)
-    if not (tokens_dir / "train").is_dir():
-        raise FileNotFoundError(f"tokens_dir {str(tokens_dir)!r} has no train/ folder of token shards")
-    vocab, vocab_size = load_vocabulary(tokens_dir / TOKENIZER_DIRNAME)
-    schema = instance_schema(vocab_size)
-    stats: dict[str, int | float] = {}
-    for split in SPLITS:
-        totals = _build_split(cfg, tokens_dir, out_dir, split, vocab, schema)
-        masked = max(totals["masked"], 1)
-        stats[f"{split}_instances"] = totals["instances"]
-        stats[f"{split}_shards"] = totals["shards"]
-        stats[f"{split}_mean_length"] = totals["tokens"] / max(totals["instances"], 1)
-        stats[f"{split}_mask_rate"] = totals["masked"] / max(totals["non_special"], 1)
-        stats[f"{split}_mask_token_fraction"] = totals["as_mask"] / masked
-        stats[f"{split}_random_fraction"] = totals["as_random"] / masked
-        stats[f"{split}_kept_fraction"] = totals["as_kept"] / masked
-        stats[f"{split}_nsp_random_fraction"] = totals["random_next"] / max(totals["instances"], 1)
-    stats["instances"] = stats["train_instances"] + stats["validation_instances"]
+    width = cfg.max_seq_length / HISTOGRAM_BINS
+    for b in range(HISTOGRAM_BINS):
+        stats[f"{split}_length_{int(b * width) + 1:05d}_{int((b + 1) * width):05d}"] = totals[f"length_bin_{b}"]
     return stats
 
 
-def _build_split(
-    cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, split: str, vocab: Vocabulary, schema: pa.Schema
-) -> dict[str, int]:
-    documents = SplitDocuments(load_token_split(tokens_dir, split))
-    shards = shard_documents(documents, cfg, split)
-    totals: dict[str, int] = {"shards": len(shards)}
-    for shard_index, document_indices in enumerate(shards):
-        path = out_dir / split / f"instances-{shard_index:05d}.arrow"
-        if path.exists():
-            logger.info("reusing %s", path)
-            table = read_stream(path)
-        else:
-            # Per-shard seed: a shard's content does not depend on which shards ran before it.
-            rng = random.Random(f"{cfg.seed}-{split}-{shard_index}")
-            instances: list[Instance] = []
-            for _ in range(cfg.dupe_factor):
-                for document_index in document_indices:
-                    instances.extend(create_instances_from_document(documents, document_index, cfg, vocab, rng))
-            rng.shuffle(instances)
-            table = instances_table(instances, schema)
-            write_stream_atomically(table, path)
-            logger.info("%s/%s: %d instances from %d documents", split, path.name, len(instances), len(document_indices))
-        for key, value in instance_shard_counts(table, vocab).items():
-            totals[key] = totals.get(key, 0) + value
-    return totals
+def _segmenter(cfg: InstancesConfig, tokenizer_dir: Path):
+    if not cfg.chinese_word_segmentation:
+        return None
+    from tasks.chinese_words import jieba_segmenter
+
+    return jieba_segmenter(tokenizer_dir)
+
+
+def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
+                    map_shards: ShardMap = serial_map) -> dict[str, int | float]:
+    """Make instances for the train and validation token shards; finished shards are reused."""
+    tokens_dir, out_dir = Path(tokens_dir), Path(out_dir)
+    if not (tokens_dir / "train").is_dir():
+        raise FileNotFoundError(f"tokens_dir {str(tokens_dir)!r} has no train/ folder of token shards")
+    tokenizer_dir = tokens_dir / TOKENIZER_DIRNAME
+    vocab = masking_vocabulary(tokenizer_dir)
+    special = special_token_ids(load_tokenizer(tokenizer_dir))
+    segmenter = _segmenter(cfg, tokenizer_dir)
+    index_dir = out_dir / INDEX_DIRNAME
+    stats: dict[str, int | float] = {}
+    for split in SPLITS:
+        arrays = build_split_index(tokens_dir, split, index_dir, vocab.is_continuation, segmenter)
+        sentence_tokens = np.asarray(arrays.sentence_offsets)[np.asarray(arrays.document_offsets)]
+        units = plan_units(np.diff(sentence_tokens), cfg)
+        specs = [
+            UnitSpec(cfg, vocab, special[CLS], special[SEP], index_dir, split, unit, first, last,
+                     out_dir / split / f"instances-{unit:05d}.arrow")
+            for unit, (first, last) in enumerate(units)
+        ]
+        totals: dict[str, int] = {}
+        for counts in map_shards(make_instance_shard, specs):
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+        logger.info("%s: %d instances in %d shards", split, totals["instances"], len(specs))
+        stats.update(split_statistics(split, totals, len(specs), cfg))
+    stats["instances"] = stats["train_instances"] + stats["validation_instances"]
+    shutil.rmtree(index_dir)
+    return stats

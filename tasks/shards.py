@@ -22,8 +22,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tokenizers import Tokenizer
 
+from tasks.parallel import ShardMap, serial_map
 from tasks.sentences import split_document
 from tasks.tokenizer import (
+    SEP,
+    SPECIAL_TOKENS,
     UNK,
     copy_tokenizer_folder,
     load_tokenizer,
@@ -134,6 +137,14 @@ def write_stream_atomically(table: pa.Table, path: Path, max_chunksize: int = 10
     os.replace(tmp, path)
 
 
+def numpy_values(array: pa.Array) -> np.ndarray:
+    """Zero-copy numpy view of a primitive Arrow array without nulls (pyarrow's to_numpy imports pandas: ~2 s)."""
+    if array.null_count:
+        raise ValueError(f"unexpected nulls in an Arrow array of {array.type}")
+    dtype = np.dtype(str(array.type))
+    return np.frombuffer(array.buffers()[1], dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
 def read_stream(path: Path) -> pa.Table:
     """Read a whole Arrow IPC stream file (memory-mapped)."""
     with pa.memory_map(str(path), "r") as source:
@@ -150,7 +161,7 @@ class _EncodedDocuments:
     document_sentences: list[int] = field(default_factory=list)  # sentences per document
 
     def to_table(self, schema: pa.Schema) -> pa.Table:
-        dtype = schema.field("sentences").type.value_type.value_type.to_pandas_dtype()
+        dtype = np.dtype(str(schema.field("sentences").type.value_type.value_type))  # to_pandas_dtype imports pandas
         ids = np.concatenate(self.ids).astype(dtype, copy=False) if self.ids else np.zeros(0, dtype)
         lengths = np.concatenate(self.sentence_lengths) if self.sentence_lengths else np.zeros(0, np.int64)
         sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -160,13 +171,37 @@ class _EncodedDocuments:
         return pa.Table.from_arrays([pa.array(self.doc_ids, pa.string()), documents], schema=schema)
 
 
+SENTENCE_MARK = f" {SEP} "  # joins a document's sentences for one encode call (see encode_documents)
+
+
 def encode_documents(tokenizer: Tokenizer, doc_ids: list[str], texts: list[str], into: _EncodedDocuments) -> None:
-    """Sentence-split and encode documents; those left without any token are dropped."""
+    """Sentence-split and encode documents; those left without any token are dropped.
+
+    tokenizer must have encode_special_tokens=False. Encoding each sentence on its own costs a quarter
+    more than encoding whole documents, so a document is encoded once with its sentences joined by
+    " [SEP] ": [SEP] is matched on the raw text before normalisation and the text between two marks is
+    encoded exactly as that sentence alone, so cutting the ids at the [SEP] id gives the per-sentence
+    ids. A batch whose text spells a special token ("[MASK]") is encoded sentence by sentence instead,
+    with special tokens encoded as text.
+    """
     per_document = [split_document(text or "") for text in texts]
-    flat = list(itertools.chain.from_iterable(per_document))
-    encodings = tokenizer.encode_batch_fast(flat, add_special_tokens=False) if flat else []
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    ids = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.uint32, int(lengths.sum()))
+    sep_id = tokenizer.token_to_id(SEP)
+    if any(token in text for text in texts if text for token in SPECIAL_TOKENS):
+        tokenizer.encode_special_tokens = True
+        flat = list(itertools.chain.from_iterable(per_document))
+        encodings = tokenizer.encode_batch_fast(flat, add_special_tokens=False) if flat else []
+        tokenizer.encode_special_tokens = False
+        id_lists = [e.ids for e in encodings]
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+        ids = np.fromiter(itertools.chain.from_iterable(id_lists), np.uint32, int(lengths.sum()))
+    else:
+        joined = [SENTENCE_MARK.join(sentences) for sentences in per_document if sentences]
+        encodings = tokenizer.encode_batch_fast(joined, add_special_tokens=False) if joined else []
+        # every sentence ends at a [SEP]: the marks between sentences plus one appended per document
+        marked = np.fromiter(itertools.chain.from_iterable(itertools.chain(e.ids, (sep_id,)) for e in encodings), np.uint32)
+        ends = np.flatnonzero(marked == sep_id)
+        lengths = np.diff(np.concatenate([[-1], ends])) - 1
+        ids = marked[marked != sep_id]
     position = 0
     for doc_id, sentences in zip(doc_ids, per_document):
         # Sentences of only characters the normaliser removes encode to nothing; they are not kept.
@@ -185,7 +220,7 @@ def token_shard_stats(table: pa.Table, unk_id: int) -> dict[str, int]:
     if sentences is None:
         return {"documents": 0, "sentences": 0, "tokens": 0, "unk_tokens": 0}
     inner = sentences.flatten()
-    ids = inner.flatten().to_numpy(zero_copy_only=False)
+    ids = numpy_values(inner.flatten())
     return {
         "documents": table.num_rows,
         "sentences": len(inner),
@@ -194,163 +229,138 @@ def token_shard_stats(table: pa.Table, unk_id: int) -> dict[str, int]:
     }
 
 
-class _SplitSharder:
-    """Cuts one split's document stream into shards; skips shards whose file already exists."""
+@dataclass(frozen=True)
+class TokenShardSpec:
+    """One token shard's work: which snapshot rows it reads; small and picklable for any worker."""
 
-    def __init__(self, tokenizer: Tokenizer, out_dir: Path, split: str, cfg: TokenizeConfig) -> None:
-        self.tokenizer, self.out_dir, self.split, self.cfg = tokenizer, out_dir, split, cfg
-        self.schema = token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True))
-        self.unk_id = tokenizer.token_to_id(UNK)
-        self.index = 0  # shard being filled
-        self.assigned = 0  # input documents assigned to it
-        self.pending_ids: list[str] = []
-        self.pending_texts: list[str] = []
-        self.encoded = _EncodedDocuments()
-        self.totals = {"documents": 0, "sentences": 0, "tokens": 0, "unk_tokens": 0, "empty_documents": 0}
-        self.shards = 0
-
-    def add(self, doc_id: str, text: str) -> None:
-        self.assigned += 1
-        if not shard_path(self.out_dir, self.split, self.index).exists():
-            self.pending_ids.append(doc_id)
-            self.pending_texts.append(text)
-            if len(self.pending_ids) >= self.cfg.batch_size:
-                self._encode_pending()
-        if self.assigned == self.cfg.documents_per_shard:
-            self._close_shard()
-
-    def finish(self) -> None:
-        # A split with no documents still gets one (empty) shard so readers find its folder and schema.
-        if self.assigned or self.shards == 0:
-            self._close_shard()
-
-    def _encode_pending(self) -> None:
-        if self.pending_ids:
-            encode_documents(self.tokenizer, self.pending_ids, self.pending_texts, self.encoded)
-            self.pending_ids, self.pending_texts = [], []
-
-    def _close_shard(self) -> None:
-        path = shard_path(self.out_dir, self.split, self.index)
-        if path.exists():
-            table = read_stream(path)
-            logger.info("reusing %s", path)
-        else:
-            self._encode_pending()
-            table = self.encoded.to_table(self.schema)
-            write_stream_atomically(table, path)
-        stats = token_shard_stats(table, self.unk_id)
-        logger.info(
-            "%s/%s: %d documents, %d sentences, %d tokens",
-            self.split, path.name, stats["documents"], stats["sentences"], stats["tokens"],
-        )
-        for key, value in stats.items():
-            self.totals[key] += value
-        self.totals["empty_documents"] += self.assigned - stats["documents"]
-        self.shards += 1
-        self.index += 1
-        self.assigned = 0
-        self.encoded = _EncodedDocuments()
+    tokenizer_dir: Path
+    split: str
+    index: int
+    row_ranges: tuple[tuple[str, int, int], ...]  # (parquet file, first row, end row): the split's rows in them
+    validation_fraction: float
+    batch_size: int
+    out_path: Path
 
 
-def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Path) -> Tokenizer:
-    """Copy cfg.tokenizer_path, or train on the train split, into tokenizer_dir unless already there."""
-    if tokenizer_folder_problems(tokenizer_dir):
-        if cfg.tokenizer_path is not None:
-            logger.info("copying tokenizer from %s", cfg.tokenizer_path)
-            copy_tokenizer_folder(cfg.tokenizer_path, tokenizer_dir)
-        else:
-            texts = (
-                text
-                for _, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size)
-                if split_of(content_hash, cfg.validation_fraction) == "train"
-            )
-            tokenizer = train_wordpiece(
-                itertools.islice(texts, cfg.max_training_documents),
-                vocab_size=cfg.vocab_size,
-                min_frequency=cfg.min_frequency,
-                lowercase=cfg.lowercase,
-                strip_accents=cfg.strip_accents,
-                limit_alphabet=cfg.limit_alphabet,
-            )
-            save_tokenizer(
-                tokenizer,
-                tokenizer_dir,
-                lowercase=cfg.lowercase,
-                strip_accents=cfg.strip_accents,
-                model_max_length=cfg.model_max_length,
-            )
+def _split_rows(path: Path, start: int, end: int, split: str, validation_fraction: float,
+                batch_size: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(doc_ids, texts) batches of the rows [start, end) of one parquet file that belong to split."""
+    row = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["id", "content_hash", "text"]):
+        first, row = row, row + batch.num_rows
+        if row <= start:
+            continue
+        if first >= end:
+            break
+        batch = batch.slice(max(start - first, 0), min(end, row) - max(start, first))
+        columns = batch.to_pydict()
+        keep = [split_of(h, validation_fraction) == split for h in columns["content_hash"]]
+        yield ([d for d, k in zip(columns["id"], keep) if k], [t for t, k in zip(columns["text"], keep) if k])
+
+
+def make_token_shard(spec: TokenShardSpec) -> dict[str, int]:
+    """Sentence-split and encode one shard's documents and write it (unless already there); its counts."""
+    tokenizer = load_tokenizer(spec.tokenizer_dir)
+    if spec.out_path.exists():
+        logger.info("reusing %s", spec.out_path)
+        table = read_stream(spec.out_path)
     else:
+        encoded = _EncodedDocuments()
+        for path, start, end in spec.row_ranges:
+            for doc_ids, texts in _split_rows(Path(path), start, end, spec.split, spec.validation_fraction, spec.batch_size):
+                encode_documents(tokenizer, doc_ids, texts, encoded)
+        table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True)))
+        write_stream_atomically(table, spec.out_path)
+    stats = token_shard_stats(table, tokenizer.token_to_id(UNK))
+    logger.info("%s/%s: %d documents, %d sentences, %d tokens",
+                spec.split, spec.out_path.name, stats["documents"], stats["sentences"], stats["tokens"])
+    return stats
+
+
+def plan_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path) -> tuple[list[TokenShardSpec], dict[str, int]]:
+    """Specs of every token shard (split by content hash, documents_per_shard each, snapshot order) and
+    the number of input documents per split; reads only the content_hash column."""
+    ranges: dict[str, list[list[tuple[str, int, int]]]] = {split: [[]] for split in SPLITS}
+    filled = dict.fromkeys(SPLITS, 0)  # documents in the split's last shard so far
+    documents = dict.fromkeys(SPLITS, 0)
+    for path in snapshot_files(snapshot_dir):
+        # ParquetFile.read, not pq.read_table: the latter imports pandas (~1 s per worker process)
+        hashes = pq.ParquetFile(path).read(columns=["content_hash"]).column("content_hash").to_pylist()
+        splits = [split_of(h, cfg.validation_fraction) for h in hashes]
+        for split in SPLITS:
+            rows = [r for r, s in enumerate(splits) if s == split]
+            documents[split] += len(rows)
+            while rows:
+                if filled[split] == cfg.documents_per_shard:
+                    ranges[split].append([])
+                    filled[split] = 0
+                take = rows[: cfg.documents_per_shard - filled[split]]
+                ranges[split][-1].append((str(path), take[0], take[-1] + 1))
+                filled[split] += len(take)
+                rows = rows[len(take) :]
+    specs = [
+        TokenShardSpec(out_dir / TOKENIZER_DIRNAME, split, index, tuple(shard_ranges), cfg.validation_fraction,
+                       cfg.batch_size, shard_path(out_dir, split, index))
+        for split in SPLITS
+        for index, shard_ranges in enumerate(ranges[split])  # a split with no documents still gets one empty shard
+    ]
+    return specs, documents
+
+
+def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Path) -> None:
+    """Copy cfg.tokenizer_path, or train on the train split, into tokenizer_dir unless already there."""
+    if not tokenizer_folder_problems(tokenizer_dir):
         logger.info("reusing tokenizer in %s", tokenizer_dir)
-    tokenizer = load_tokenizer(tokenizer_dir)
-    # Text that spells "[MASK]" or "[SEP]" is text, not a special token: keep special ids out of shards.
-    tokenizer.encode_special_tokens = True
-    return tokenizer
+    elif cfg.tokenizer_path is not None:
+        logger.info("copying tokenizer from %s", cfg.tokenizer_path)
+        copy_tokenizer_folder(cfg.tokenizer_path, tokenizer_dir)
+    else:
+        texts = (
+            text
+            for _, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size)
+            if split_of(content_hash, cfg.validation_fraction) == "train"
+        )
+        tokenizer = train_wordpiece(
+            itertools.islice(texts, cfg.max_training_documents),
+            vocab_size=cfg.vocab_size,
+            min_frequency=cfg.min_frequency,
+            lowercase=cfg.lowercase,
+            strip_accents=cfg.strip_accents,
+            limit_alphabet=cfg.limit_alphabet,
+        )
+        save_tokenizer(
+            tokenizer,
+            tokenizer_dir,
+            lowercase=cfg.lowercase,
+            strip_accents=cfg.strip_accents,
+            model_max_length=cfg.model_max_length,
+        )
 
 
-def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path) -> dict[str, int | float]:
+def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *,
+                       map_shards: ShardMap = serial_map) -> dict[str, int | float]:
     """Train or load the tokenizer, then sentence-split and tokenize the snapshot into token shards."""
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     snapshot_files(snapshot_dir)  # fail before any work when the snapshot is missing
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = prepare_tokenizer(cfg, snapshot_dir, out_dir / TOKENIZER_DIRNAME)
-
-    sharders = {split: _SplitSharder(tokenizer, out_dir, split, cfg) for split in SPLITS}
-    for doc_id, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size):
-        sharders[split_of(content_hash, cfg.validation_fraction)].add(doc_id, text)
-    for sharder in sharders.values():
-        sharder.finish()
+    prepare_tokenizer(cfg, snapshot_dir, out_dir / TOKENIZER_DIRNAME)
+    tokenizer = load_tokenizer(out_dir / TOKENIZER_DIRNAME)
+    specs, input_documents = plan_token_shards(cfg, snapshot_dir, out_dir)
 
     stats: dict[str, int | float] = {"vocab_size": tokenizer.get_vocab_size(with_added_tokens=True)}
-    for split, sharder in sharders.items():
-        for key, value in sharder.totals.items():
-            stats[f"{split}_{key}"] = value
-        stats[f"{split}_shards"] = sharder.shards
-    tokens = sum(s.totals["tokens"] for s in sharders.values())
-    stats["tokens"] = tokens
-    stats["documents"] = sum(s.totals["documents"] for s in sharders.values())
-    stats["unk_rate"] = sum(s.totals["unk_tokens"] for s in sharders.values()) / tokens if tokens else 0.0
+    for split in SPLITS:
+        stats.update({f"{split}_{key}": 0 for key in ("documents", "sentences", "tokens", "unk_tokens")})
+        stats[f"{split}_shards"] = sum(spec.split == split for spec in specs)
+    for spec, shard_stats in zip(specs, map_shards(make_token_shard, specs)):
+        for key in ("documents", "sentences", "tokens", "unk_tokens"):
+            stats[f"{spec.split}_{key}"] += shard_stats[key]
+    for split in SPLITS:
+        stats[f"{split}_empty_documents"] = input_documents[split] - stats[f"{split}_documents"]
+    stats["tokens"] = stats["train_tokens"] + stats["validation_tokens"]
+    stats["documents"] = stats["train_documents"] + stats["validation_documents"]
+    unk = stats["train_unk_tokens"] + stats["validation_unk_tokens"]
+    stats["unk_rate"] = unk / stats["tokens"] if stats["tokens"] else 0.0
     return stats
-
-
-@dataclass(frozen=True)
-class TokenSplit:
-    """One split's token ids in memory: documents of sentences as offsets into one flat array."""
-
-    ids: np.ndarray  # (tokens,) uint16/uint32, every sentence of every document concatenated
-    sentence_offsets: np.ndarray  # (sentences + 1,) int64: sentence s is ids[o[s]:o[s+1]]
-    document_offsets: np.ndarray  # (documents + 1,) int64: document d is sentences o[d]:o[d+1]
-    doc_ids: list[str]
-
-    @property
-    def num_documents(self) -> int:
-        return len(self.document_offsets) - 1
-
-    def document(self, index: int) -> list[np.ndarray]:
-        """Sentences of one document as id arrays (views into ids)."""
-        first, last = self.document_offsets[index], self.document_offsets[index + 1]
-        bounds = self.sentence_offsets[first : last + 1]
-        return [self.ids[bounds[i] : bounds[i + 1]] for i in range(len(bounds) - 1)]
-
-
-def load_token_split(shards_dir: Path, split: str) -> TokenSplit:
-    """Load every token shard of a split into one TokenSplit."""
-    ids, sentence_lengths, document_sentences, doc_ids = [], [], [], []
-    for path in shard_paths(shards_dir, split):
-        table = read_stream(path)
-        doc_ids.extend(table.column("doc_id").to_pylist())
-        for chunk in table.column("sentences").chunks:
-            inner = chunk.flatten()
-            document_sentences.append(np.diff(chunk.offsets.to_numpy()))
-            sentence_lengths.append(np.diff(inner.offsets.to_numpy()))
-            ids.append(inner.flatten().to_numpy(zero_copy_only=False))
-    if not ids:
-        ids, sentence_lengths, document_sentences = [np.zeros(0, np.uint16)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
-    return TokenSplit(
-        ids=np.concatenate(ids),
-        sentence_offsets=np.concatenate([[0], np.cumsum(np.concatenate(sentence_lengths))]).astype(np.int64),
-        document_offsets=np.concatenate([[0], np.cumsum(np.concatenate(document_sentences))]).astype(np.int64),
-        doc_ids=doc_ids,
-    )
 
 
 def read_token_documents(shards_dir: Path, split: str) -> Iterator[list[list[int]]]:

@@ -48,13 +48,13 @@ def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageC
 def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.shards import build_token_shards
 
-    return build_token_shards(cfg.tokenize, inputs["corpus"], out)
+    return build_token_shards(cfg.tokenize, inputs["corpus"], out, map_shards=ctx.map_shards)
 
 
 def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.instances import build_instances
 
-    return build_instances(cfg.instances, inputs["tokenize"], out)
+    return build_instances(cfg.instances, inputs["tokenize"], out, map_shards=ctx.map_shards)
 
 
 def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:

@@ -108,32 +108,36 @@ def save_tokenizer(
     os.replace(tmp_dir, out_dir)
 
 
-def tokenizer_folder_problems(path: Path) -> list[str]:
-    """Everything wrong with a folder that should hold a BERT tokenizer ([] when usable)."""
+def _read_tokenizer_folder(path: Path) -> tuple[Tokenizer | None, list[str]]:
+    """(the folder's tokenizer or None, everything wrong with it); [] problems when usable."""
     path = Path(path)
     if not path.is_dir():
-        return [f"tokenizer folder {str(path)!r} does not exist or is not a directory"]
+        return None, [f"tokenizer folder {str(path)!r} does not exist or is not a directory"]
     if not (path / "tokenizer.json").is_file():
-        return [f"tokenizer folder {str(path)!r} has no tokenizer.json (save it with save_pretrained)"]
-    problems = []
+        return None, [f"tokenizer folder {str(path)!r} has no tokenizer.json (save it with save_pretrained)"]
     try:
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as error:  # the Rust side raises a bare Exception for bad JSON
-        return [f"{str(path / 'tokenizer.json')!r} cannot be read: {error}"]
+        return None, [f"{str(path / 'tokenizer.json')!r} cannot be read: {error}"]
+    problems = []
     missing = [token for token in SPECIAL_TOKENS if tokenizer.token_to_id(token) is None]
     if missing:
         problems.append(f"tokenizer {str(path)!r} lacks special tokens {missing}; needs all of {list(SPECIAL_TOKENS)}")
     if tokenizer.token_to_id(PAD) not in (None, 0):
         problems.append(f"tokenizer {str(path)!r} has {PAD}={tokenizer.token_to_id(PAD)}; it must be 0")
-    return problems
+    return tokenizer, problems
+
+
+def tokenizer_folder_problems(path: Path) -> list[str]:
+    """Everything wrong with a folder that should hold a BERT tokenizer ([] when usable)."""
+    return _read_tokenizer_folder(path)[1]
 
 
 def load_tokenizer(path: Path) -> Tokenizer:
     """Load a tokenizer folder's tokenizer.json with padding and truncation switched off."""
-    problems = tokenizer_folder_problems(path)
+    tokenizer, problems = _read_tokenizer_folder(path)
     if problems:
         raise ValueError("; ".join(problems))
-    tokenizer = Tokenizer.from_file(str(Path(path) / "tokenizer.json"))
     # Shards hold whole sentences; truncation or padding baked into a loaded file would corrupt them.
     tokenizer.no_truncation()
     tokenizer.no_padding()

@@ -40,3 +40,14 @@ def test_mixed_cjk_and_latin_text():
 
 def test_ascii_opening_quote_is_not_moved_to_previous_sentence():
     assert split_document('He said. "Hello there." Then left.') == ["He said.", '"Hello there."', "Then left."]
+
+
+def test_buffered_blingfire_call_matches_the_library_wrapper():
+    import blingfire
+
+    from tasks.sentences import _blingfire_sentences
+
+    texts = ["Dr. Smith went home. He slept.", "Café déjà vu! Naïve? Yes.", "你好。”然后", "x" * 40_000 + ". Then more.",
+             "Short", "🙂 emoji. Ünïcödé. 日本語です。"]
+    for text in texts:
+        assert _blingfire_sentences(text) == blingfire.text_to_sentences(text)

@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
+from tasks.parallel import local_map
 from tasks.sentences import split_document
 from tasks.shards import (
     TokenizeConfig,
     build_token_shards,
-    load_token_split,
     read_stream,
     read_token_documents,
     shard_paths,
@@ -138,14 +138,13 @@ def test_rerun_and_resume_reproduce_identical_shards(snapshot, tmp_path):
         assert again[f"{split}_sentences"] == stats[f"{split}_sentences"]
 
 
-def test_readers_agree(snapshot, tmp_path):
+def test_parallel_build_writes_identical_shards(snapshot, tmp_path):
     snapshot_dir, _ = snapshot
-    build_token_shards(CONFIG, snapshot_dir, tmp_path / "tokens")
-    documents = list(read_token_documents(tmp_path / "tokens", "train"))
-    split = load_token_split(tmp_path / "tokens", "train")
-    assert split.num_documents == len(documents)
-    assert [[s.tolist() for s in split.document(d)] for d in range(split.num_documents)] == documents
-    assert len(split.ids) == sum(len(s) for d in documents for s in d)
+    serial = build_token_shards(CONFIG, snapshot_dir, tmp_path / "serial")
+    cfg = CONFIG.model_copy(update={"tokenizer_path": tmp_path / "serial" / "tokenizer"})
+    parallel = build_token_shards(cfg, snapshot_dir, tmp_path / "parallel", map_shards=local_map(2))
+    assert shard_bytes(tmp_path / "parallel") == shard_bytes(tmp_path / "serial")
+    assert parallel == serial
 
 
 def test_given_tokenizer_is_copied_not_retrained(snapshot, tmp_path):
@@ -181,3 +180,24 @@ def test_missing_snapshot_fails_before_work(tmp_path):
     with pytest.raises(FileNotFoundError, match="documents-"):
         build_token_shards(CONFIG, tmp_path / "nothing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_documents_encoded_at_once_equal_sentence_by_sentence(snapshot, tmp_path):
+    from tasks.shards import _EncodedDocuments, encode_documents, token_shard_schema
+
+    snapshot_dir, _ = snapshot
+    build_token_shards(CONFIG, snapshot_dir, tmp_path / "tokens")
+    tokenizer = load_tokenizer(tmp_path / "tokens" / "tokenizer")
+    texts = ["Café résumé NAÏVE déjà-vu. Second sentence!\nA new paragraph  with   spaces.",
+             "中文字符被单独切分。第二句！", "control\x00chars\u200band\ttabs. Next one.", "\u200b\u200b. Real words.",
+             "emoji 🙂 ∑ symbols. a" + "b" * 150 + ".", "", "lowercase [sep] and [cls] are text."]
+    for batch in (texts, texts + ["Spells [MASK] literally. Then [SEP]."]):  # the second takes the fallback path
+        encoded = _EncodedDocuments()
+        encode_documents(tokenizer, [str(i) for i in range(len(batch))], batch, encoded)
+        table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size()))
+        tokenizer.encode_special_tokens = True
+        expected = [[ids for s in split_document(t) if (ids := tokenizer.encode(s, add_special_tokens=False).ids)]
+                    for t in batch]
+        tokenizer.encode_special_tokens = False
+        assert table.column("sentences").to_pylist() == [d for d in expected if d]
+        assert table.column("doc_id").to_pylist() == [str(i) for i, d in enumerate(expected) if d]
