@@ -53,8 +53,15 @@ def shard_map(parallel: ParallelConfig) -> Iterator[ShardMap]:
     if not parallel.dask_address:
         yield local_map(parallel.workers)
         return
-    with dask_task_runner(parallel) as runner:
-        yield partial(prefect_map, runner)
+    environ = dict(os.environ)
+    try:
+        with dask_task_runner(parallel) as runner:
+            yield partial(prefect_map, runner)
+    finally:
+        # distributed's nannies set OMP_NUM_THREADS=1 (and similar) in this process's environment for their
+        # workers; put it back, or later subprocesses (torchrun training, tests' children) run on one thread
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def prefect_map(runner: DaskTaskRunner, fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:

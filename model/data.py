@@ -57,7 +57,9 @@ class _Shard:
             column = table.column(name).combine_chunks()  # ListArray
             self.offsets[name] = column.offsets.to_numpy()  # (num_rows + 1,) int32
             self.values[name] = column.values.to_numpy(zero_copy_only=False)  # (total_len,) uint8/16/32
-        self.next_sentence_label = table.column("next_sentence_label").to_numpy().astype(np.int64)
+        labels = table.column("next_sentence_label").to_numpy().astype(np.int64)
+        # any negative label means "no NSP label" (the instances stage writes -100 for MLM-only packing)
+        self.next_sentence_label = np.where(labels < 0, -1, labels)
 
     def row(self, i: int) -> Instance:
         lists = {name: self.values[name][self.offsets[name][i] : self.offsets[name][i + 1]] for name in LIST_COLUMNS}

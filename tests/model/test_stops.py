@@ -48,6 +48,8 @@ def start_child(cfg, instances_dir, tokenizer_dir, out_dir, losses):
         [sys.executable, "-c", CHILD, str(instances_dir), str(tokenizer_dir), str(out_dir), str(losses),
          cfg.model_dump_json()],
         cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # bitwise equality across processes needs the same intra-op thread count as this process
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
     )  # fmt: skip
 
 
