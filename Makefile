@@ -13,14 +13,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: demo test test-fast install python-docs clean serve bench-corpus
+.PHONY: demo test test-fast install python-docs clean serve bench bench-corpus bench-instances bench-pretrain
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	touch $(STAMP)
 
 # The demo corpus: Debian's Python HTML documentation, served on 127.0.0.1 and crawled.
@@ -47,6 +47,16 @@ test-fast: install
 # Crawl rate and cleaning throughput, ours vs datatrove (its own venv in .bench/, built on first use).
 bench-corpus: install python-docs
 	$(BIN)/python bench/corpus_bench.py
+
+# Tokenization and instance generation per core, 1x and 10x the Python docs (the 20x target).
+bench-instances: install python-docs
+	PYTHONPATH=. $(BIN)/python bench/instances_bench.py --workers 2
+
+# CPU tokens/s of the engine vs Hugging Face Trainer (tiny, mini), and the loader's headroom.
+bench-pretrain: install
+	PYTHONPATH=. $(BIN)/python bench/pretrain_speed.py
+
+bench: bench-corpus bench-instances bench-pretrain
 
 clean:
 	rm -rf data mlflow.db mlartifacts mlruns .pytest_cache
