@@ -168,6 +168,11 @@ RUSSIAN_TEXT = ("Москва — столица России, крупнейш�
 GERMAN_TEXT = ("Die Straßenbahn fährt jeden Morgen pünktlich um sieben Uhr über die alte Brücke in die "
                "Innenstadt, wo die Geschäfte gerade ihre Türen öffnen und der Markt beginnt.")
 DUPLICATE_TEXT = "This paragraph appears on two pages word for word, so only one copy should reach the corpus."
+# a long page and its near copy (one word changed): word 5-gram Jaccard ~0.9, far above MinHash 14x8's ~0.72
+NEAR_DUPLICATE_TEXT = " ".join(
+    f"Sentence {i} of the long page tells the reader about rivers, bridges, trains and the weather in spring."
+    for i in range(25))
+NEAR_DUPLICATE_EDITED = NEAR_DUPLICATE_TEXT.replace("Sentence 12 of", "Sentence twelve of")
 HUGE_BYTES = 50 * 1024 * 1024  # the generated page is never held in memory or on disk
 DRIP_INTERVAL = 0.05  # seconds between two dripped bytes
 DRIP_LIMIT = 20.0  # the drip page gives up by itself after this many seconds (bounded test traffic)
@@ -177,7 +182,7 @@ PNG_BYTES = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060
 
 HOSTILE_LINKS = (
     "utf8-as-latin1.html", "cp1251-as-utf8.html", "mojibake.html", "broken.html", "de.html", "dup-a.html",
-    "dup-b.html", "drip.html", "huge.html", "gzip-bomb.html", "loop-a", "self", "chain/1", "no-location",
+    "dup-b.html", "near-a.html", "near-b.html", "drip.html", "huge.html", "gzip-bomb.html", "loop-a", "self", "chain/1", "no-location",
     "offsite", "missing.html", "error.html", "flaky.html", "busy.html", "rate-limited.html", "hangup.html",
     "image.html", "bad-gzip.html", "private/secret.html", "http://other.invalid/page.html",
     "HTTP://LOCALHOST:{port}/a.html",  # this very server under another host name: out of scope too
@@ -279,6 +284,8 @@ class _HostileHandler(_SlowResponses, BaseHTTPRequestHandler):
             self._send(200, _html("Straßenbahn", GERMAN_TEXT))
         elif path in ("/dup-a.html", "/dup-b.html", "/a.html"):
             self._send(200, _html("Duplicate", DUPLICATE_TEXT))
+        elif path in ("/near-a.html", "/near-b.html"):
+            self._send(200, _html("Near", NEAR_DUPLICATE_TEXT if path == "/near-a.html" else NEAR_DUPLICATE_EDITED))
         elif path == "/drip.html":
             self._stream(self._drip())
         elif path == "/huge.html":

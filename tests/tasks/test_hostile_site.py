@@ -5,9 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from tasks.corpus import CorpusConfig, build_snapshot, read_snapshot
 from tasks.crawl import FAIL_REASONS, CrawlConfig, crawl, saved_pages
+from tasks.parallel import local_map
 from tasks.warc import WarcRecord, iter_warc_records
-from tests.tasks.site_fixtures import RUSSIAN_TEXT, serve_hostile_site
+from tests.tasks.site_fixtures import (
+    DUPLICATE_TEXT, FRENCH_TEXT, GERMAN_TEXT, NEAR_DUPLICATE_TEXT, RUSSIAN_TEXT, serve_hostile_site,
+)
 
 MAX_RETRIES = 2
 MAX_REDIRECTS = 3
@@ -76,7 +80,7 @@ def test_hostile_site_crawl_finishes_in_scope_and_names_every_failure(tmp_path: 
 
     kept = {r.url.removeprefix(site.base_url): r for r in saved_pages(tmp_path / "raw")}
     assert set(kept) == {"", "utf8-as-latin1.html", "cp1251-as-utf8.html", "mojibake.html", "broken.html",
-                         "de.html", "dup-a.html", "dup-b.html", "flaky.html", "busy.html"}
+                         "de.html", "dup-a.html", "dup-b.html", "near-a.html", "near-b.html", "flaky.html", "busy.html"}
     assert stats["pages_fetched"] == len(kept)
     assert kept["utf8-as-latin1.html"].charset == "utf-8"  # the declared latin-1 was wrong
     assert kept["cp1251-as-utf8.html"].charset == "cp1251"  # the declared UTF-8 could not decode it
@@ -108,3 +112,23 @@ def test_time_budget_ends_the_crawl_and_cuts_the_request_in_flight(tmp_path: Pat
     assert stats["budget_exhausted"] == 1
     assert stats["pages_failed_deadline"] == 1  # the budget, not the 30 s deadline, cut drip.html
     assert site.count("/huge.html") == 0  # queued behind drip.html, never asked for
+
+
+def test_hostile_site_snapshot_holds_only_clean_deduplicated_english_text(tmp_path: Path) -> None:
+    """The whole corpus stage over the hostile site: what reaches the snapshot is clean, unique and English."""
+    quality_off = {f: {"enabled": False} for f in ("gopher_repetition", "gopher_quality", "c4", "fineweb")}
+    with serve_hostile_site() as site:
+        cfg = CorpusConfig(crawl=_config(site.base_url), min_words=5, language={"languages": ["en"]},
+                           quality=quality_off, work_shard_documents=3)  # pages spread over several shards
+        stats = build_snapshot(cfg, tmp_path / "snapshot", map_shards=local_map(2))
+    table = read_snapshot(tmp_path / "snapshot")
+    texts = table.column("text").to_pylist()
+    assert texts and set(table.column("language").to_pylist()) == {"en"}
+    for foreign in (FRENCH_TEXT, RUSSIAN_TEXT, GERMAN_TEXT):
+        assert not any(foreign.split()[1] in text for text in texts)
+    assert stats["dropped_wrong_language"] + stats["dropped_low_language_score"] >= 4  # fr x2, ru, de
+    assert sum(DUPLICATE_TEXT in text for text in texts) == 1  # dup-a, dup-b: one copy
+    assert sum(NEAR_DUPLICATE_TEXT[:80] in text for text in texts) == 1  # near-a, near-b: one copy
+    assert stats["dropped_duplicate"] == 1 and stats["dropped_near_duplicate"] == 1
+    assert not any("\ufffd" in text or "Ã" in text or "<" in text for text in texts)  # no mojibake, no markup
+    assert len(set(table.column("url").to_pylist())) == len(texts)
