@@ -2,7 +2,7 @@
 
 A stage flow picks its shard map from `config.parallel`: without a `dask_address` the shards run in
 local processes (`tasks.parallel.local_map`); with one, every shard is submitted as a Prefect task to a
-`DaskTaskRunner`, so each shard is a task run in the UI (nested under the stage's build task) and runs
+`DaskTaskRunner`, so each shard is a task run of the stage's flow in the UI and runs
 on a Dask worker. The runner is chosen from the config a run receives, not from the flow decorator,
 so CLI runs, pipeline subflows and deployment runs all honour the same `parallel` section.
 

@@ -1,7 +1,7 @@
 """What every stage flow does: run one stage with its work as a Prefect task, tracked in MLflow.
 
-Sharded work inside the build task goes to `flows.dask_map.shard_map`: local processes, or one Prefect
-task run per shard on a Dask cluster (nested under the build task in the UI).
+Sharded work goes to `flows.dask_map.shard_map`: local processes inside the stage's build task, or, on a
+Dask cluster, the stage's work in the flow itself with one Prefect task run per shard.
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
     """Run stage `name` inside the current flow (refresh: a new snapshot on the newest one); return plain data."""
     # Caching is the artifact store's job (content-addressed ids), not Prefect's: no input hashing.
     build = task(STAGES[name].work, name=f"build-{name}", cache_policy=NO_CACHE)
-    # local processes, or one Prefect task run per shard on Dask when config.parallel.dask_address is set
+    # On Dask the stage's work runs in the flow itself and each shard is a task run of the flow: a shard
+    # submitted from inside a task run drags that run's context (asyncio tasks) along and cannot be pickled.
+    # Locally the whole work is one task run, its shards local processes.
+    execute = None if config.parallel.dask_address else build
     with shard_map(config.parallel) as map_shards:
         result = run_stage(
             name,
@@ -39,7 +42,7 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
             tracker=tracker_for(config),
             parent_run_id=parent_run_id,
             tags={"prefect_flow_run_id": str(flow_run.id)},
-            execute=build,
+            execute=execute,
             map_shards=map_shards,
             refresh=refresh,
             progress=ProgressArtifact(name),
