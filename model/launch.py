@@ -81,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {diverged}", file=sys.stderr)
         return 1
     print({name: round(value, 4) if isinstance(value, float) else value for name, value in stats.items()})
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # Training is over and its outputs are on disk. Under torchrun a rank could hang in interpreter
+        # teardown (seen once on rank 1 after rank 0 had exited: stuck after pretrain() returned, in native
+        # destructors), so distributed ranks leave at once instead of unwinding.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
