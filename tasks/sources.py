@@ -160,33 +160,28 @@ def read_parquet(path: Path) -> Iterator[Document]:
                            fetched_at=fetched_at)
 
 
-def read_html(path: Path, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
-    """One document per HTML file, main text extracted; failures are counted like crawled pages."""
+def extract_page(page: HtmlPage, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """The page's main text as one document; failures are counted like crawled pages."""
     try:
-        extracted = extract_html(decode_html(path.read_bytes()), path.as_uri(), cfg)
+        extracted = extract_html(decode_html(page.body, page.content_type), page.url, cfg)
     except Exception as exc:  # one bad page must not stop a corpus build
-        logger.warning("extraction failed for %s: %s: %s", path, type(exc).__name__, exc)
+        logger.warning("extraction failed for %s: %s: %s", page.url, type(exc).__name__, exc)
         counts["extract_failed"] += 1
         return
     if extracted is None:
         counts["extract_empty"] += 1
         return
-    yield Document(url=path.as_uri(), source="local", title=extracted.title, text=extracted.text,
-                   fetched_at=_mtime(path))
+    yield Document(url=page.url, source=page.source, title=extracted.title, text=extracted.text,
+                   fetched_at=page.fetched_at)
 
 
 def read_local_files(patterns: Iterable[str], cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
-    """Documents from every file the patterns match, in sorted path order."""
-    for path in resolve_patterns(patterns):
-        suffix = path.suffix.lower()
-        if suffix == ".txt":
-            yield from read_txt(path)
-        elif suffix == ".jsonl":
-            yield from read_jsonl(path)
-        elif suffix == ".parquet":
-            yield from read_parquet(path)
+    """Documents from every file the patterns match, in sorted path order, HTML extracted in place."""
+    for item in local_items(patterns):
+        if isinstance(item, HtmlPage):
+            yield from extract_page(item, cfg, counts)
         else:
-            yield from read_html(path, cfg, counts)
+            yield item
 
 
 def local_items(patterns: Iterable[str]) -> Iterator[Document | HtmlPage]:
