@@ -11,8 +11,8 @@ import logging
 import math
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from urllib.parse import urlsplit
 
 import httpx
@@ -152,16 +152,22 @@ class Politeness:
                 return
             await asyncio.sleep(min(left, STOP_POLL_SECONDS))
 
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count one request in flight (and the most seen at once) while the block runs."""
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+
     @asynccontextmanager
     async def request_slot(self) -> AsyncIterator[None]:
         """A global slot for one request, counted in in_flight."""
         async with self._global:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
+            with self._counted():
                 yield
-            finally:
-                self.in_flight -= 1
 
     @asynccontextmanager
     async def turn(self, host: str, delay: float) -> AsyncIterator[None]:
@@ -180,11 +186,7 @@ class Politeness:
             if self.time_left() < MIN_REQUEST_SECONDS:
                 raise Stopped("budget_exhausted")
             self._last_start[host] = loop.time()
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            try:
+            with self._counted():
                 yield
-            finally:
-                self.in_flight -= 1
         finally:
             self._global.release()
