@@ -53,6 +53,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=50, help="timed steps")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--no-compile", action="store_true", help="eager mode instead of torch.compile")
+    parser.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout (0.1)")
+    parser.add_argument("--no-attention-mask", action="store_true",
+                        help="pass attention_mask=None (the batch has no padding), so SDPA may pick flash attention")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after timing, profile this many steps and print the top GPU kernels")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense bf16 peak")
     return parser.parse_args(argv)
 
@@ -69,20 +75,25 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     dtype = torch.bfloat16 if device.type == "cuda" else None
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    cfg = PretrainConfig(size=args.size, batch_size=args.batch_size, device=args.device)
+    dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout, "attention_probs_dropout_prob": args.dropout}
+    cfg = PretrainConfig(size=args.size, batch_size=args.batch_size, device=args.device, **dropout)
     torch.manual_seed(0)
     model = build_model(cfg, vocab_size=args.vocab_size, pad_token_id=0).to(device)
     optimizer = build_optimizer(model, cfg, device)  # fused AdamW on CUDA
     batch = synthetic_batch(args.batch_size, args.seq_len, args.predictions, args.vocab_size, device)
+    if args.no_attention_mask:
+        batch["attention_mask"] = None
     compiled = device.type == "cuda" and not args.no_compile
-    step_model = torch.compile(model) if compiled else model
+    step_model = torch.compile(model, mode=args.compile_mode) if compiled else model
     flops_per_step = train_flops(model, args.batch_size, args.seq_len, args.batch_size * args.predictions)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak_flops(device)
+    mode = f"torch.compile {args.compile_mode or 'default'}" if compiled else "eager"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
         f"torch {torch.__version__} on {name}; BERT-{args.size} {count_parameters(model):,} parameters, vocab "
         f"{args.vocab_size}, batch {args.batch_size} x seq {args.seq_len}, {args.predictions} predictions/seq, "
-        f"{'bf16' if dtype else 'fp32'}, {'torch.compile' if compiled else 'eager'}; "
+        f"{'bf16' if dtype else 'fp32'}, {mode}, "
+        f"dropout {cfg.hidden_dropout_prob}, attention mask {'none' if args.no_attention_mask else 'all ones'}; "
         f"{flops_per_step / 1e12:.2f} TFLOP/step; peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s"
     )
 
@@ -124,7 +135,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{summary['tokens_per_second']:,.0f} tokens/s, {summary['tflops_per_second']:.1f} TFLOP/s, "
         f"MFU {summary['mfu']:.1%} (known peaks: {', '.join(GPU_PEAK_FLOPS)}), loss {final_loss:.3f}"
     )
+    if args.profile:
+        print_profile(step, args.profile, device)
     return summary
+
+
+def print_profile(step, steps: int, device: torch.device) -> None:
+    """The kernels that take the most GPU (or CPU) time over `steps` more steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=30, max_name_column_width=90))
 
 
 if __name__ == "__main__":

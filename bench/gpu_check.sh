@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# One short GPU session: BERT-base MFU (bench/gpu_bert_base.py) and the real trainer on one GPU.
+#
+#   bash bench/gpu_check.sh DATA_DIR OUT_DIR
+#
+# DATA_DIR holds `tokenizer/` and `instances/` (train/, validation/) from the tokenize and instances
+# stages, e.g. copies of data/tokenize/<id>/tokenizer and data/instances/<id>. Prints figures and
+# writes logs, metrics and stats under OUT_DIR; asserts nothing. Runs from the repo root, with the
+# repo on PYTHONPATH. About 5 minutes on an H100/H200, most of it torch.compile.
+set -uo pipefail
+data=${1:?usage: bash bench/gpu_check.sh DATA_DIR OUT_DIR}
+out=${2:?usage: bash bench/gpu_check.sh DATA_DIR OUT_DIR}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD"
+python3 - <<'EOF'
+import torch, transformers
+print(f"torch {torch.__version__}, transformers {transformers.__version__}, cuda {torch.version.cuda}, "
+      f"{torch.cuda.get_device_name()}")
+EOF
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv,noheader
+
+bench() {  # name, args...
+    local name=$1; shift
+    echo "== gpu_bert_base $name: $*"
+    timeout 240 python3 bench/gpu_bert_base.py "$@" 2>&1 | tee "$out/bert_base_$name.log" | grep -v Warning
+}
+bench compiled_b256                      # the figure the target is about
+bench compiled_b512 --batch-size 512
+bench eager_b256 --no-compile --steps 30 --warmup 5
+
+train() {  # name, extra --set args...
+    local name=$1; shift
+    echo "== model.launch $name: $*"
+    rm -rf "/tmp/run_$name"
+    timeout 240 python3 -m model.launch --instances "$data/instances" --tokenizer "$data/tokenizer" \
+        --out "/tmp/run_$name" --set device=cuda --set eval_every=1000 \
+        --metrics-file "$out/metrics_$name.jsonl" --stats-file "$out/stats_$name.json" "$@" \
+        >"$out/train_$name.log" 2>&1
+    echo "exit $? ; metrics:"
+    cat "$out/metrics_$name.jsonl" 2>/dev/null
+    tail -n 3 "$out/train_$name.log"
+    cat "$out/stats_$name.json" 2>/dev/null; echo
+    ls "/tmp/run_$name/model" 2>/dev/null | tr '\n' ' '; echo
+}
+# The trainer's own path: bf16 autocast, fused AdamW, MFU metric, checkpoints, export; then fp16 + scaler.
+train base_bf16 --set size=base --set precision=bf16 --set batch_size=256 --set max_steps=60 \
+    --set warmup_steps=10 --set log_every=20 --set checkpoint_every=30
+train mini_fp16 --set size=mini --set precision=fp16 --set batch_size=128 --set max_steps=60 \
+    --set warmup_steps=10 --set log_every=20 --set checkpoint_every=30
