@@ -3,9 +3,10 @@
 For each size preset (tiny and mini by default) both train the same BERT config on the same
 instance shards with the same batch, AdamW, warmup and clipping: the engine through
 `model.train.pretrain` (sparse MLM head), the baseline through `transformers.Trainer` (dense MLM
-head over every position). Instances are full length (seq_len tokens, max_predictions masked), so
-tokens/s = sequences/s x seq_len for both. Then the engine's loader alone (read, dynamically mask,
-pad) is timed against what the engine's training step consumes. Prints figures; asserts nothing.
+head over every position), each in its own process. Instances are full length (seq_len tokens,
+max_predictions masked), so tokens/s = sequences/s x seq_len for both. Then the engine's loader
+alone (read, dynamically mask, pad) is timed against what the engine's training step consumes.
+Prints figures; asserts nothing.
 
     PYTHONPATH=. python bench/pretrain_speed.py                          # tiny + mini, vocab 16k, batch 64, seq 128
     PYTHONPATH=. python bench/pretrain_speed.py --sizes tiny --steps 6   # quicker
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -151,6 +154,34 @@ def loader_rate(instances_dir: Path, tokenizer_dir: Path, batch_size: int, batch
     return batches * batch_size / (time.perf_counter() - started)
 
 
+def bench_config(size: str, args: argparse.Namespace) -> PretrainConfig:
+    """The pretrain config both systems train with."""
+    return PretrainConfig(
+        size=size, batch_size=args.batch_size, max_steps=args.steps, warmup_steps=args.warmup,
+        eval_every=args.steps, eval_batches=1, checkpoint_every=args.steps, log_every=args.steps,
+        device="cpu", max_position_embeddings=max(512, args.seq_len),
+    )  # fmt: skip
+
+
+def run_child(system: str, size: str, root: Path, args: argparse.Namespace) -> float:
+    """Sequences/s of one system in a fresh process: neither inherits the other's heap or allocator settings."""
+    command = [sys.executable, __file__, "--child", system, size, str(root)] + [
+        f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items() if name not in ("sizes", "child")
+    ]
+    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, text=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def child(system: str, size: str, root: Path, args: argparse.Namespace) -> None:
+    """Train one system on the parent's workspace and print its sequences/s as the last line."""
+    cfg = bench_config(size, args)
+    tokenizer_dir, instances_dir = root / "tokenizer", root / "instances"
+    rate = (engine_rate if system == "engine" else hf_trainer_rate)(
+        cfg, instances_dir, tokenizer_dir, root / f"{system}-{size}", args.warmup
+    )
+    print(rate)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "mini"])
@@ -160,7 +191,12 @@ def main() -> None:
     parser.add_argument("--max-predictions", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
     parser.add_argument("--steps", type=int, default=12, help="steps per run, warmup included")
+    parser.add_argument("--child", nargs=3, metavar=("SYSTEM", "SIZE", "WORKSPACE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        system, size, root = args.child
+        child(system, size, Path(root), args)
+        return
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="pretrain-speed-") as tmp:
@@ -170,16 +206,12 @@ def main() -> None:
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads; vocab {args.vocab_size}, batch "
             f"{args.batch_size}, seq {args.seq_len}, {args.max_predictions} predictions/seq, {args.steps} steps "
-            f"({args.warmup} untimed)"
+            f"({args.warmup} untimed); each run in its own process"
         )
         for size in args.sizes:
-            cfg = PretrainConfig(
-                size=size, batch_size=args.batch_size, max_steps=args.steps, warmup_steps=args.warmup,
-                eval_every=args.steps, eval_batches=1, checkpoint_every=args.steps, log_every=args.steps,
-                device="cpu", max_position_embeddings=max(512, args.seq_len),
-            )  # fmt: skip
-            ours = engine_rate(cfg, instances_dir, tokenizer_dir, root / f"engine-{size}", args.warmup)
-            theirs = hf_trainer_rate(cfg, instances_dir, tokenizer_dir, root / f"hf-{size}", args.warmup)
+            cfg = bench_config(size, args)
+            ours = run_child("engine", size, root, args)
+            theirs = run_child("hf_trainer", size, root, args)
             results[size] = {"engine": ours * args.seq_len, "hf_trainer": theirs * args.seq_len}
             print(
                 f"{size:6s} ({cfg.num_hidden_layers}x{cfg.hidden_size}): engine {ours * args.seq_len:9,.0f} tokens/s "
