@@ -51,3 +51,22 @@ def test_buffered_blingfire_call_matches_the_library_wrapper():
              "Short", "🙂 emoji. Ünïcödé. 日本語です。"]
     for text in texts:
         assert _blingfire_sentences(text) == blingfire.text_to_sentences(text)
+
+
+def test_one_call_per_document_gives_each_lines_sentences():
+    lines = [
+        "Heading without a stop",
+        "Dr. Smith arrived at 5 p.m. yesterday. He left early!",
+        "你好。”然后他走了。好！！",
+        "e.g.",
+        "Mixed text 中文。More English here?",
+    ]
+    per_line = [sentence for line in lines for sentence in split_paragraph(line)]
+    assert split_document("\n".join(lines)) == per_line
+    assert split_document("\n\n".join(lines) + "\n") == per_line
+
+
+def test_a_document_holding_the_paragraph_separator_is_split_line_by_line():
+    text = "First part\u2029second part. Next one.\nLast line"
+    expected = split_paragraph("First part\u2029second part. Next one.") + split_paragraph("Last line")
+    assert split_document(text) == expected
