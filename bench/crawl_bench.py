@@ -13,15 +13,14 @@ from __future__ import annotations
 import argparse
 import functools
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import ExitStack
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from tasks.crawl import CrawlConfig, crawl
+from tasks.local_site import serve_loopback
 
 SETTINGS = ((1, 1), (4, 1), (4, 4), (16, 4), (16, 16))  # (max_concurrency, max_concurrency_per_host)
 
@@ -48,20 +47,6 @@ class _SlowPages(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@contextmanager
-def _serve(pages: int, latency: float) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_SlowPages, pages=pages, latency=latency))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hosts", type=int, default=2)
@@ -69,7 +54,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds each page takes to answer")
     args = parser.parse_args()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
-        bases = [stack.enter_context(_serve(args.pages, args.latency)) for _ in range(args.hosts)]
+        handler = functools.partial(_SlowPages, pages=args.pages, latency=args.latency)
+        bases = [stack.enter_context(serve_loopback(handler, f"host{i}")) for i in range(args.hosts)]
         print(f"{args.hosts} hosts x {args.pages + 1} pages, {args.latency * 1000:.0f} ms per page")
         print(f"{'max_concurrency':>16} {'per_host':>9} {'pages':>6} {'seconds':>8} {'pages/s':>8} "
               f"{'max_in_flight':>14}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http import HTTPStatus
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -68,26 +68,32 @@ class _QuietHandler(ConditionalFileHandler):
 
 
 @contextmanager
+def serve_loopback(handler: Callable[..., BaseHTTPRequestHandler], name: str = "loopback") -> Iterator[str]:
+    """Run a threaded HTTP server for `handler` on 127.0.0.1 at an ephemeral port; yields its base URL
+    ('http://127.0.0.1:PORT/') and stops the server (and its thread) on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True  # request threads must not keep the process alive
+    # a short poll interval makes shutdown() return quickly (it waits for the next poll)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"serve:{name}", daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    try:
+        yield f"http://{host}:{port}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@contextmanager
 def serve_directory(root: Path) -> Iterator[str]:
     """Serve root on 127.0.0.1 at an ephemeral port; yields the base URL ('http://127.0.0.1:PORT/')."""
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"cannot serve {root}: not a directory")
-    handler = functools.partial(_QuietHandler, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True  # request threads must not keep the process alive
-    # a short poll interval makes shutdown() return quickly (it waits for the next poll)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name=f"serve:{root}", daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    base_url = f"http://{host}:{port}/"
-    logger.info("serving %s at %s", root, base_url)
-    try:
+    with serve_loopback(functools.partial(_QuietHandler, directory=str(root)), name=str(root)) as base_url:
+        logger.info("serving %s at %s", root, base_url)
         yield base_url
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 def require_python_docs(root: Path = PYTHON_DOCS) -> Path:

@@ -10,10 +10,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from tasks.local_site import ConditionalFileHandler
+from tasks.local_site import ConditionalFileHandler, serve_loopback
 
 PARAGRAPH_A = "Alpha page explains how the crawler walks a site breadth first and keeps every page it may fetch."
 PARAGRAPH_B = "Bravo page has the same text as its duplicate so that exact deduplication keeps only one copy."
@@ -142,20 +142,10 @@ class _SiteHandler(_SlowResponses, ConditionalFileHandler):
 @contextmanager
 def serve_site(root: Path, stop_after: int | None = None) -> Iterator[SiteServer]:
     """Serve root on 127.0.0.1 (ephemeral port) with request counting; yields the SiteServer."""
-    site = SiteServer(base_url="")
-    handler = functools.partial(_SiteHandler, site=site, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    site.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    site.stop_after = stop_after
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
+    site = SiteServer(base_url="", stop_after=stop_after)
+    with serve_loopback(functools.partial(_SiteHandler, site=site, directory=str(root)), "site") as base_url:
+        site.base_url = base_url
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,18 +335,12 @@ def _gzip_bomb() -> bytes:
 def serve_hostile_site() -> Iterator[HostileSite]:
     """Serve the hostile site on 127.0.0.1 (ephemeral port); yields the HostileSite."""
     site = HostileSite(base_url="")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_HostileHandler, site=site))
-    server.daemon_threads = True
-    site.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield site
-    finally:
-        site.closing.set()
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_loopback(functools.partial(_HostileHandler, site=site), "hostile") as base_url:
+        site.base_url = base_url
+        try:
+            yield site
+        finally:
+            site.closing.set()  # before the server stops: handlers that stall watch it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,14 +400,5 @@ class _SlowHandler(BaseHTTPRequestHandler):
 @contextmanager
 def serve_slow_site(probe: ConcurrencyProbe, pages: int = 10, seconds: float = 0.2) -> Iterator[str]:
     """A slow generated site on 127.0.0.1 reporting to probe; yields its base URL."""
-    handler = functools.partial(_SlowHandler, probe=probe, pages=pages, seconds=seconds)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_loopback(functools.partial(_SlowHandler, probe=probe, pages=pages, seconds=seconds), "slow") as base_url:
+        yield base_url
