@@ -40,7 +40,9 @@ from tasks.langid import LANGUAGE_DROP_REASONS
 from tasks.minhash import INDEX_FILE, check_index
 from tasks.parallel import ShardMap, serial_map
 from tasks.pii import PII_COUNTS
-from tasks.sources import WARC_COUNTS, HtmlPage, local_items, read_hf_datasets, warc_items
+from tasks.sources import HtmlPage, local_items
+from tasks.sources_hf import read_hf_datasets
+from tasks.sources_warc import WARC_COUNTS, warc_items
 
 __all__ = ["DROP_REASONS", "SNAPSHOT_SCHEMA", "CorpusConfig", "build_snapshot", "clean_pipeline", "read_snapshot"]
 

@@ -11,7 +11,9 @@ from tasks.filters import QualityConfig, quality_steps
 from tasks.langid import LanguageConfig, language_steps
 from tasks.minhash import NearDedupConfig
 from tasks.pii import PiiConfig, RedactPii
-from tasks.sources import HuggingFaceSource, WarcSourceConfig, match_patterns
+from tasks.sources import match_patterns
+from tasks.sources_hf import HuggingFaceSource
+from tasks.sources_warc import WarcSourceConfig
 
 
 class CorpusConfig(BaseModel):

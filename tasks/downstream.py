@@ -293,9 +293,9 @@ def _glue_files(folder: Path, split: str) -> list[Path]:
 
 def _glue_from_cache(task: GlueTask, spec: GlueSpec) -> tuple[dict[str, Rows], list[str] | None]:
     """GLUE train and validation from the Hugging Face cache, offline; a clear error when it is not there."""
-    from tasks.sources import _offline_datasets  # the one place that sets Hugging Face's offline switches
+    from tasks.sources_hf import offline_datasets  # the one place that sets Hugging Face's offline switches
 
-    datasets = _offline_datasets()
+    datasets = offline_datasets()
     if not datasets.config.HF_HUB_OFFLINE:  # never download at run time, whoever imported datasets first
         raise ValueError(f"GLUE {task.task!r}: datasets was imported before offline mode could be set; set "
                          f"HF_HUB_OFFLINE=1 to read it from the local cache, or set data_dir to local files")

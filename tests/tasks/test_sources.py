@@ -13,10 +13,9 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from tasks.extract import ExtractConfig
-from tasks.sources import (
-    HtmlPage, HuggingFaceSource, WarcSourceConfig, local_items, read_hf_dataset, read_hf_datasets, read_local_files,
-    read_warc_files, resolve_patterns, warc_items,
-)
+from tasks.sources import HtmlPage, local_items, read_local_files, resolve_patterns
+from tasks.sources_hf import HuggingFaceSource, read_hf_dataset, read_hf_datasets
+from tasks.sources_warc import WarcSourceConfig, read_warc_files, warc_items
 
 
 def _read(patterns: list[str]) -> tuple[list, Counter]:
