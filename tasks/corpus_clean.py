@@ -1,7 +1,7 @@
 """One cleaning shard: extract, fix, filter and redact the documents of one input shard, then hash them for dedup.
 
 clean_shard runs in a worker (tasks/parallel.py): it reads work/input-NNNNN.parquet, extracts HTML with
-a per-page time limit, runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept
+a per-page time limit (on a worker thread, as under Dask, in a child process for that), runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept
 documents sorted by (url, content_hash, seq), each with the fixed-size keys the global dedup needs:
 64-bit exact-dedup key, url hash, text bytes, example key, MinHash signature) and then
 work/cleaned-NNNNN.json (this shard's counts, step table and dropped examples), which marks it done.
@@ -15,6 +15,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
+import subprocess
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -102,8 +105,8 @@ def clean_shard(spec: CleanShardSpec) -> bool:
         return False
     cfg = spec.cfg
     if cfg.extract.timeout_seconds is not None and threading.current_thread() is not threading.main_thread():
-        logger.warning("shard %d runs off the main thread (e.g. in a Dask worker thread): extraction has no time "
-                       "limit there; use process workers for extract.timeout_seconds to apply", spec.shard)
+        clean_shard_in_child(spec)  # the per-page time limit is a SIGALRM timer, which only a main thread gets
+        return True
     pipeline = clean_pipeline(cfg)
     counts: Counter[str] = Counter(dict.fromkeys(EXTRACT_DROP_REASONS, 0))
     kept: list[tuple[int, Document]] = []
@@ -132,6 +135,27 @@ def clean_shard(spec: CleanShardSpec) -> bool:
                                  for reason, examples in pipeline.examples().items()}}
     write_json_atomically(account, account_path(spec.work, spec.shard))
     return True
+
+
+def clean_shard_in_child(spec: CleanShardSpec) -> None:
+    """Run clean_shard in a fresh Python process, whose main thread can take the extraction time limit.
+
+    For shards run on a worker thread (a Dask worker's task threads). A plain subprocess, since Dask
+    worker processes are daemonic and multiprocessing refuses them children. The child writes the
+    shard's files as clean_shard always does; a failure raises with the end of the child's stderr.
+    """
+    spec_file = spec.work / f"clean-spec-{spec.shard:05d}.pickle"
+    tmp = spec_file.with_name(f"{spec_file.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_bytes(pickle.dumps(spec))
+    os.replace(tmp, spec_file)
+    try:
+        done = subprocess.run([sys.executable, "-m", "tasks.corpus_clean", str(spec_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    finally:
+        spec_file.unlink(missing_ok=True)
+    if done.returncode != 0 or not account_path(spec.work, spec.shard).exists():
+        raise RuntimeError(f"cleaning shard {spec.shard} in a child process failed with exit status "
+                           f"{done.returncode}: {done.stderr[-2000:].strip()}")
 
 
 def read_account(work: Path, shard: int) -> dict:
@@ -199,3 +223,10 @@ def signature_array(table: pa.Table, num_hashes: int) -> np.ndarray:
     """(rows, num_hashes) uint32 from a table's signature column."""
     flat = table.column("signature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
     return flat.astype(np.uint32, copy=False).reshape(table.num_rows, num_hashes)
+
+
+if __name__ == "__main__":  # python -m tasks.corpus_clean SPEC.pickle: one shard, from clean_shard_in_child
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    from tasks.corpus_clean import clean_shard as _clean_shard  # the importable module's, not __main__'s
+
+    _clean_shard(pickle.loads(Path(sys.argv[1]).read_bytes()))
