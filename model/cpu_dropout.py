@@ -84,11 +84,13 @@ def dropout_attention_forward(
 ) -> tuple[torch.Tensor, None]:
     """transformers' SDPA attention, but with `word_dropout` on the probabilities when training.
 
-    Without dropout (evaluation) it is SDPA itself; with dropout, softmax(QK^T * scale + mask) V as
-    SDPA's math path computes it. Returns (batch, q_len, heads, head_dim) like the SDPA interface.
+    Without dropout (evaluation), and for causal or position-biased attention, it is SDPA itself; with
+    dropout, softmax(QK^T * scale + mask) V as SDPA's math path computes it. Returns (batch, q_len, heads, head_dim) like the SDPA interface.
     """
-    if dropout == 0.0:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=scaling, **kwargs)
+    causal = kwargs.get("is_causal") or getattr(module, "is_causal", False)
+    if dropout == 0.0 or causal or kwargs.get("position_bias") is not None:  # not BERT-style: torch's own SDPA
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
     scores = torch.matmul(query * scale, key.transpose(2, 3))  # (batch, heads, q_len, kv_len)
     if attention_mask is not None:

@@ -93,3 +93,15 @@ def test_use_cpu_dropout_keeps_weights_and_export_config():
     with torch.no_grad():
         assert torch.equal(model(**batch).mlm_logits, model(**batch).mlm_logits)  # no dropout in eval
 
+
+
+def test_causal_attention_is_left_to_torch_sdpa():
+    torch.manual_seed(3)
+    query, key, value = (torch.randn(2, 2, 6, 4) for _ in range(3))
+    module = nn.Module()
+    module.is_causal = True
+    torch.manual_seed(4)
+    expected, _ = sdpa_attention_forward(module, query, key, value, None, dropout=0.2, scaling=0.5)
+    torch.manual_seed(4)
+    got, _ = dropout_attention_forward(module, query, key, value, None, dropout=0.2, scaling=0.5)
+    assert torch.equal(got, expected)

@@ -69,7 +69,20 @@ def as_text(ids):
     return "," + ",".join(map(str, ids)) + ","
 
 
-def check_instance(row, cfg, documents_text, masked=True):
+def whole_words(ids, is_continuation):
+    """Google's whole-word candidates: [CLS]/[SEP] skipped, a "##" piece joins the candidate before it."""
+    words = []
+    for i, token in enumerate(ids):
+        if token in (CLS, SEP):
+            continue
+        if words and is_continuation[token]:
+            words[-1].append(i)
+        else:
+            words.append([i])
+    return words
+
+
+def check_instance(row, cfg, documents_text, masked=True, vocab=None):
     ids, types = row["input_ids"], row["token_type_ids"]
     assert 5 <= len(ids) <= cfg.max_seq_length and len(types) == len(ids)
     first_sep = types.index(1) - 1
@@ -77,7 +90,14 @@ def check_instance(row, cfg, documents_text, masked=True):
     assert ids.count(CLS) == 1 and ids.count(SEP) == 2 and types == [0] * (first_sep + 1) + [1] * (len(ids) - first_sep - 1)
     positions = row["masked_lm_positions"]
     assert positions == sorted(set(positions)) and len(positions) == len(row["masked_lm_ids"])
-    assert (1 <= len(positions) <= cfg.max_predictions_per_seq) if masked else not positions
+    if not masked:
+        assert not positions
+    elif positions:
+        assert len(positions) <= cfg.max_predictions_per_seq
+    else:  # faithful to Google: whole-word masking skips every word longer than the number to predict
+        assert cfg.whole_word_mask and vocab is not None
+        wanted = min(cfg.max_predictions_per_seq, max(1, round(len(ids) * cfg.masked_lm_prob)))
+        assert all(len(word) > wanted for word in whole_words(ids, vocab.is_continuation))
     assert not {0, first_sep, len(ids) - 1} & set(positions)
     assert not SPECIAL & set(row["masked_lm_ids"])
     assert all(ids[p] == MASK or ids[p] not in SPECIAL for p in positions)
@@ -119,6 +139,7 @@ def shard_bytes(out_dir):
 
 def test_instances_follow_the_contract_and_bert_invariants(corpus, tmp_path):
     tokens_dir, documents = corpus
+    vocab = masking_vocabulary(tokens_dir / "tokenizer")
     stats = build_instances(CONFIG, tokens_dir, tmp_path / "out")
     for split in ("train", "validation"):
         paths = sorted((tmp_path / "out" / split).glob("instances-*.arrow"))
@@ -131,7 +152,7 @@ def test_instances_follow_the_contract_and_bert_invariants(corpus, tmp_path):
         assert datasets.Dataset.from_file(str(paths[0])).num_rows == table.num_rows
         rows = read_instances(tmp_path / "out", split)
         for row in rows:
-            check_instance(row, CONFIG, document_texts(documents[split]))
+            check_instance(row, CONFIG, document_texts(documents[split]), vocab=vocab)
         assert stats[f"{split}_instances"] == len(rows) > 0
         assert stats[f"{split}_mean_length"] == pytest.approx(np.mean([len(r["input_ids"]) for r in rows]))
         histogram = [value for key, value in stats.items() if key.startswith(f"{split}_length_")]
@@ -182,7 +203,7 @@ def test_one_document_corpus_pairs_within_the_document(tokenizer_dir, tmp_path):
     rows = read_instances(tmp_path / "out", "train")
     assert rows and all(row["next_sentence_label"] == 0 for row in rows)
     for row in rows:
-        check_instance(row, CONFIG, document_texts([document]))
+        check_instance(row, CONFIG, document_texts([document]), vocab=masking_vocabulary(tokenizer_dir))
     assert stats["train_label_1_fraction"] == 0.0
     assert stats["validation_instances"] == 0  # a single one-sentence document has nothing to pair with
 
@@ -199,7 +220,7 @@ def test_empty_documents_and_blank_sentences_are_skipped(tokenizer_dir, tmp_path
     assert arrays.ids[arrays.sentence_offsets[arrays.document_offsets[1]] :][:2].tolist() == [20, 21]
     stats = build_instances(CONFIG, tokens_dir, tmp_path / "out")
     for row in read_instances(tmp_path / "out", "train"):
-        check_instance(row, CONFIG, document_texts([d for d in documents if any(d)]))
+        check_instance(row, CONFIG, document_texts([d for d in documents if any(d)]), vocab=masking_vocabulary(tokenizer_dir))
     assert stats["train_instances"] > 0
 
 
