@@ -212,6 +212,15 @@ def _wet_documents_and_warc_files(cfg: WarcSourceConfig, counts: Counter[str]) -
             counts["warc_files_without_documents"] += 1
 
 
+def _wet_documents(cfg: WarcSourceConfig, counts: Counter[str], warc_files: list[Path]) -> Iterator[Document]:
+    """The WET files' documents, in file order; the WARC (response) files are appended to warc_files."""
+    for item in _wet_documents_and_warc_files(cfg, counts):
+        if isinstance(item, Path):
+            warc_files.append(item)
+        else:
+            yield item
+
+
 def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
     """Documents from every WARC and WET file the patterns match: WET files, then WARC files, each in path order.
 
@@ -221,11 +230,7 @@ def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Count
     warc_files_without_documents for a file with neither responses nor conversions (e.g. a WAT file).
     """
     warc_files: list[Path] = []
-    for item in _wet_documents_and_warc_files(cfg, counts):
-        if isinstance(item, Path):
-            warc_files.append(item)
-        else:
-            yield item
+    yield from _wet_documents(cfg, counts, warc_files)
     if warc_files:  # one extract_pages call, so a worker pool is started once for all files
         yield from read_warc_responses(warc_files, cfg, extract, counts)
 
@@ -233,11 +238,7 @@ def read_warc_files(cfg: WarcSourceConfig, extract: ExtractConfig, counts: Count
 def warc_items(cfg: WarcSourceConfig, counts: Counter[str]) -> Iterator[Document | HtmlPage]:
     """Like read_warc_files (same order and counts), but HTML responses come as HtmlPage, not extracted yet."""
     warc_files: list[Path] = []
-    for item in _wet_documents_and_warc_files(cfg, counts):
-        if isinstance(item, Path):
-            warc_files.append(item)
-        else:
-            yield item
+    yield from _wet_documents(cfg, counts, warc_files)
     pages = _WarcPages(warc_files, cfg, counts)
     for key, body, content_type in pages:
         url, fetched_at = pages.pending.pop(key)

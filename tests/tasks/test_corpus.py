@@ -329,31 +329,22 @@ def test_write_dropped_keeps_every_dropped_document_with_its_reason(tmp_path: Pa
     assert not (tmp_path / "nodrop" / "dropped").exists()
 
 
-def test_a_slow_page_is_dropped_at_the_extraction_time_limit(tmp_path: Path) -> None:
-    blocks = "".join(f"<div><p>Paragraph {i} says a few words about nothing at all.</p></div>" for i in range(20_000))
-    (tmp_path / "slow.html").write_text(f"<html><body>{blocks}</body></html>")
-    (tmp_path / "ok.txt").write_text(_sentence(5))
-    cfg = CorpusConfig(local_files=[str(tmp_path / "slow.html"), str(tmp_path / "ok.txt")], min_words=5,
-                       quality=NO_QUALITY, language={"enabled": False}, extract={"timeout_seconds": 0.05})
-    stats = build_snapshot(cfg, tmp_path / "out")
-    assert stats["dropped_extract_timeout"] == 1 and stats["documents"] == 1
-
-
 def _thread_map(fn, items):
     """map_shards on a worker thread, as a Dask worker runs tasks."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         return list(pool.map(fn, items))
 
 
-def test_shards_on_a_worker_thread_keep_the_time_limit_in_a_child_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("map_shards", [None, _thread_map], ids=["main-thread", "worker-thread-child-process"])
+def test_a_slow_page_is_dropped_at_the_extraction_time_limit(tmp_path: Path, map_shards) -> None:
     blocks = "".join(f"<div><p>Paragraph {i} says a few words about nothing at all.</p></div>" for i in range(20_000))
     (tmp_path / "slow.html").write_text(f"<html><body>{blocks}</body></html>")
     (tmp_path / "ok.txt").write_text(_sentence(5))
     cfg = CorpusConfig(local_files=[str(tmp_path / "slow.html"), str(tmp_path / "ok.txt")], min_words=5,
                        quality=NO_QUALITY, language={"enabled": False}, extract={"timeout_seconds": 0.05})
-    stats = build_snapshot(cfg, tmp_path / "out", map_shards=_thread_map)
+    stats = build_snapshot(cfg, tmp_path / "out", **({"map_shards": map_shards} if map_shards else {}))
     assert stats["dropped_extract_timeout"] == 1 and stats["documents"] == 1
-    assert not list((tmp_path / "out").rglob("clean-spec-*"))  # the child's spec file is cleaned up
+    assert not list((tmp_path / "out").rglob("clean-spec-*"))  # a child's spec file is cleaned up
 
 
 def test_a_parent_built_with_other_hash_settings_is_refused_before_any_work(tmp_path: Path) -> None:
