@@ -33,18 +33,9 @@ from model.config import PretrainConfig
 from model.data import GlobalBatchSampler, InstanceDataset, MicroBatchSampler, PretrainingCollator, PretrainingDataset
 from model.masking import DynamicMasker, MaskingSpec
 from model.train import pretrain
+from tasks.instances import instance_schema
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-SCHEMA = pa.schema(
-    [
-        ("input_ids", pa.list_(pa.uint16())),
-        ("token_type_ids", pa.list_(pa.uint8())),
-        ("masked_lm_positions", pa.list_(pa.uint16())),
-        ("masked_lm_ids", pa.list_(pa.uint16())),
-        ("next_sentence_label", pa.int8()),
-    ]
-)
-
 
 def write_workspace(root: Path, vocab_size: int, count: int, seq_len: int, predictions: int) -> tuple[Path, Path]:
     """A WordPiece tokenizer folder and instance shards (train + validation) of full-length random instances."""
@@ -62,6 +53,7 @@ def write_workspace(root: Path, vocab_size: int, count: int, seq_len: int, predi
         labels = np.take_along_axis(input_ids, positions, axis=1)
         masked = input_ids.copy()
         np.put_along_axis(masked, positions, 4, axis=1)
+        schema = instance_schema(vocab_size)  # the instances stage's own shard schema
         table = pa.table(
             {
                 "input_ids": masked.tolist(),
@@ -70,10 +62,10 @@ def write_workspace(root: Path, vocab_size: int, count: int, seq_len: int, predi
                 "masked_lm_ids": labels.tolist(),
                 "next_sentence_label": rng.integers(0, 2, size=rows).tolist(),
             },
-            schema=SCHEMA,
+            schema=schema,
         )
         with pa.OSFile(str(instances_dir / split / "instances-00000.arrow"), "wb") as sink:
-            with pa.ipc.new_stream(sink, SCHEMA) as writer:
+            with pa.ipc.new_stream(sink, schema) as writer:
                 writer.write_table(table)
     return tokenizer_dir, instances_dir
 

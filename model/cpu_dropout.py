@@ -85,7 +85,8 @@ def dropout_attention_forward(
     """transformers' SDPA attention, but with `word_dropout` on the probabilities when training.
 
     Without dropout (evaluation), and for causal or position-biased attention, it is SDPA itself; with
-    dropout, softmax(QK^T * scale + mask) V as SDPA's math path computes it. Returns (batch, q_len, heads, head_dim) like the SDPA interface.
+    dropout, softmax(QK^T * scale + mask) V as SDPA's math path computes it. Returns
+    (batch, q_len, heads, head_dim) like the SDPA interface.
     """
     causal = kwargs.get("is_causal") or getattr(module, "is_causal", False)
     if dropout == 0.0 or causal or kwargs.get("position_bias") is not None:  # not BERT-style: torch's own SDPA

@@ -1,13 +1,14 @@
 """One cleaning shard: extract, fix, filter and redact the documents of one input shard, then hash them for dedup.
 
 clean_shard runs in a worker (tasks/parallel.py): it reads work/input-NNNNN.parquet, extracts HTML with
-a per-page time limit (on a worker thread, as under Dask, in a child process for that), runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept
-documents sorted by (url, content_hash, seq), each with the fixed-size keys the global dedup needs:
-64-bit exact-dedup key, url hash, text bytes, example key, MinHash signature) and then
-work/cleaned-NNNNN.json (this shard's counts, step table and dropped examples), which marks it done.
-A shard whose JSON exists is not redone. Cleaned shards are uncompressed Arrow IPC files, read memory-mapped:
-the snapshot writers pick a few rows out of every shard, and a memory map reads only the pages those
-rows lie in, where a Parquet reader would decompress whole row groups.
+a per-page time limit (a shard on a worker thread, as under Dask, runs in a child process for it),
+runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept documents sorted by
+(url, content_hash, seq), each with the fixed-size keys the global dedup needs: 64-bit exact-dedup
+key, url hash, text bytes, example key, MinHash signature) and then work/cleaned-NNNNN.json (this
+shard's counts, step table and dropped examples), which marks it done. A shard whose JSON exists is
+not redone. Cleaned shards are uncompressed Arrow IPC files, read memory-mapped: the snapshot
+writers pick a few rows out of every shard, and a memory map reads only the pages those rows lie
+in, where a Parquet reader would decompress whole row groups.
 """
 
 from __future__ import annotations

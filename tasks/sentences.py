@@ -95,4 +95,4 @@ def split_document(text: str) -> list[str]:
         per_line = _blingfire_sentences((PARAGRAPH_SEPARATOR + " ").join(lines)).split(PARAGRAPH_SEPARATOR + "\n")
         if len(per_line) == len(lines):
             return [sentence for output in per_line for sentence in _sentences(output)]
-    return [sentence for line in lines for sentence in _sentences(_blingfire_sentences(line))]
+    return [sentence for line in lines for sentence in split_paragraph(line)]
