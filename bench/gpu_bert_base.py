@@ -1,7 +1,9 @@
 """Throughput and model FLOPs utilisation of BERT-base pretraining steps on one GPU (seq 128, bf16).
 
-The engine's own pieces (sparse-MLM BERT, fused AdamW, global-batch loss, clipping, bf16 autocast,
-optional torch.compile) on a fixed synthetic batch, so the figure is the GPU's, not the loader's.
+The engine's own pieces (sparse-MLM BERT with static shapes, fused AdamW, clipping, bf16 autocast,
+torch.compile) on a fixed synthetic batch, so the figure is the GPU's, not the loader's. The batch is
+full-length, so, as in the trainer, no attention mask is passed. --attention-mask --dynamic-head
+restore the 2026-11-28 configuration (all-ones mask, real-slot head) to attribute a difference.
 Prints one line per measurement and a summary; asserts nothing. Needs CUDA unless --device cpu.
 
     PYTHONPATH=. python bench/gpu_bert_base.py                     # BERT-base, batch 256, seq 128, bf16
@@ -55,8 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true", help="eager mode instead of torch.compile")
     parser.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout (0.1)")
-    parser.add_argument("--no-attention-mask", action="store_true",
-                        help="pass attention_mask=None (the batch has no padding), so SDPA may pick flash attention")
+    parser.add_argument("--attention-mask", action="store_true",
+                        help="pass an all-ones attention mask, as the trainer did before 2026-11-29")
+    parser.add_argument("--dynamic-head", action="store_true",
+                        help="run the MLM head on the real slots only (a nonzero(): host sync, graph break)")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="after timing, profile this many steps and print the top GPU kernels")
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the GPU's dense bf16 peak")
@@ -78,10 +82,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     dropout = {} if args.dropout is None else {"hidden_dropout_prob": args.dropout, "attention_probs_dropout_prob": args.dropout}
     cfg = PretrainConfig(size=args.size, batch_size=args.batch_size, device=args.device, **dropout)
     torch.manual_seed(0)
-    model = build_model(cfg, vocab_size=args.vocab_size, pad_token_id=0).to(device)
+    model = build_model(cfg, vocab_size=args.vocab_size, pad_token_id=0, static_shapes=not args.dynamic_head)
+    model = model.to(device)
     optimizer = build_optimizer(model, cfg, device)  # fused AdamW on CUDA
     batch = synthetic_batch(args.batch_size, args.seq_len, args.predictions, args.vocab_size, device)
-    if args.no_attention_mask:
+    if not args.attention_mask:
         batch["attention_mask"] = None
     compiled = device.type == "cuda" and not args.no_compile
     step_model = torch.compile(model, mode=args.compile_mode) if compiled else model
@@ -93,7 +98,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"torch {torch.__version__} on {name}; BERT-{args.size} {count_parameters(model):,} parameters, vocab "
         f"{args.vocab_size}, batch {args.batch_size} x seq {args.seq_len}, {args.predictions} predictions/seq, "
         f"{'bf16' if dtype else 'fp32'}, {mode}, "
-        f"dropout {cfg.hidden_dropout_prob}, attention mask {'none' if args.no_attention_mask else 'all ones'}; "
+        f"dropout {cfg.hidden_dropout_prob}, attention mask {'all ones' if args.attention_mask else 'none'}, "
+        f"MLM head on {'real' if args.dynamic_head else 'all'} slots; "
         f"{flops_per_step / 1e12:.2f} TFLOP/step; peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s"
     )
 
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    print(f"warmup: {args.warmup} steps in {time.perf_counter() - started:.1f} s")
+    breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
+    print(f"warmup: {args.warmup} steps in {time.perf_counter() - started:.1f} s; {breaks} graph breaks")
 
     started = time.perf_counter()
     losses = [step() for _ in range(args.steps)]

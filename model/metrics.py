@@ -50,27 +50,22 @@ class TrainingWindow:
         self.first_step = 0
         self.step_losses: list[torch.Tensor] = []  # this rank's share of each step's loss (global normalisation)
         self.grad_norms: list[torch.Tensor] = []  # each step's global gradient norm (identical on every rank)
-        # mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count, sequences, tokens
-        self.sums = torch.zeros(8, dtype=torch.float64, device=self.device)
+        # mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count
+        self.sums = torch.zeros(6, dtype=torch.float64, device=self.device)
+        self.sequences, self.tokens = 0, 0  # counted on the host; tokens are real (non-padding) ones
         self.flops = 0.0  # this rank's model FLOPs in the window
         self.started = time.perf_counter()
         self.paused = 0.0  # seconds spent in eval/checkpoint inside this window
 
-    def add_micro_batch(self, out: PretrainingOutput, batch: dict[str, torch.Tensor], flops: float) -> None:
+    def add_micro_batch(self, out: PretrainingOutput, sequences: int, tokens: int, flops: float) -> None:
         """Count one micro-batch's outputs (losses as sums, so windows weight every masked token equally)."""
         stats = torch.stack(
-            [
-                out.mlm_loss_sum.detach().double(),
-                out.nsp_loss_sum.detach().double(),
-                out.mlm_correct.double(),
-                out.mlm_count.double(),
-                out.nsp_correct.double(),
-                out.nsp_count.double(),
-                torch.tensor(float(batch["input_ids"].shape[0]), dtype=torch.float64, device=self.device),
-                batch["attention_mask"].sum().double(),
-            ]
-        )
+            [out.mlm_loss_sum.detach(), out.nsp_loss_sum.detach(), out.mlm_correct, out.mlm_count,
+             out.nsp_correct, out.nsp_count]
+        ).double()  # fmt: skip
         self.sums += stats
+        self.sequences += sequences
+        self.tokens += tokens
         self.flops += flops
 
     def add_step(self, step_loss: torch.Tensor, grad_norm: torch.Tensor, step: int) -> None:
@@ -90,8 +85,9 @@ class TrainingWindow:
         """Window averages over all ranks (collective); rates per second of training time."""
         losses = [loss for _, loss in self.global_step_losses(ctx)]
         grad_norms = torch.stack(self.grad_norms).tolist()
+        host = torch.tensor([self.sequences, self.tokens], dtype=torch.float64, device=self.device)
         (mlm_sum, nsp_sum, mlm_correct, mlm_count, nsp_correct, nsp_count, sequences, tokens) = all_reduce_sum(
-            self.sums, ctx
+            torch.cat([self.sums, host]), ctx
         ).tolist()
         seconds = max(1e-9, time.perf_counter() - self.started - self.paused)
         metrics = {

@@ -97,8 +97,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """A collated batch on `device`, with attention_mask=None when no row is padded.
+
+    Without a mask SDPA may run flash attention; transformers drops an all-ones mask itself only in
+    eager mode (under torch.compile it cannot look at the values), and its check syncs with the GPU.
+    """
+    unpadded = bool(batch["attention_mask"].all())  # on the host: no GPU sync
+    return {
+        name: None if name == "attention_mask" and unpadded else tensor.to(device, non_blocking=True)
+        for name, tensor in batch.items()
+    }
+
+
+def host_to_device(values: list[float], device: torch.device) -> torch.Tensor:
+    """A float64 tensor of host values on `device`, copied from pinned memory so the host does not wait
+    for the GPU work already queued (torch.tensor(..., device="cuda") would)."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 @torch.no_grad()
@@ -111,7 +129,7 @@ def evaluate(
     sums = torch.zeros(6, dtype=torch.float64, device=device)  # mlm/nsp loss sums, correct and counts
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(**_to_device(batch, device))
+            out = model(**model_inputs(batch, device))
         sums += torch.stack(
             [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
         ).double()
@@ -175,7 +193,11 @@ class Trainer:
 
         tokenizer = inputs.tokenizer
         seed_everything(cfg.seed)  # identical initial weights on every rank
-        self.model = build_model(cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id).to(device)
+        # Static shapes on GPU and under torch.compile: no host sync, one compiled graph (model/bert.py).
+        self.model = build_model(
+            cfg, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+            static_shapes=device.type == "cuda" or cfg.compile,
+        ).to(device)  # fmt: skip
         if device.type == "cpu":
             use_cpu_dropout(self.model)  # bit-word dropout: torch's bernoulli_ was 12% of a CPU step
             keep_freed_memory()  # reuse the step's large buffers instead of page-faulting them in again
@@ -243,23 +265,23 @@ class Trainer:
         The loss is normalised by the masked tokens (and NSP-labelled sequences) of the whole global
         batch, counted on the host before the step, so any split over ranks and accumulation steps
         gives the gradient of the same global-batch loss (DDP averages over ranks: hence x world_size).
+        Nothing here waits for the GPU: counts come from the host batches, metrics stay on device.
         """
-        local = torch.tensor(
-            [
-                sum(float(b["masked_lm_weights"].sum()) for b in micro_batches),
-                sum(float((b["next_sentence_label"] >= 0).sum()) for b in micro_batches) if self.cfg.nsp else 0.0,
-            ],
-            dtype=torch.float64,
-            device=self.device,
-        )
-        mlm_total, nsp_total = all_reduce_sum(local, self.ctx).clamp(min=1).float().unbind()
+        local = [
+            sum(float(b["masked_lm_weights"].sum()) for b in micro_batches),
+            sum(float((b["next_sentence_label"] >= 0).sum()) for b in micro_batches) if self.cfg.nsp else 0.0,
+        ]
+        if self.ctx.distributed:
+            totals = all_reduce_sum(host_to_device(local, self.device), self.ctx).clamp(min=1).float()
+            mlm_total, nsp_total = totals.unbind()
+        else:
+            mlm_total, nsp_total = (max(1.0, count) for count in local)
         step_loss = torch.zeros((), device=self.device)
-        for index, batch in enumerate(micro_batches):
-            flops = train_flops(
-                self.model, batch["input_ids"].shape[0], batch["input_ids"].shape[1],
-                int(batch["masked_lm_weights"].sum()),
-            )  # fmt: skip
-            batch = _to_device(batch, self.device)
+        for index, host_batch in enumerate(micro_batches):
+            sequences, seq_len = host_batch["input_ids"].shape
+            predictions = int(host_batch["masked_lm_weights"].sum())
+            tokens = int(host_batch["attention_mask"].sum())
+            batch = model_inputs(host_batch, self.device)
             last = index == len(micro_batches) - 1
             sync = nullcontext() if last or not self.ctx.distributed else self.training_model.no_sync()
             with sync:
@@ -268,7 +290,7 @@ class Trainer:
                 loss = out.mlm_loss_sum / mlm_total + out.nsp_loss_sum / nsp_total  # this micro-batch's share
                 self.scaler.scale(loss * self.ctx.world_size).backward()
             step_loss += loss.detach()
-            window.add_micro_batch(out, batch, flops)
+            window.add_micro_batch(out, sequences, tokens, train_flops(self.model, sequences, seq_len, predictions))
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
@@ -334,8 +356,10 @@ class Trainer:
         return metrics
 
     def _stop_requested_everywhere(self) -> bool:
+        if not self.ctx.distributed:
+            return self.stop_requested
         flag = torch.tensor([float(self.stop_requested)], device=self.device)
-        return bool(all_reduce_max(flag, self.ctx).item()) if self.ctx.distributed else self.stop_requested
+        return bool(all_reduce_max(flag, self.ctx).item())
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         logger.warning("received signal %d: checkpointing after this step, then stopping", signum)

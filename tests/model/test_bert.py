@@ -122,3 +122,29 @@ def test_flops_estimate_of_bert_base_is_six_per_parameter_per_token():
     encoder = 85_054_464  # 12 x (4 x 768^2 + 2 x 768 x 3072) matrix weights
     assert 6 * encoder * 128 < flops < 1.2 * 6 * encoder * 128
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_static_shapes_give_the_same_losses_and_counts(batch):
+    assert (batch["masked_lm_weights"] == 0).any()  # the fixture has padded prediction slots
+    torch.manual_seed(0)
+    dynamic = build_model(tiny_config(), vocab_size=45, pad_token_id=0).eval()
+    static = build_model(tiny_config(), vocab_size=45, pad_token_id=0, static_shapes=True).eval()
+    static.load_state_dict(dynamic.state_dict())
+    with torch.no_grad():
+        ours, theirs = static(**batch), dynamic(**batch)
+    assert ours.mlm_logits.shape == (batch["masked_lm_weights"].numel(), 45)  # every slot
+    real = batch["masked_lm_weights"].flatten() > 0
+    torch.testing.assert_close(ours.mlm_logits[real], theirs.mlm_logits)
+    for name in ("loss", "mlm_loss", "nsp_loss", "mlm_loss_sum", "mlm_correct", "mlm_count", "nsp_count"):
+        torch.testing.assert_close(getattr(ours, name).double(), getattr(theirs, name).double(), msg=name)
+
+
+def test_static_shapes_trace_to_one_graph_and_an_unpadded_batch_reaches_sdpa_without_a_mask(batch):
+    # Each graph break is a host sync on GPU and a seam torch.compile cannot fuse across; a mask, even
+    # all ones, keeps SDPA from flash attention. torch._dynamo.explain traces without compiling.
+    model = build_model(tiny_config(), vocab_size=45, pad_token_id=0, static_shapes=True)
+    explained = torch._dynamo.explain(model)(**{**batch, "attention_mask": None})
+    assert explained.graph_break_count == 0, explained.break_reasons
+    sdpa = [n for g in explained.graphs for n in g.graph.nodes if "scaled_dot_product" in str(n.target)]
+    assert len(sdpa) == model.config.num_hidden_layers
+    assert all(n.kwargs.get("attn_mask") is None for n in sdpa)
