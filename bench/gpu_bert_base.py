@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.manual_seed(0)
     model = build_model(cfg, vocab_size=args.vocab_size, pad_token_id=0, static_shapes=not args.dynamic_head)
     model = model.to(device)
-    optimizer = build_optimizer(model, cfg, device)  # fused AdamW on CUDA
+    optimizer = build_optimizer(model, cfg)  # fused AdamW
     batch = synthetic_batch(args.batch_size, args.seq_len, args.predictions, args.vocab_size, device)
     if not args.attention_mask:
         batch["attention_mask"] = None

@@ -63,7 +63,7 @@ class PretrainConfig(BaseModel):
     max_steps: int = Field(default=1000, ge=1)
     """Optimizer steps to train for; the learning rate schedule ends here."""
     optimizer: Literal["adamw", "lamb"] = "adamw"
-    """AdamW (fused kernels on GPU) or LAMB (layer-wise trust ratio, for large batches as in NVIDIA's BERT)."""
+    """AdamW (torch's fused kernel) or LAMB (layer-wise trust ratio, for large batches as in NVIDIA's BERT)."""
     learning_rate: float = Field(default=1e-3, gt=0.0)
     """Peak learning rate, reached at the end of warmup."""
     lr_schedule: Literal["linear", "cosine", "inverse_sqrt"] = "linear"

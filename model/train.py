@@ -201,7 +201,7 @@ class Trainer:
         if device.type == "cpu":
             use_cpu_dropout(self.model)  # bit-word dropout: torch's bernoulli_ was 12% of a CPU step
             keep_freed_memory()  # reuse the step's large buffers instead of page-faulting them in again
-        self.optimizer = build_optimizer(self.model, cfg, device)
+        self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.dtype == torch.float16)
         seed_everything(cfg.seed + ctx.rank)  # each rank's own dropout stream
