@@ -35,6 +35,9 @@ class TrackingConfig(BaseModel):
     """MLflow tracking URI; unset means $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here."""
     registered_model: str | None = Field(default="pretrainflow-bert", min_length=1)
     """Model-registry name each newly pretrained model is registered under; null to only log it."""
+    system_metrics_interval_s: float | None = Field(default=10.0, gt=0)
+    """Seconds between MLflow system-metrics samples (CPU, memory, disk, network, GPU) while a stage
+    builds; null turns them off."""
 
 
 class PipelineConfig(BaseModel):

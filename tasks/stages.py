@@ -223,7 +223,9 @@ def run_stage(
             tracker.log_params(run_id, flatten(config_dump))
         metric_logger = tracker.metric_logger(run_id) if run_id else None
         context = StageContext(metric_logger, map_shards, progress)
-        stats = (execute or stage.work)(cfg, input_paths, staging, context)
+        interval = cfg.tracking.system_metrics_interval_s
+        with tracker.system_metrics(run_id, interval) if run_id and interval else nullcontext():
+            stats = (execute or stage.work)(cfg, input_paths, staging, context)
         artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version,
                                 extra=manifest_extra)
         if run_id:

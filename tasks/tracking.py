@@ -115,6 +115,20 @@ class Tracker:
         for start in range(0, len(items), _BATCH):
             self.client.log_batch(run_id, metrics=items[start : start + _BATCH])
 
+    @contextmanager
+    def system_metrics(self, run_id: str, interval_s: float) -> Iterator[None]:
+        """MLflow's system metrics for `run_id` while the block runs: CPU, memory, disk and network (GPU
+        utilisation and memory too with the `gpu` extra's nvidia-ml-py), sampled every interval_s seconds
+        on a background thread and logged as system/* (the run's "System metrics" tab)."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s, tracking_uri=self.tracking_uri)
+        monitor.start()
+        try:
+            yield
+        finally:
+            monitor.finish()  # stops the thread and flushes what it sampled
+
     def metric_logger(self, run_id: str) -> MetricLogger:
         """A plain `log(metrics, step)` callable for code that must not import mlflow."""
         return lambda metrics, step: self.log_metrics(run_id, metrics, step)

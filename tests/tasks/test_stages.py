@@ -107,3 +107,26 @@ def test_a_crawl_refresh_revalidates_pages_and_records_what_changed(tmp_path: Pa
     assert [u.rsplit("/", 1)[1] for u in changes["changed"]] == ["", "a.html"]  # the site root (index) and a.html
     assert [u.rsplit("/", 1)[1] for u in changes["removed"]] == ["broken.html"]
     assert stats["documents_unchanged"] >= 3 and stats["documents_added"] == 3  # d, and the changed index and a
+
+
+def test_a_built_stage_records_system_metrics_and_a_cached_one_does_not(tmp_path: Path) -> None:
+    import time
+
+    from tasks.tracking import Tracker
+
+    cfg = PipelineConfig.model_validate(
+        {**_config(tmp_path).model_dump(), "tracking": {"system_metrics_interval_s": 0.2}}
+    )
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
+
+    def slow_corpus(*args):
+        from tasks.stages import STAGES
+
+        time.sleep(1.0)
+        return STAGES["corpus"].work(*args)
+
+    built = run_stage("corpus", cfg, tracker=tracker, execute=slow_corpus)
+    assert "system/cpu_utilization_percentage" in tracker.read_run(built.mlflow_run_id).metrics
+    cached = run_stage("corpus", cfg, tracker=tracker)
+    assert cached.cache_hit
+    assert not any(k.startswith("system/cpu") for k in tracker.read_run(cached.mlflow_run_id).metrics)

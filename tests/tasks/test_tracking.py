@@ -41,3 +41,16 @@ def test_register_model_creates_versions_of_one_name(tmp_path):
             versions.append(tracker.register_model(run_id, "model", "bert"))
     assert versions == ["1", "2"]
     assert tracker.client.get_model_version("bert", "2").run_id == run_id
+
+
+def test_system_metrics_are_sampled_into_the_run_while_the_block_runs(tmp_path):
+    import time
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
+    with tracker.run("pretrain") as run_id:
+        with tracker.system_metrics(run_id, interval_s=0.2):
+            time.sleep(1.0)
+    metrics = tracker.client.get_run(run_id).data.metrics
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics), metrics
+    history = tracker.client.get_metric_history(run_id, "system/cpu_utilization_percentage")
+    assert len(history) >= 2 and all(0.0 <= m.value <= 100.0 for m in history)
