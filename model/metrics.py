@@ -1,4 +1,5 @@
-"""Training-window metrics (summed on device, reduced over ranks at log points), MFU, memory, loss-curve PNG."""
+"""Training-window metrics (summed on device, reduced over ranks at log points), validation metrics, MFU, memory,
+loss-curve PNG."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from pathlib import Path
 import psutil
 import torch
 
-from model.bert import PretrainingOutput
+from torch.utils.data import DataLoader
+
+from model.bert import BertForSparsePreTraining, PretrainingOutput
+from model.device import model_inputs
 from model.distributed import DistributedContext, all_reduce_sum
 
 # Dense bf16/fp16 tensor-core peaks in FLOP/s per GPU, by a substring of torch.cuda.get_device_name().
@@ -106,6 +110,34 @@ class TrainingWindow:
         if peak_flops:
             metrics["train/mfu"] = self.flops / seconds / peak_flops  # this rank's share of its own GPU
         return metrics
+
+
+@torch.no_grad()
+def evaluate(
+    model: BertForSparsePreTraining, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None
+) -> dict[str, float]:
+    """MLM/NSP accuracy and losses (MLM loss weighted per masked token) and perplexity over `loader`."""
+    was_training = model.training
+    model.eval()
+    sums = torch.zeros(6, dtype=torch.float64, device=device)  # mlm/nsp loss sums, correct and counts
+    for batch in loader:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            out = model(**model_inputs(batch, device))
+        sums += torch.stack(
+            [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
+        ).double()
+    model.train(was_training)
+    mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count = sums.tolist()
+    mlm_loss = mlm_loss_sum / max(1.0, mlm_count)
+    metrics = {
+        "mlm_accuracy": mlm_correct / max(1.0, mlm_count),
+        "mlm_loss": mlm_loss,
+        "perplexity": math.exp(min(mlm_loss, 700.0)),  # exp overflows a float past ~709
+    }
+    if nsp_count:  # MLM-only runs have no NSP metrics
+        metrics["nsp_accuracy"] = nsp_correct / nsp_count
+        metrics["nsp_loss"] = nsp_loss_sum / nsp_count
+    return metrics
 
 
 def first_non_finite(losses: list[tuple[int, float]]) -> tuple[int, float] | None:

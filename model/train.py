@@ -7,8 +7,6 @@ checkpoints and exports; every rank trains on its slice of each global batch.
 from __future__ import annotations
 
 import logging
-import math
-import random
 import signal
 import threading
 import time
@@ -17,13 +15,12 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from model.bert import BertForSparsePreTraining, build_model, count_parameters, train_flops
+from model.bert import build_model, count_parameters, train_flops
 from model.checkpoint import (
     begin_checkpoint,
     finish_checkpoint,
@@ -36,10 +33,18 @@ from model.config import PretrainConfig
 from model.cpu_allocator import keep_freed_memory
 from model.cpu_dropout import use_cpu_dropout
 from model.data import GlobalBatchSampler, MicroBatchSampler, PretrainingCollator, ordered_batches
+from model.device import autocast_dtype, host_to_device, model_inputs, seed_everything, select_device
 from model.distributed import DistributedContext, all_reduce_max, all_reduce_sum, barrier, init_distributed, shutdown
 from model.export import export_pretrained
 from model.inputs import PretrainInputs, load_inputs
-from model.metrics import TrainingWindow, first_non_finite, gpu_peak_flops, memory_metrics, plot_loss_curves
+from model.metrics import (
+    TrainingWindow,
+    evaluate,
+    first_non_finite,
+    gpu_peak_flops,
+    memory_metrics,
+    plot_loss_curves,
+)
 from model.optim import build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -67,84 +72,6 @@ class NonFiniteLossError(RuntimeError):
 
 class TrainingInterrupted(RuntimeError):
     """SIGTERM asked the run to stop; a checkpoint of the last finished step was written first."""
-
-
-def select_device(choice: str, local_rank: int = 0) -> torch.device:
-    """`auto` = cuda when available, else cpu; asking for cuda without one is an error. Enables TF32 on GPU."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
-    if choice == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on tensor cores
-    torch.backends.cudnn.allow_tf32 = True
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision choice on a device; None = plain fp32."""
-    if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    if precision in ("bf16", "fp16") and device.type != "cuda":
-        raise ValueError(f"precision={precision!r} needs a GPU but training runs on {device}; valid: 'auto', 'fp32'")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
-    """A collated batch on `device`, with attention_mask=None when no row is padded.
-
-    Without a mask SDPA may run flash attention; transformers drops an all-ones mask itself only in
-    eager mode (under torch.compile it cannot look at the values), and its check syncs with the GPU.
-    """
-    unpadded = bool(batch["attention_mask"].all())  # on the host: no GPU sync
-    return {
-        name: None if name == "attention_mask" and unpadded else tensor.to(device, non_blocking=True)
-        for name, tensor in batch.items()
-    }
-
-
-def host_to_device(values: list[float], device: torch.device) -> torch.Tensor:
-    """A float64 tensor of host values on `device`, copied from pinned memory so the host does not wait
-    for the GPU work already queued (torch.tensor(..., device="cuda") would)."""
-    tensor = torch.tensor(values, dtype=torch.float64)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
-
-
-@torch.no_grad()
-def evaluate(
-    model: BertForSparsePreTraining, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None
-) -> dict[str, float]:
-    """MLM/NSP accuracy and losses (MLM loss weighted per masked token) and perplexity over `loader`."""
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(6, dtype=torch.float64, device=device)  # mlm/nsp loss sums, correct and counts
-    for batch in loader:
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            out = model(**model_inputs(batch, device))
-        sums += torch.stack(
-            [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
-        ).double()
-    model.train(was_training)
-    mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count = sums.tolist()
-    mlm_loss = mlm_loss_sum / max(1.0, mlm_count)
-    metrics = {
-        "mlm_accuracy": mlm_correct / max(1.0, mlm_count),
-        "mlm_loss": mlm_loss,
-        "perplexity": math.exp(min(mlm_loss, 700.0)),  # exp overflows a float past ~709
-    }
-    if nsp_count:  # MLM-only runs have no NSP metrics
-        metrics["nsp_accuracy"] = nsp_correct / nsp_count
-        metrics["nsp_loss"] = nsp_loss_sum / nsp_count
-    return metrics
 
 
 def _check_resumable(saved: dict, cfg: PretrainConfig, train_instances: int, world_size: int, path: Path) -> None:

@@ -185,7 +185,7 @@ def test_worker_processes_and_length_bucketing_keep_the_run_deterministic(tmp_pa
 
 
 def test_model_inputs_drop_the_mask_only_when_no_row_is_padded():
-    from model.train import model_inputs
+    from model.device import model_inputs
 
     batch = {"input_ids": torch.ones(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3, dtype=torch.long)}
     assert model_inputs(batch, torch.device("cpu"))["attention_mask"] is None

@@ -1,0 +1,58 @@
+"""Where and how a step runs: the device, the autocast precision, the seeds, and batches moved to the GPU."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def select_device(choice: str, local_rank: int = 0) -> torch.device:
+    """`auto` = cuda when available, else cpu; asking for cuda without one is an error. Enables TF32 on GPU."""
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on tensor cores
+    torch.backends.cudnn.allow_tf32 = True
+    torch.cuda.set_device(local_rank)
+    return torch.device("cuda", local_rank)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision choice on a device; None = plain fp32."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if precision in ("bf16", "fp16") and device.type != "cuda":
+        raise ValueError(f"precision={precision!r} needs a GPU but training runs on {device}; valid: 'auto', 'fp32'")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
+    """A collated batch on `device`, with attention_mask=None when no row is padded.
+
+    Without a mask SDPA may run flash attention; transformers drops an all-ones mask itself only in
+    eager mode (under torch.compile it cannot look at the values), and its check syncs with the GPU.
+    """
+    unpadded = bool(batch["attention_mask"].all())  # on the host: no GPU sync
+    return {
+        name: None if name == "attention_mask" and unpadded else tensor.to(device, non_blocking=True)
+        for name, tensor in batch.items()
+    }
+
+
+def host_to_device(values: list[float], device: torch.device) -> torch.Tensor:
+    """A float64 tensor of host values on `device`, copied from pinned memory so the host does not wait
+    for the GPU work already queued (torch.tensor(..., device="cuda") would)."""
+    tensor = torch.tensor(values, dtype=torch.float64)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
