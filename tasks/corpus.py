@@ -35,7 +35,8 @@ from tasks.corpus_write import (
     SNAPSHOT_SCHEMA, WriteShardSpec, refresh_changes, write_dedup_dropped, write_index, write_plans, write_shard,
 )
 from tasks.crawl import crawl, saved_pages
-from tasks.filters import C4_LINE_REASONS, QUALITY_DROP_REASONS
+from tasks.filters import QUALITY_DROP_REASONS
+from tasks.filters_c4 import C4_LINE_REASONS
 from tasks.langid import LANGUAGE_DROP_REASONS
 from tasks.minhash import INDEX_FILE, check_index
 from tasks.parallel import ShardMap, serial_map

@@ -35,7 +35,7 @@ from tasks.corpus_config import CorpusConfig, clean_pipeline
 from tasks.corpus_split import input_path, write_json_atomically
 from tasks.dedup import content_hash, dedup_key
 from tasks.extract import extract_page
-from tasks.filters import C4LineFilter
+from tasks.filters_c4 import C4LineFilter
 from tasks.minhash import minhash_signatures
 from tasks.pii import RedactPii
 

@@ -1,6 +1,5 @@
 """Shared inputs of the evaluation tests: a labelled synthetic snapshot and a tiny BERT with its tokenizer."""
 
-import json
 import random
 from datetime import datetime, timezone
 from hashlib import sha256
@@ -10,9 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from pydantic import ValidationError
 from tokenizers import BertWordPieceTokenizer
-from transformers import AutoTokenizer, BertConfig, BertForPreTraining, BertTokenizerFast
+from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
 from tasks.evaluate import EvaluateConfig
 from tasks.url_task import UrlSectionTask

@@ -7,24 +7,18 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.clean import CleanPipeline, Document
-from tasks.filters import (
-    QUALITY_DROP_REASONS,
-    C4BadWordsFilter,
-    C4Config,
-    C4LineFilter,
-    C4PageFilter,
-    FineWebConfig,
-    FineWebFilter,
+from tasks.filters import QUALITY_DROP_REASONS, QualityConfig, quality_steps
+from tasks.filters_c4 import C4BadWordsFilter, C4Config, C4LineFilter, C4PageFilter
+from tasks.filters_fineweb import FineWebConfig, FineWebFilter
+from tasks.filters_gopher import (
     GopherQualityConfig,
     GopherQualityFilter,
     GopherRepetitionConfig,
     GopherRepetitionFilter,
-    QualityConfig,
     duplicate_ngram_char_fraction,
-    quality_steps,
     top_ngram_char_fraction,
-    words_of,
 )
+from tasks.filters_text import words_of
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 # English prose, 93 words, six different lines: passes every filter with its published defaults
