@@ -25,7 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from model.finetune import FinetuneSettings, finetune
-from tasks.downstream import FileTask, GlueTask, build_file_task, build_glue_task
+from tasks.downstream import FileTask, build_file_task
+from tasks.downstream_glue import GlueTask, build_glue_task
 from tasks.evaluate_report import plot_results, render_results
 from tasks.intrinsic import IntrinsicConfig, intrinsic_evaluation
 from tasks.metrics import score

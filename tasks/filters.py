@@ -13,7 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from tasks.clean import DocumentFix, Filter
 from tasks.filters_c4 import C4BadWordsFilter, C4Config, C4LineFilter, C4PageFilter
 from tasks.filters_fineweb import FineWebConfig, FineWebFilter
-from tasks.filters_gopher import GopherQualityConfig, GopherQualityFilter, GopherRepetitionConfig, GopherRepetitionFilter
+from tasks.filters_gopher import (
+    GopherQualityConfig,
+    GopherQualityFilter,
+    GopherRepetitionConfig,
+    GopherRepetitionFilter,
+)
 
 
 class QualityConfig(BaseModel):

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 from transformers import AutoTokenizer
 
-from tasks.downstream import FileTask, GlueTask, build_file_task, build_glue_task
+from tasks.downstream import FileTask, build_file_task
+from tasks.downstream_glue import GlueTask, build_glue_task
 from tests.tasks.eval_fixtures import model_dir, snapshot_dir  # noqa: F401 (fixtures)
 
 PAIRS = [("the cat sat", "a cat sat", "same"), ("dogs bark loud", "the oven is hot", "different"),
