@@ -104,6 +104,9 @@ def _original_tokens(input_ids: list[int], positions: list[int], masked_ids: lis
     return tokens
 
 
+_EXAMPLE_TOKENS = 64  # tokens of segment A shown in a fill-mask example
+
+
 def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int) -> list[dict[str, Any]]:
     """Up to `count` held-out sentences with their longest whole word masked, and the model's top_k guesses."""
     if count == 0:
@@ -112,6 +115,8 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
     unmasker = pipeline("fill-mask", model=str(model_dir), tokenizer=tokenizer, device=-1, top_k=top_k)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     special = set(tokenizer.all_special_ids)
+    # room for [CLS]/[SEP] and a few tokens more if the decoded text re-tokenizes longer
+    shown = min(_EXAMPLE_TOKENS, unmasker.model.config.max_position_embeddings - 8)
     examples = []
     # spread the picks through the split rather than taking its first instances
     for row in np.linspace(0, len(table) - 1, min(len(table), 4 * count)).round().astype(int).tolist():
@@ -119,6 +124,8 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
             break
         tokens = _original_tokens(*(table[c][row].as_py() for c in ("input_ids", "masked_lm_positions", "masked_lm_ids")))
         segment_a = tokens[1 : tokens.index(tokenizer.sep_token_id)] if tokenizer.sep_token_id in tokens else tokens[1:]
+        # Only the shown text is searched: a word past it would leave the pipeline no [MASK] to fill.
+        segment_a = segment_a[:shown]
         # whole words: a piece that is not "##"-continued and not followed by a continuation
         words = [i for i, t in enumerate(segment_a) if t not in special and vocab[t].isalpha() and len(vocab[t]) >= 4
                  and (i + 1 == len(segment_a) or not vocab[segment_a[i + 1]].startswith("##"))]
@@ -126,7 +133,7 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
             continue
         target = max(words, key=lambda i: (len(vocab[segment_a[i]]), -i))
         masked = [*segment_a[:target], tokenizer.mask_token_id, *segment_a[target + 1 :]]
-        text = tokenizer.decode(masked[:64])
+        text = tokenizer.decode(masked)
         guesses = unmasker(text)
         examples.append({
             "text": text,
