@@ -194,8 +194,9 @@ class Trainer:
         gives the gradient of the same global-batch loss (DDP averages over ranks: hence x world_size).
         Nothing here waits for the GPU: counts come from the host batches, metrics stay on device.
         """
+        predictions = [int(b["masked_lm_weights"].sum()) for b in micro_batches]  # real masked positions
         local = [
-            sum(float(b["masked_lm_weights"].sum()) for b in micro_batches),
+            float(sum(predictions)),
             sum(float((b["next_sentence_label"] >= 0).sum()) for b in micro_batches) if self.cfg.nsp else 0.0,
         ]
         if self.ctx.distributed:
@@ -206,7 +207,6 @@ class Trainer:
         step_loss = torch.zeros((), device=self.device)
         for index, host_batch in enumerate(micro_batches):
             sequences, seq_len = host_batch["input_ids"].shape
-            predictions = int(host_batch["masked_lm_weights"].sum())
             tokens = int(host_batch["attention_mask"].sum())
             batch = model_inputs(host_batch, self.device)
             last = index == len(micro_batches) - 1
@@ -217,7 +217,8 @@ class Trainer:
                 loss = out.mlm_loss_sum / mlm_total + out.nsp_loss_sum / nsp_total  # this micro-batch's share
                 self.scaler.scale(loss * self.ctx.world_size).backward()
             step_loss += loss.detach()
-            window.add_micro_batch(out, sequences, tokens, train_flops(self.model, sequences, seq_len, predictions))
+            flops = train_flops(self.model, sequences, seq_len, predictions[index])
+            window.add_micro_batch(out, sequences, tokens, flops)
         self.scaler.unscale_(self.optimizer)
         max_norm = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
