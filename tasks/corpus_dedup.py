@@ -17,7 +17,6 @@ file, one band contiguous, and so do the parent's.
 from __future__ import annotations
 
 import heapq
-import resource
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +61,6 @@ class DedupResult:
 
 def dedup_shards(work: Path, shards: int, cfg: NearDedupConfig, parent_dir: Path | None) -> DedupResult:
     """Rank every cleaned document and decide which ones dedup drops (see the module docstring)."""
-    _allow_open_files(shards + 64)
     tables = _CleanedShards(work, shards)
     shard_of_rank, row_of_rank, ranks_by_shard = global_order(tables)
     result = DedupResult(shard_of_rank, row_of_rank, np.zeros(len(shard_of_rank), np.uint8))
@@ -110,10 +108,12 @@ def global_order(tables: Sequence[pa.Table]) -> tuple[np.ndarray, np.ndarray, li
     """(shard_of_rank, row_of_rank, ranks_by_shard) of the documents in (url, content_hash, seq) order.
 
     Each shard is sorted that way already, so one streaming k-way merge of their sort keys ranks them all.
+    The merge holds _MERGE_BATCH keys per shard, not the shards: each batch is read from a fresh
+    `tables[shard]` (a new memory map for `_CleanedShards`) that is dropped at once, so the key pages
+    read stay out of RSS and one map is held at a time however many shards there are.
     """
-    tables = list(tables)  # every shard open during the merge
-    sizes = [table.num_rows for table in tables]
-    merged = heapq.merge(*(_sort_keys(table, shard) for shard, table in enumerate(tables)))
+    sizes = [tables[shard].num_rows for shard in range(len(tables))]
+    merged = heapq.merge(*(_sort_keys(tables, shard, rows) for shard, rows in enumerate(sizes)))
     shard_of_rank = np.fromiter((key[3] for key in merged), np.int32, count=sum(sizes))
     order = np.argsort(shard_of_rank, kind="stable")  # ranks grouped by shard, ascending within each
     starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -122,19 +122,14 @@ def global_order(tables: Sequence[pa.Table]) -> tuple[np.ndarray, np.ndarray, li
     return shard_of_rank, row_of_rank, [order[starts[s]:starts[s + 1]] for s in range(len(tables))]
 
 
-def _sort_keys(table: pa.Table, shard: int) -> Iterator[tuple[str, str, int, int]]:
-    for batch in table.select(["url", "content_hash", "seq"]).to_batches(max_chunksize=_MERGE_BATCH):
-        urls, hashes, seqs = (column.to_pylist() for column in batch.columns)
+def _sort_keys(tables: Sequence[pa.Table], shard: int, rows: int) -> Iterator[tuple[str, str, int, int]]:
+    """(url, content_hash, seq, shard) of each row of one shard, in order, read _MERGE_BATCH rows at a time."""
+    for start in range(0, rows, _MERGE_BATCH):
+        keys = tables[shard].select(["url", "content_hash", "seq"]).slice(start, _MERGE_BATCH)
+        urls, hashes, seqs = (column.to_pylist() for column in keys.columns)
+        del keys  # unmaps the shard before the merge moves to another one
         for url, digest, seq in zip(urls, hashes, seqs):
             yield url, digest, seq, shard
-
-
-def _allow_open_files(count: int) -> None:
-    """Raise the soft limit on open files to count (up to the hard limit): the merge opens every shard."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < count:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(count, hard) if hard != resource.RLIM_INFINITY else count,
-                                                    hard))
 
 
 @dataclass
