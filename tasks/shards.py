@@ -307,6 +307,22 @@ def plan_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path) ->
     return specs, documents
 
 
+@dataclass(frozen=True)
+class _TrainingTexts:
+    """The train split's texts (the first cfg.max_training_documents), read afresh on every iteration."""
+
+    cfg: TokenizeConfig
+    snapshot_dir: Path
+
+    def __iter__(self) -> Iterator[str]:
+        texts = (
+            text
+            for _, content_hash, text in iter_snapshot(self.snapshot_dir, self.cfg.batch_size)
+            if split_of(content_hash, self.cfg.validation_fraction) == "train"
+        )
+        return itertools.islice(texts, self.cfg.max_training_documents)
+
+
 def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Path) -> None:
     """Copy cfg.tokenizer_path, or train on the train split, into tokenizer_dir unless already there."""
     if not tokenizer_folder_problems(tokenizer_dir):
@@ -315,13 +331,8 @@ def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Pa
         logger.info("copying tokenizer from %s", cfg.tokenizer_path)
         copy_tokenizer_folder(cfg.tokenizer_path, tokenizer_dir)
     else:
-        texts = (
-            text
-            for _, content_hash, text in iter_snapshot(snapshot_dir, cfg.batch_size)
-            if split_of(content_hash, cfg.validation_fraction) == "train"
-        )
         tokenizer = train_wordpiece(
-            itertools.islice(texts, cfg.max_training_documents),
+            _TrainingTexts(cfg, snapshot_dir),
             vocab_size=cfg.vocab_size,
             min_frequency=cfg.min_frequency,
             lowercase=cfg.lowercase,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,22 +60,85 @@ def train_wordpiece(
     limit_alphabet: int,
     length: int | None = None,
 ) -> Tokenizer:
-    """Train a BERT WordPiece tokenizer on texts (or batches of texts); [PAD] gets id 0."""
-    # Not byte-reproducible across processes: the trainer numbers "##" pieces in hash-map order and
-    # breaks merge-count ties by id (huggingface/tokenizers#1794). Stages save the result and reuse it.
-    tokenizer = build_pipeline(lowercase, strip_accents)
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=list(SPECIAL_TOKENS),
-        limit_alphabet=limit_alphabet,
-        continuing_subword_prefix=CONTINUING_SUBWORD_PREFIX,
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
-    _set_pair_template(tokenizer)
-    logger.info("trained WordPiece tokenizer with %d tokens", tokenizer.get_vocab_size())
-    return tokenizer
+    """Train a BERT WordPiece tokenizer on texts (or batches of texts); [PAD] gets id 0.
+
+    The same texts give the same tokenizer, byte for byte, in every process. Hugging Face's trainer
+    alone does not: it numbers the "##c" pieces in hash-map order and breaks ties between merge counts
+    by id, so two runs can learn different merges (huggingface/tokenizers#1794; the fix, PR #2066, is
+    unreleased), and it cuts the alphabet at `limit_alphabet` with an unstable sort. So the alphabet is
+    chosen here (most frequent characters, ties by code point) and, with every "##c" piece, registered
+    in code-point order before training; the trainer only adds merges. texts are read twice or more,
+    so they must start over when iterated again (a list, or an object whose __iter__ does).
+    """
+    if iter(texts) is texts:
+        raise TypeError("train_wordpiece reads texts more than once: pass a list or a re-iterable object, "
+                        "not a generator or iterator")
+    pipeline = build_pipeline(lowercase, strip_accents)
+    alphabet = _alphabet(texts, pipeline.normalizer, limit_alphabet)
+    pieces = [CONTINUING_SUBWORD_PREFIX + char for char in alphabet if not _always_a_whole_word(char)]
+    for _ in range(3):  # a second round only if a character continued a word where _always_a_whole_word said not
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[*SPECIAL_TOKENS, *alphabet, *pieces],  # ids in this order, before any merge
+            limit_alphabet=0,  # the trainer adds no character of its own: all of them are registered above
+            continuing_subword_prefix=CONTINUING_SUBWORD_PREFIX,
+            show_progress=False,
+        )
+        trained = build_pipeline(lowercase, strip_accents)
+        trained.train_from_iterator(texts, trainer=trainer, length=length)
+        vocab = trained.get_vocab(with_added_tokens=False)
+        missed = set(token for token in vocab if _is_piece_of_one_char(token)) - set(pieces)
+        if not missed:
+            break
+        pieces = sorted(set(pieces) | missed, key=lambda piece: ord(piece[-1]))
+    else:
+        raise RuntimeError(f"WordPiece training kept numbering new pieces after 3 rounds: {sorted(missed)[:10]}")
+    # The registered characters and pieces must stay ordinary vocabulary, not special tokens: rebuild
+    # the model from the vocabulary and add only the five real special tokens.
+    pipeline.model = WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=CONTINUING_SUBWORD_PREFIX)
+    pipeline.add_special_tokens(list(SPECIAL_TOKENS))
+    _set_pair_template(pipeline)
+    logger.info("trained WordPiece tokenizer with %d tokens (alphabet %d)", pipeline.get_vocab_size(), len(alphabet))
+    return pipeline
+
+
+def _alphabet(texts: Iterable[str] | Iterable[list[str]], normalizer: normalizers.Normalizer,
+              limit: int) -> list[str]:
+    """The `limit` most frequent non-space characters of the normalised texts (ties by code point), sorted.
+
+    Counted on the raw text (C speed) and each distinct character normalised alone: BertNormalizer's
+    cleaning, accent stripping and lowercasing act one character at a time.
+    """
+    raw: Counter[str] = Counter()
+    for item in texts:
+        for text in ([item] if isinstance(item, str) else item):
+            raw.update(text)
+    counts: Counter[str] = Counter()
+    for char, count in raw.items():
+        for normalised in normalizer.normalize_str(char):
+            if not normalised.isspace():
+                counts[normalised] += count
+    kept = sorted(counts, key=lambda char: (-counts[char], ord(char)))[:limit]
+    return sorted(kept, key=ord)
+
+
+def _always_a_whole_word(char: str) -> bool:
+    """BertPreTokenizer makes punctuation (ASCII symbols too) a word of its own, and the normaliser spaces
+    out CJK ideographs, so no "##" piece of these can occur."""
+    code = ord(char)
+    ascii_symbol = 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126
+    return ascii_symbol or unicodedata.category(char).startswith("P") or any(
+        low <= code <= high for low, high in _CJK_RANGES)
+
+
+# CJK Unified Ideographs and extensions, as BERT's tokenize_chinese_chars defines them.
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _is_piece_of_one_char(token: str) -> bool:
+    return token.startswith(CONTINUING_SUBWORD_PREFIX) and len(token) == len(CONTINUING_SUBWORD_PREFIX) + 1
 
 
 def save_tokenizer(

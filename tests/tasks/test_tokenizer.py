@@ -121,3 +121,48 @@ def test_copy_tokenizer_folder(tmp_path):
     assert sorted(p.name for p in (tmp_path / "dst").iterdir()) == sorted(p.name for p in (tmp_path / "src").iterdir())
     with pytest.raises(ValueError, match="does not exist"):
         copy_tokenizer_folder(tmp_path / "nowhere", tmp_path / "dst2")
+
+
+_TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, random
+from tasks.tokenizer import train_wordpiece
+rng = random.Random(0)
+syllables = ["ka", "to", "ri", "ne", "su", "ma", "lo", "pi", "de", "gu"]
+words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(400)]
+rare = [chr(c) for c in range(0x3B1, 0x3C9)]  # 24 Greek letters, twice each: the alphabet limit cuts among ties
+texts = [" ".join(rng.choices(words, k=30)) for _ in range(300)] + [" ".join(rare * 2)]
+tokenizer = train_wordpiece(texts, vocab_size=600, min_frequency=1, lowercase=True, strip_accents=None,
+                            limit_alphabet=22)
+print(hashlib.sha256(tokenizer.to_str().encode()).hexdigest())
+"""
+
+
+def test_training_gives_the_same_tokenizer_in_every_process():
+    """Hugging Face's trainer alone numbers "##" pieces in hash-map order (tokenizers#1794): processes differ."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    digests = {
+        subprocess.run([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS], cwd=root, capture_output=True, text=True,
+                       check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+        for seed in range(4)
+    }
+    assert len(digests) == 1, digests
+
+
+def test_registered_characters_stay_ordinary_vocabulary():
+    tokenizer = _train()
+    assert sorted(tokenizer.get_added_tokens_decoder()) == [0, 1, 2, 3, 4]  # only the real special tokens
+    # an added token would be matched in the raw text; "#" is not in the training texts, so it is [UNK]
+    assert tokenizer.encode("quick ##q", add_special_tokens=False).tokens == ["quick", "[UNK]", "[UNK]", "q"]
+    vocab = tokenizer.get_vocab()
+    assert all(f"##{c}" in vocab for c in "quickbrown") and "##." not in vocab and "##中" not in vocab
+
+
+def test_training_refuses_a_one_pass_iterator():
+    with pytest.raises(TypeError, match="reads texts more than once"):
+        train_wordpiece(iter(TEXTS), vocab_size=300, min_frequency=1, lowercase=True, strip_accents=None,
+                        limit_alphabet=500)
