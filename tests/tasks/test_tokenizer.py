@@ -166,3 +166,19 @@ def test_training_refuses_a_one_pass_iterator():
     with pytest.raises(TypeError, match="reads texts more than once"):
         train_wordpiece(iter(TEXTS), vocab_size=300, min_frequency=1, lowercase=True, strip_accents=None,
                         limit_alphabet=500)
+
+
+def test_pieces_the_trainer_had_to_number_are_registered_in_a_second_round(monkeypatch):
+    import tasks.tokenizer as tokenizer_module
+
+    monkeypatch.setattr(tokenizer_module, "_always_a_whole_word", lambda char: True)  # registers no "##" piece
+    rounds = []
+    real_trainer = tokenizer_module.trainers.WordPieceTrainer
+    monkeypatch.setattr(tokenizer_module.trainers, "WordPieceTrainer",
+                        lambda **kwargs: rounds.append(kwargs["special_tokens"]) or real_trainer(**kwargs))
+    tokenizer = _train()
+    assert len(rounds) == 2
+    vocab = tokenizer.get_vocab()
+    pieces = sorted((token for token in vocab if token.startswith("##") and len(token) == 3), key=lambda t: ord(t[2]))
+    assert pieces == rounds[1][len(rounds[0]):]  # numbered by the second round, in code-point order ...
+    assert [vocab[p] for p in pieces] == list(range(len(rounds[0]), len(rounds[1])))  # ... before any merge
