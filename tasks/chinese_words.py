@@ -13,15 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.token_index import WordSegmenter
-from tasks.tokenizer import load_tokenizer
-
-
-def is_cjk_character(character: str) -> bool:
-    """True for a CJK ideograph (the code point ranges BERT's tokenizer splits on)."""
-    code = ord(character)
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
-            or 0x2A700 <= code <= 0x2B73F or 0x2B740 <= code <= 0x2B81F or 0x2B820 <= code <= 0x2CEAF
-            or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
+from tasks.tokenizer import is_cjk_character, load_tokenizer
 
 
 def jieba_segmenter(tokenizer_dir: Path) -> WordSegmenter:

@@ -128,13 +128,15 @@ def _always_a_whole_word(char: str) -> bool:
     out CJK ideographs, so no "##" piece of these can occur."""
     code = ord(char)
     ascii_symbol = 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126
-    return ascii_symbol or unicodedata.category(char).startswith("P") or any(
-        low <= code <= high for low, high in _CJK_RANGES)
+    return ascii_symbol or unicodedata.category(char).startswith("P") or is_cjk_character(char)
 
 
-# CJK Unified Ideographs and extensions, as BERT's tokenize_chinese_chars defines them.
-_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
-               (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+def is_cjk_character(character: str) -> bool:
+    """True for a CJK ideograph (the code point ranges BERT's tokenizer splits on)."""
+    code = ord(character)
+    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2A6DF
+            or 0x2A700 <= code <= 0x2B73F or 0x2B740 <= code <= 0x2B81F or 0x2B820 <= code <= 0x2CEAF
+            or 0xF900 <= code <= 0xFAFF or 0x2F800 <= code <= 0x2FA1F)
 
 
 def _is_piece_of_one_char(token: str) -> bool:
