@@ -17,6 +17,7 @@ file, one band contiguous, and so do the parent's.
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.clean import EXCERPT_CHARS, EXAMPLES_PER_REASON, Example, StepCount
-from tasks.corpus_clean import key64, read_cleaned, signature_array, url_hash
+from tasks.corpus_clean import cleaned_path, key64, read_cleaned, signature_array, url_hash
 from tasks.minhash import (
     INDEX_FILE, NearDedupConfig, mix64, band_keys, candidate_pairs, check_index, connected_components,
 )
@@ -103,33 +104,54 @@ class _CleanedShards(Sequence[pa.Table]):
             raise IndexError(shard)
         return read_cleaned(self.work, int(shard))
 
+    def rows(self, shard: int, columns: list[str], rows_per_read: int) -> Iterator[list[list]]:
+        """The shard's `columns` as Python lists, about rows_per_read rows at a time, in order.
 
-def global_order(tables: Sequence[pa.Table]) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        Each list comes from a fresh memory map, unmapped before it is yielded, and reads only the record
+        batches it needs (building the whole table on every read costs ~2.7 ms per 100 k-row shard).
+        """
+        batch = 0
+        while True:
+            with pa.memory_map(str(cleaned_path(self.work, shard))) as source:
+                values, batch = _read_columns(pa.ipc.open_file(source), batch, columns, rows_per_read)
+            if not values[0]:
+                return
+            yield values
+
+
+def _read_columns(reader: pa.ipc.RecordBatchFileReader, batch: int, columns: list[str],
+                  rows_per_read: int) -> tuple[list[list], int]:
+    """(columns as lists, from record batch `batch` on until about rows_per_read rows; the next batch)."""
+    values: list[list] = [[] for _ in columns]
+    while batch < reader.num_record_batches and len(values[0]) < rows_per_read:
+        for out, column in zip(values, reader.get_batch(batch).select(columns).columns):
+            out += column.to_pylist()
+        batch += 1
+    return values, batch
+
+
+def global_order(shards: _CleanedShards) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """(shard_of_rank, row_of_rank, ranks_by_shard) of the documents in (url, content_hash, seq) order.
 
     Each shard is sorted that way already, so one streaming k-way merge of their sort keys ranks them all.
-    The merge holds _MERGE_BATCH keys per shard, not the shards: each batch is read from a fresh
-    `tables[shard]` (a new memory map for `_CleanedShards`) that is dropped at once, so the key pages
-    read stay out of RSS and one map is held at a time however many shards there are.
+    The merge holds about _MERGE_BATCH keys per shard, not the shards: each batch of keys is read from a
+    fresh memory map that is closed at once, so the key pages read stay out of RSS and one map is open
+    at a time however many shards there are.
     """
-    sizes = [tables[shard].num_rows for shard in range(len(tables))]
-    merged = heapq.merge(*(_sort_keys(tables, shard, rows) for shard, rows in enumerate(sizes)))
+    sizes = [shards[shard].num_rows for shard in range(len(shards))]
+    merged = heapq.merge(*(_sort_keys(shards, shard) for shard in range(len(shards))))
     shard_of_rank = np.fromiter((key[3] for key in merged), np.int32, count=sum(sizes))
     order = np.argsort(shard_of_rank, kind="stable")  # ranks grouped by shard, ascending within each
     starts = np.concatenate([[0], np.cumsum(sizes)])
     row_of_rank = np.empty(len(order), np.int32)
     row_of_rank[order] = np.arange(len(order)) - np.repeat(starts[:-1], sizes)
-    return shard_of_rank, row_of_rank, [order[starts[s]:starts[s + 1]] for s in range(len(tables))]
+    return shard_of_rank, row_of_rank, [order[starts[s]:starts[s + 1]] for s in range(len(shards))]
 
 
-def _sort_keys(tables: Sequence[pa.Table], shard: int, rows: int) -> Iterator[tuple[str, str, int, int]]:
-    """(url, content_hash, seq, shard) of each row of one shard, in order, read _MERGE_BATCH rows at a time."""
-    for start in range(0, rows, _MERGE_BATCH):
-        keys = tables[shard].select(["url", "content_hash", "seq"]).slice(start, _MERGE_BATCH)
-        urls, hashes, seqs = (column.to_pylist() for column in keys.columns)
-        del keys  # unmaps the shard before the merge moves to another one
-        for url, digest, seq in zip(urls, hashes, seqs):
-            yield url, digest, seq, shard
+def _sort_keys(shards: _CleanedShards, shard: int) -> Iterator[tuple[str, str, int, int]]:
+    """(url, content_hash, seq, shard) of each row of one shard, in order."""
+    for urls, hashes, seqs in shards.rows(shard, ["url", "content_hash", "seq"], _MERGE_BATCH):
+        yield from zip(urls, hashes, seqs, itertools.repeat(shard))
 
 
 @dataclass

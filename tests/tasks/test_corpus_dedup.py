@@ -1,15 +1,25 @@
 import numpy as np
 import pyarrow as pa
 
-from tasks.corpus_dedup import _exact_duplicates, _matches_other_url, _pairs_with_other_url, global_order
+from tasks.corpus_clean import cleaned_path
+from tasks.corpus_dedup import (
+    _CleanedShards, _exact_duplicates, _matches_other_url, _pairs_with_other_url, global_order,
+)
 
 
-def test_global_order_merges_sorted_shards_into_one_ranking() -> None:
+def _write_cleaned(work, shard: int, table: pa.Table, batch_rows: int = 256) -> None:
+    with pa.OSFile(str(cleaned_path(work, shard)), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=batch_rows)
+
+
+def test_global_order_merges_sorted_shards_into_one_ranking(tmp_path) -> None:
     rows = [("b", "h1", 5), ("a", "h2", 0), ("c", "h0", 1), ("a", "h1", 3), ("b", "h1", 2), ("d", "h9", 4)]
     shards = [rows[:2], rows[2:5], rows[5:]]
-    tables = [pa.table({"url": [r[0] for r in sorted(shard)], "content_hash": [r[1] for r in sorted(shard)],
-                        "seq": [r[2] for r in sorted(shard)]}) for shard in shards]
-    shard_of_rank, row_of_rank, ranks_by_shard = global_order(tables)
+    for shard, shard_rows in enumerate(shards):
+        _write_cleaned(tmp_path, shard, pa.table({"url": [r[0] for r in sorted(shard_rows)],
+                                                  "content_hash": [r[1] for r in sorted(shard_rows)],
+                                                  "seq": [r[2] for r in sorted(shard_rows)]}), batch_rows=1)
+    shard_of_rank, row_of_rank, ranks_by_shard = global_order(_CleanedShards(tmp_path, 3))
     ordered = [sorted(shards[s])[r] for s, r in zip(shard_of_rank, row_of_rank)]
     assert ordered == sorted(rows)
     for shard, ranks in enumerate(ranks_by_shard):
@@ -36,26 +46,25 @@ def test_matches_against_reference_entries_of_another_url_only() -> None:
 def test_global_order_maps_one_shard_at_a_time(tmp_path, monkeypatch) -> None:
     """Pages read from a memory map stay in RSS until it is unmapped, so the merge must not hold them all."""
     import tasks.corpus_dedup as corpus_dedup
-    from tasks.corpus_clean import cleaned_path
 
-    monkeypatch.setattr(corpus_dedup, "_MERGE_BATCH", 7)  # several batches per shard
+    monkeypatch.setattr(corpus_dedup, "_MERGE_BATCH", 7)  # several reads per shard
     rng = np.random.default_rng(1)
     rows = []
     for shard in range(50):
         urls = sorted(f"https://e.org/{u:05d}" for u in rng.integers(0, 10_000, 20))
-        table = pa.table({"url": urls, "content_hash": ["h"] * 20, "seq": list(range(shard * 20, shard * 20 + 20))})
-        with pa.OSFile(str(cleaned_path(tmp_path, shard)), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
-            w.write_table(table)
-        rows += zip(urls, table.column("seq").to_pylist())
+        seqs = list(range(shard * 20, shard * 20 + 20))
+        _write_cleaned(tmp_path, shard, pa.table({"url": urls, "content_hash": ["h"] * 20, "seq": seqs}), batch_rows=3)
+        rows += zip(urls, seqs)
 
     mapped = []
 
-    class Shards(corpus_dedup._CleanedShards):
-        def __getitem__(self, shard: int) -> pa.Table:
-            with open("/proc/self/maps") as maps:
-                mapped.append(sum(str(tmp_path) in line for line in maps))
-            return super().__getitem__(shard)
+    class Shards(_CleanedShards):
+        def rows(self, shard, columns, rows_per_read):
+            for piece in super().rows(shard, columns, rows_per_read):
+                with open("/proc/self/maps") as maps:
+                    mapped.append(sum(str(tmp_path) in line for line in maps))
+                yield piece
 
     shard_of_rank, row_of_rank, _ = global_order(Shards(tmp_path, 50))
     assert [rows[s * 20 + r] for s, r in zip(shard_of_rank, row_of_rank)] == sorted(rows)
-    assert max(mapped) <= 1  # maps held while another shard is opened
+    assert len(mapped) == 50 * 3 and max(mapped) == 0  # 20 rows in reads of >= 7: 9, 9, 2; nothing left mapped
