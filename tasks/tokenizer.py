@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors, trainers
 from tokenizers.models import WordPiece
 
@@ -107,20 +109,37 @@ def _alphabet(texts: Iterable[str] | Iterable[list[str]], normalizer: normalizer
               limit: int) -> list[str]:
     """The `limit` most frequent non-space characters of the normalised texts (ties by code point), sorted.
 
-    Counted on the raw text (C speed) and each distinct character normalised alone: BertNormalizer's
-    cleaning, accent stripping and lowercasing act one character at a time.
+    Code points of the raw text are counted with numpy, ~1 M characters at a time, and each distinct
+    character is then normalised alone: BertNormalizer's cleaning, accent stripping and lowercasing act
+    one character at a time.
     """
-    raw: Counter[str] = Counter()
+    raw = np.zeros(sys.maxunicode + 1, np.int64)  # count per code point
+    pending: list[str] = []
+    pending_chars = 0
     for item in texts:
         for text in ([item] if isinstance(item, str) else item):
-            raw.update(text)
+            pending.append(text)
+            pending_chars += len(text)
+        if pending_chars >= _COUNT_CHUNK_CHARS:
+            raw += _code_point_counts(pending)
+            pending, pending_chars = [], 0
+    raw += _code_point_counts(pending)
     counts: Counter[str] = Counter()
-    for char, count in raw.items():
-        for normalised in normalizer.normalize_str(char):
+    for code in np.flatnonzero(raw):
+        for normalised in normalizer.normalize_str(chr(code)):
             if not normalised.isspace():
-                counts[normalised] += count
+                counts[normalised] += int(raw[code])
     kept = sorted(counts, key=lambda char: (-counts[char], ord(char)))[:limit]
     return sorted(kept, key=ord)
+
+
+_COUNT_CHUNK_CHARS = 1 << 20
+
+
+def _code_point_counts(texts: list[str]) -> np.ndarray:
+    """(sys.maxunicode + 1,) int64 occurrences of each code point in texts (lone surrogates included)."""
+    codes = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), np.uint32)
+    return np.bincount(codes, minlength=sys.maxunicode + 1)
 
 
 def _always_a_whole_word(char: str) -> bool:
