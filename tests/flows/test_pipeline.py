@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import subprocess
 import sys
 
 import pytest
 
-from tasks.artifacts import ArtifactStore
+from tasks.artifacts import ArtifactStore, file_sha256
 from tasks.config import load_config
 from tasks.local_site import PYTHON_DOCS
 from tasks.stages import STAGES
@@ -112,7 +111,7 @@ def test_stages_rebuilt_in_fresh_processes_are_byte_identical(prefect_harness, t
 
 def _digests(folder) -> dict[str, str]:
     """sha256 of every file under folder but manifest.json (it records times), by relative path."""
-    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+    return {str(path.relative_to(folder)): file_sha256(path)
             for path in sorted(folder.rglob("*")) if path.is_file() and path.name != "manifest.json"}
 
 
