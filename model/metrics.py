@@ -9,7 +9,6 @@ from pathlib import Path
 
 import psutil
 import torch
-
 from torch.utils.data import DataLoader
 
 from model.bert import BertForSparsePreTraining, PretrainingOutput
@@ -63,11 +62,7 @@ class TrainingWindow:
 
     def add_micro_batch(self, out: PretrainingOutput, sequences: int, tokens: int, flops: float) -> None:
         """Count one micro-batch's outputs (losses as sums, so windows weight every masked token equally)."""
-        stats = torch.stack(
-            [out.mlm_loss_sum.detach(), out.nsp_loss_sum.detach(), out.mlm_correct, out.mlm_count,
-             out.nsp_correct, out.nsp_count]
-        ).double()  # fmt: skip
-        self.sums += stats
+        self.sums += output_sums(out)
         self.sequences += sequences
         self.tokens += tokens
         self.flops += flops
@@ -112,6 +107,13 @@ class TrainingWindow:
         return metrics
 
 
+def output_sums(out: PretrainingOutput) -> torch.Tensor:
+    """(6,) float64, detached: mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count."""
+    return torch.stack(
+        [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
+    ).detach().double()
+
+
 @torch.no_grad()
 def evaluate(
     model: BertForSparsePreTraining, loader: DataLoader, device: torch.device, dtype: torch.dtype | None = None
@@ -123,9 +125,7 @@ def evaluate(
     for batch in loader:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             out = model(**model_inputs(batch, device))
-        sums += torch.stack(
-            [out.mlm_loss_sum, out.nsp_loss_sum, out.mlm_correct, out.mlm_count, out.nsp_correct, out.nsp_count]
-        ).double()
+        sums += output_sums(out)
     model.train(was_training)
     mlm_loss_sum, nsp_loss_sum, mlm_correct, mlm_count, nsp_correct, nsp_count = sums.tolist()
     mlm_loss = mlm_loss_sum / max(1.0, mlm_count)

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 EXTRACT_DROP_REASONS = ("extract_failed", "extract_empty", "extract_timeout")
 DROPPED_SCHEMA = pa.schema([("url", pa.string()), ("text", pa.string()), ("step", pa.string()),
                             ("reason", pa.string())])
-CLEANED_BATCH = 256  # rows per record batch of a cleaned shard: the dedup merge reads whole batches, ~1024 rows a time
+CLEANED_BATCH = 256  # rows per record batch of a cleaned shard; the dedup merge reads ~1024 rows of whole batches
 
 
 @dataclass(frozen=True)
