@@ -12,7 +12,7 @@ import re
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urldefrag, urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 
@@ -59,25 +59,39 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
-    """Absolute http(s) URL without fragment, lowercase scheme/host, no default port; else None."""
-    url = url.strip()
-    if base is not None:
-        url = urljoin(base, url)
-    url, _ = urldefrag(url)
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
+    """Absolute http(s) URL without fragment, lowercase scheme/host, no default port; else None.
+
+    A malformed URL (an unclosed IPv6 bracket, a bad port) is None, never an error: one typo in one
+    page's links must not stop a crawl. Characters outside printable ASCII in the path and query are
+    percent-encoded as a browser sends them, so a URL is one line of ASCII wherever it is stored.
+    """
     try:
+        url = url.strip()
+        if base is not None:
+            url = urljoin(base, url)
+        url, _ = urldefrag(url)
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname:
+            return None
         port = parts.port
-    except ValueError:  # a non-numeric port
+        host = parts.hostname.lower()
+    except ValueError:  # urllib's "Invalid IPv6 URL", a non-numeric or out-of-range port
         return None
-    host = parts.hostname.lower()
+    if not host.isprintable() or any(c in host for c in " /\\"):
+        return None
     if ":" in host:
         host = f"[{host}]"  # IPv6 literal
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _remove_dot_segments(parts.path or "/")
-    return urlunsplit((scheme, netloc, path, parts.query, ""))
+    path = _encode_unsafe(_remove_dot_segments(parts.path or "/"))
+    return urlunsplit((scheme, netloc, path, _encode_unsafe(parts.query), ""))
+
+
+def _encode_unsafe(part: str) -> str:
+    """Percent-encode (UTF-8) what is not printable ASCII; existing escapes and delimiters stay."""
+    if part.isascii() and part.isprintable() and " " not in part:
+        return part
+    return quote(part, safe="".join(chr(c) for c in range(0x21, 0x7F)))
 
 
 def extract_links(body: bytes, content_type: str | None, page_url: str) -> list[str]:
@@ -90,7 +104,7 @@ def extract_links(body: bytes, content_type: str | None, page_url: str) -> list[
         if meta.get("name", "").lower() == "robots" and "nofollow" in meta.get("content", "").lower():
             return []
     base = tree.find(".//base[@href]")
-    base_url = urljoin(page_url, base.get("href")) if base is not None else page_url
+    base_url = (normalize_url(base.get("href"), page_url) if base is not None else None) or page_url
     links: dict[str, None] = {}
     for anchor in tree.iterfind(".//a[@href]"):
         if "nofollow" in (anchor.get("rel") or "").lower().split():

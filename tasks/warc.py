@@ -187,13 +187,15 @@ def _metadata_fields(record: FetchRecord) -> bytes:
     if record.revalidated_at:
         fields.append(("revalidated-at", _utc_stamp(record.revalidated_at)))
     fields += [("outlink", link) for link in record.links]
-    fields += [("lastmod", f"{modified} {url}") for url, modified in record.lastmods]  # W3C dates have no spaces
-    return "".join(f"{k}: {v}\r\n" for k, v in fields).encode("utf-8")
+    # The URL last: it has no spaces (tasks.frontier.normalize_url), a non-W3C date may.
+    fields += [("lastmod", f"{modified} {url}") for url, modified in record.lastmods]
+    # One field per CRLF line: a CR or LF inside a value (a reason, a date) becomes a space.
+    return "".join(f"{k}: {v.replace(chr(13), ' ').replace(chr(10), ' ')}\r\n" for k, v in fields).encode("utf-8")
 
 
 def _parse_fields(block: bytes) -> list[tuple[str, str]]:
     pairs = []
-    for line in block.decode("utf-8", errors="replace").splitlines():
+    for line in block.decode("utf-8", errors="replace").split("\r\n"):  # not splitlines(): U+2028 is data
         name, sep, value = line.partition(":")
         if sep:
             pairs.append((name.strip().lower(), value.strip()))
@@ -246,7 +248,7 @@ def read_fetches(path: Path, with_body: bool = True) -> Iterator[FetchRecord]:
             links=[v for k, v in fields if k == "outlink"], charset=meta.get("charset"),
             reason=meta.get("reason"), headers=headers, truncated=response.truncated,
             revalidated_at=_warc_date(meta.get("revalidated-at")), digest=response.warc_header("WARC-Payload-Digest"),
-            lastmods=tuple((url, modified) for modified, _, url in (v.partition(" ") for k, v in fields
+            lastmods=tuple((url, modified) for modified, _, url in (v.rpartition(" ") for k, v in fields
                                                                     if k == "lastmod")),
         )
 

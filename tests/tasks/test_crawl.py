@@ -129,6 +129,10 @@ def test_normalize_url() -> None:
     assert normalize_url("mailto:a@b.c") is None
     assert normalize_url("javascript:void(0)", "http://h/") is None
     assert normalize_url("http://h:notaport/") is None
+    for malformed in ("http://[oops/", "http://[zz]/", "http://h:99999/", "http://a b/"):
+        assert normalize_url(malformed, "http://h/") is None, malformed
+    # What a browser sends: non-ASCII and controls percent-encoded, existing escapes kept, one line.
+    assert normalize_url("/caf\u00e9 x.html?q=\u2028&r=%41", "http://h/") == "http://h/caf%C3%A9%20x.html?q=%E2%80%A8&r=%41"
 
 
 def test_extract_links_honours_base_and_nofollow() -> None:
@@ -137,6 +141,8 @@ def test_extract_links_honours_base_and_nofollow() -> None:
     assert extract_links(html, "text/html", "http://h/index.html") == ["http://h/docs/a.html", "http://h/top"]
     nofollow = b'<html><head><meta name="robots" content="noindex, nofollow"></head><a href="x">x</a></html>'
     assert extract_links(nofollow, None, "http://h/") == []
+    typos = b'<html><head><base href="http://[bad/"></head><a href="http://[oops/">x</a><a href="ok.html">ok</a></html>'
+    assert extract_links(typos, "text/html", "http://h/d/") == ["http://h/d/ok.html"]
 
 
 def test_config_validation_names_bad_values(tmp_path: Path) -> None:

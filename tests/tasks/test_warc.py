@@ -30,7 +30,10 @@ def test_fetches_round_trip_through_a_valid_warc_file(tmp_path: Path) -> None:
     moved = _record("http://h/old", status=301, outcome="redirect", body=None, charset=None,
                     links=["http://h/new"], headers=(("Location", "/new"),), content_type=None)
     big = _record("http://h/big", outcome="too_large", body=None, truncated="length", links=[], charset=None)
-    for record in (page, moved, big):
+    # Metadata values keep U+2028 / U+0085 (data, not line breaks) and spaces in a non-W3C sitemap date.
+    odd = _record("http://h/sitemap.xml", links=["http://h/x"], reason="odd \u2028 reason \x85 here",
+                  lastmods=(("http://h/x", "2024-01-02 10:00"),))
+    for record in (page, moved, big, odd):
         store.add(record)
     store.flush()
 
@@ -41,6 +44,7 @@ def test_fetches_round_trip_through_a_valid_warc_file(tmp_path: Path) -> None:
     assert back[0] == page  # headers come back as received, fetched_at to the microsecond
     assert back[1] == moved
     assert back[2].truncated == "length" and back[2].body is None and back[2].outcome == "too_large"
+    assert back[3] == odd
     assert page.content_type_with_charset == "text/html; charset=utf-8"
 
     # the archive itself says what the stored payload is, as Common Crawl does
@@ -48,7 +52,7 @@ def test_fetches_round_trip_through_a_valid_warc_file(tmp_path: Path) -> None:
     assert response.status == 200 and response.body == page.body and response.date == FETCHED_AT
     assert ("X-Crawler-Content-Encoding", "gzip") in response.http_headers
     assert ("Content-Length", str(len(page.body))) in response.http_headers
-    assert [r.record_type for r in iter_warc_records(path)] == ["warcinfo", *["response", "metadata"] * 3]
+    assert [r.record_type for r in iter_warc_records(path)] == ["warcinfo", *["response", "metadata"] * 4]
 
 
 def test_store_resumes_from_whole_batches_only(tmp_path: Path) -> None:
