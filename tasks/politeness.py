@@ -82,7 +82,8 @@ class Robots:
             logger.warning("robots.txt of %s unreachable (%r): not crawling this host", origin, exc)
             return _DISALLOW_ALL
         if 200 <= status < 300:
-            return Protego.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8", errors="replace"))
+            # utf-8-sig: a byte-order mark kept as U+FEFF would hide the first User-agent line
+            return Protego.parse(body[:ROBOTS_MAX_BYTES].decode("utf-8-sig", errors="replace"))
         if 400 <= status < 500:  # unavailable: crawl anything (RFC 9309 2.3.1.3)
             return _ALLOW_ALL
         logger.warning("robots.txt of %s answered %d: not crawling this host", origin, status)

@@ -68,6 +68,7 @@ def parse_sitemap(body: bytes, max_bytes: int) -> Sitemap:
     """Parse a sitemap body (XML, gzipped XML or text, one URL a line); raises SitemapError."""
     if body.startswith(_GZIP_MAGIC):
         body = _gunzip(body, max_bytes)
+    body = body.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, as some editors write
     if not body.lstrip().startswith(b"<"):  # sitemaps.org: a text file, one URL per line
         lines = (line.strip() for line in body.decode("utf-8", errors="replace").splitlines())
         urls = [line for line in lines if line.startswith(("http://", "https://"))]

@@ -157,8 +157,8 @@ def test_config_validation_names_bad_values(tmp_path: Path) -> None:
 
 def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
     root = make_site(tmp_path / "site")
-    (root / "robots.txt").write_text(
-        "User-agent: pretrainflow-crawler\nDisallow: /b.html\nDisallow: /*.txt$\nCrawl-delay: 0.05\n\n"
+    (root / "robots.txt").write_text(  # with a UTF-8 byte-order mark, as some editors save it
+        "\ufeffUser-agent: pretrainflow-crawler\nDisallow: /b.html\nDisallow: /*.txt$\nCrawl-delay: 0.05\n\n"
         "User-agent: *\nDisallow: /private/\n")
     bare = tmp_path / "bare"
     bare.mkdir()

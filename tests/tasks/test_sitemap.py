@@ -30,6 +30,9 @@ def test_parse_url_sets_indexes_gzip_and_text() -> None:
     assert index.kind == "index" and index.locations == ["http://h/s1.xml.gz", "http://h/s2.xml"]
     text = parse_sitemap(b"http://h/a.html\r\n\r\nnot a url\nhttps://h/b.html\n", 10_000)
     assert text.kind == "urlset" and text.locations == ["http://h/a.html", "https://h/b.html"]
+    bom = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark before either form
+    assert parse_sitemap(bom + _urlset("http://h/a.html"), 10_000).locations == ["http://h/a.html"]
+    assert parse_sitemap(bom + b"http://h/a.html\nhttp://h/b.html\n", 10_000).locations == ["http://h/a.html", "http://h/b.html"]
     many = parse_sitemap(_urlset(*(f"http://h/{i}" for i in range(MAX_SITEMAP_URLS + 5))), 10**8)
     assert len(many.locations) == MAX_SITEMAP_URLS
 
