@@ -320,6 +320,21 @@ def _stream_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk_bytes: int = 
     return digest.hexdigest()
 
 
+def remove_tree(path: Path) -> None:
+    """Delete a work folder so that a kill midway never leaves a part of it that looks finished.
+
+    rmtree deletes in directory order: killed halfway, it can leave a folder's "done" marker (a
+    split record, an index layout) beside missing files, which a rerun would trust. Renaming first
+    makes the folder vanish at once; what is left of an interrupted delete is removed next time.
+    """
+    trash = path.with_name(path.name + ".deleting")
+    if trash.exists():
+        shutil.rmtree(trash)
+    if path.exists():
+        os.replace(path, trash)
+        shutil.rmtree(trash)
+
+
 def _write_json_atomic(path: Path, obj: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import shutil
 from array import array
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tasks.artifacts import remove_tree
 from tasks.clean import Document, ExampleSample, StepCount
 from tasks.corpus_clean import EXTRACT_DROP_REASONS, CleanShardSpec, clean_shard, read_account, url_hash
 from tasks.corpus_config import CorpusConfig, clean_pipeline
@@ -204,6 +204,6 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     stats["bytes_out"] = dedup.steps[-1].bytes_out if dedup.steps else 0  # UTF-8 bytes of text in the snapshot
     if parent_dir is not None:
         stats.update(refresh_changes(out_dir, parent_dir))
-    shutil.rmtree(work)
+    remove_tree(work)
     logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
     return stats

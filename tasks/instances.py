@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,6 +33,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks import instance_kernels as kernels
+from tasks.artifacts import remove_tree
 from tasks.masking import MaskingVocabulary, masking_vocabulary
 from tasks.parallel import ShardMap, serial_map
 from tasks.shards import SPLITS, TOKENIZER_DIRNAME, read_stream, token_dtype, write_stream_atomically
@@ -299,5 +299,5 @@ def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
         logger.info("%s: %d instances in %d shards", split, totals["instances"], len(specs))
         stats.update(split_statistics(split, totals, len(specs), cfg))
     stats["instances"] = stats["train_instances"] + stats["validation_instances"]
-    shutil.rmtree(index_dir)
+    remove_tree(index_dir)
     return stats

@@ -1,8 +1,9 @@
 import json
+import shutil
 
 import pytest
 
-from tasks.artifacts import MANIFEST, ArtifactError, ArtifactStore, artifact_id
+from tasks.artifacts import MANIFEST, ArtifactError, ArtifactStore, artifact_id, remove_tree
 
 
 def test_artifact_id_depends_on_config_inputs_and_version():
@@ -103,3 +104,24 @@ def test_remote_upload_cut_short_is_finished_not_rebuilt(tmp_path):
     assert store.finish_upload("corpus", "r1")
     assert store.exists("corpus", "r1") and store.verify("corpus", "r1") == []
     assert not store.finish_upload("corpus", "r1")  # nothing left to do
+
+
+def test_remove_tree_killed_midway_leaves_no_finished_looking_part(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    for name in ("split.json", "cleaned-00000.arrow", "cleaned-00001.arrow"):
+        (work / name).write_text(name)
+    real_rmtree = shutil.rmtree
+
+    def killed(path, *args, **kwargs):  # dies after deleting one file, as a SIGKILL could
+        next(p for p in sorted(path.iterdir()) if p.name.startswith("cleaned")).unlink()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "rmtree", killed)
+    with pytest.raises(KeyboardInterrupt):
+        remove_tree(work)
+    assert not work.exists()  # the marker never sits beside missing files under the name a rerun reads
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    work.mkdir()  # the rerun's own work folder, deleted at its end with what the kill left
+    remove_tree(work)
+    assert list(tmp_path.iterdir()) == []
