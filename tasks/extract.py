@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-import charset_normalizer
 import lxml.html
 import trafilatura
 from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.charset import decode_text
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +27,6 @@ _WHITESPACE = re.compile(r"\s+")
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _PREFORMATTED = frozenset({"pre", "textarea", "listing", "plaintext", "xmp"})
-_BOMS = ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 class ExtractConfig(BaseModel):
@@ -101,27 +101,17 @@ def decode_html(body: bytes, content_type: str | None = None) -> str:
     """Decode an HTML body: BOM, then HTTP charset, then <meta> charset, then UTF-8, then detection.
 
     A declared charset that cannot decode the bytes is skipped; a declared charset that decodes
-    them into mojibake (UTF-8 served as latin-1) is kept, and ftfy repairs it in cleaning.
+    them into mojibake (UTF-8 served as latin-1) is kept, and ftfy repairs it in cleaning. A <meta>
+    UTF-16/32 label means UTF-8, as in browsers.
     """
-    for bom, codec in _BOMS:
-        if body.startswith(bom):
-            return body.decode(codec, errors="replace")
     candidates: list[str | None] = []
     if content_type and "charset=" in content_type.lower():
         candidates.append(_codec(content_type.lower().split("charset=", 1)[1].split(";")[0].strip("\"' ")))
     meta = _META_CHARSET.search(body[:4096])
     if meta:
-        candidates.append(_codec(meta.group(1)))
-    candidates.append("utf-8")
-    for codec in dict.fromkeys(c for c in candidates if c):
-        try:
-            return body.decode(codec)
-        except (UnicodeDecodeError, LookupError):
-            continue
-    best = charset_normalizer.from_bytes(body).best()
-    if best is not None:
-        return str(best)
-    return body.decode("utf-8", errors="replace")
+        codec = _codec(meta.group(1))
+        candidates.append("utf-8" if codec and codec.startswith(("utf-16", "utf-32")) else codec)
+    return decode_text(body, [c for c in candidates if c])
 
 
 def parse_html(html: str) -> lxml.html.HtmlElement:

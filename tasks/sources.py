@@ -18,6 +18,7 @@ from typing import Literal
 
 import pyarrow.parquet as pq
 
+from tasks.charset import decode_text
 from tasks.clean import Document
 from tasks.extract import ExtractConfig, decode_html, extract_html
 
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet", ".html", ".htm")
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads pairs valid surrogates; these are what is left
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +101,8 @@ def _paragraphs(text: str) -> str:
 
 
 def read_txt(path: Path) -> Iterator[Document]:
-    """One document per .txt file (UTF-8; undecodable bytes are replaced)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    """One document per .txt file: a BOM's encoding (UTF-8/16/32), else UTF-8, else detected (Latin-1...)."""
+    text = decode_text(path.read_bytes())
     yield Document(url=path.as_uri(), source="local", title=None, text=_paragraphs(text), fetched_at=file_mtime(path))
 
 
@@ -111,23 +113,34 @@ def _optional_str(record: dict, field: str, where: str) -> str | None:
     return value
 
 
+def _without_lone_surrogates(text: str | None) -> str | None:
+    """A JSON \\ud83d escape without its pair (an emoji cut in half) is valid JSON but not text: U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if text else text
+
+
 def read_jsonl(path: Path) -> Iterator[Document]:
-    """One document per line with a string 'text' field; optional 'url' and 'title'."""
+    """One document per line with a string 'text' field; optional 'url' and 'title'. UTF-8 (a BOM is allowed)."""
     fetched_at = file_mtime(path)
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start}); JSON Lines files "
+                                 f"are UTF-8: re-encode it, e.g. iconv -f latin1 -t utf-8") from exc
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{where}: not valid JSON ({exc})") from exc
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
                 raise ValueError(f"{where}: expected a JSON object with a string 'text' field")
-            url = _optional_str(record, "url", where) or f"{path.as_uri()}#line={number}"
-            yield Document(url=url, source="local", title=_optional_str(record, "title", where),
-                           text=record["text"], fetched_at=fetched_at)
+            url = _without_lone_surrogates(_optional_str(record, "url", where)) or f"{path.as_uri()}#line={number}"
+            title = _without_lone_surrogates(_optional_str(record, "title", where))
+            yield Document(url=url, source="local", title=title, text=_without_lone_surrogates(record["text"]),
+                           fetched_at=fetched_at)
 
 
 def read_parquet(path: Path) -> Iterator[Document]:

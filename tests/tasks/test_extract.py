@@ -14,6 +14,11 @@ def test_decode_html_prefers_bom_then_header_then_meta() -> None:
     meta = '<meta charset="windows-1252"><p>é</p>'.encode("cp1252")
     assert decode_html(meta, "text/html") == '<meta charset="windows-1252"><p>é</p>'
     assert decode_html("naïve".encode(), None) == "naïve"
+    utf32 = "<p>Grüße</p>".encode("utf-32")  # its BOM starts with UTF-16LE's
+    assert decode_html(utf32, None) == decode_html(utf32, "text/html; charset=utf-32") == "<p>Grüße</p>"
+    # a <meta> saying UTF-16 on a page that is ASCII/UTF-8 means UTF-8, as in browsers
+    page = '<meta charset="utf-16"><p>plain text</p> '.encode()
+    assert decode_html(page, "text/html") == page.decode()
 
 
 def test_decode_html_declared_latin1_keeps_mojibake_for_ftfy() -> None:

@@ -34,6 +34,26 @@ def test_txt_joins_hard_wrapped_paragraphs(tmp_path: Path) -> None:
     assert by_name["lines.txt"].source == "local" and by_name["lines.txt"].fetched_at.tzinfo is not None
 
 
+def test_txt_files_in_other_encodings_are_decoded(tmp_path: Path) -> None:
+    french = "Le café est très bon. Nous sommes allés à la plage, où il faisait très chaud."
+    (tmp_path / "notepad.txt").write_bytes(french.encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "bom.txt").write_bytes(french.encode("utf-8-sig"))
+    (tmp_path / "latin1.txt").write_bytes(french.encode("latin-1"))  # charset detection, windows-1252 on a tie
+    docs, _ = _read([str(tmp_path / "*.txt")])
+    assert [d.text for d in docs] == [french] * 3
+
+
+def test_jsonl_with_a_bom_and_a_cut_emoji_is_read(tmp_path: Path) -> None:
+    lines = '{"text": "first line"}\n{"text": "an emoji cut in half: \\ud83d", "title": "\\udc00"}\n'
+    (tmp_path / "docs.jsonl").write_bytes(lines.encode("utf-8-sig"))
+    docs, _ = _read([str(tmp_path / "docs.jsonl")])
+    # A lone surrogate is valid JSON but not text (Arrow refuses it): it becomes U+FFFD.
+    assert [(d.title, d.text) for d in docs] == [(None, "first line"), ("\ufffd", "an emoji cut in half: \ufffd")]
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.jsonl:1: not UTF-8 .*re-encode"):
+        _read([str(tmp_path / "latin1.jsonl")])
+
+
 def test_jsonl_and_parquet_records(tmp_path: Path) -> None:
     lines = [{"text": "from jsonl", "url": "https://example.org/1", "title": "One"}, {"text": "no url"}]
     (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
