@@ -203,6 +203,9 @@ def http_failure_reason(status: int) -> str:
 # Reading a body within a size cap
 
 
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
 def _decompressor(encoding: str | None) -> zlib._Decompress | None:
     coding = (encoding or "identity").strip().lower()
     if coding in ("", "identity"):
@@ -219,29 +222,43 @@ async def read_body(response: httpx.Response, max_bytes: int) -> tuple[bytes, bo
 
     complete is False when the decoded body passed max_bytes (body is then its first max_bytes).
     Content-Encoding is undone here rather than by httpx, so a gzip bomb stops at max_bytes.
-    The caller bounds the total time (fetch() does, with its deadline).
+    gzip members sent back to back are all read (RFC 1952 2.2); a compressed stream that stops
+    before its end (a cut connection, a broken server) raises ContentEncodingError, so a partial
+    page is never stored as complete. The caller bounds the total time (fetch() does, with its deadline).
     """
     encoding = response.headers.get("content-encoding")
+    coding = (encoding or "").strip().lower()
     decompressor = _decompressor(encoding)
     chunks: list[bytes] = []
-    size = 0
+    size = received = 0  # decoded bytes kept, raw bytes read
     first = True
     async for raw in response.aiter_raw():  # one item per network read, transfer coding already undone
+        received += len(raw)
         if decompressor is None:
             chunk = raw[: max_bytes - size + 1]
         else:
             try:
                 chunk = decompressor.decompress(raw, max_bytes - size + 1)
             except zlib.error as exc:
-                if not (first and encoding and encoding.strip().lower() == "deflate"):
+                if not (first and coding == "deflate"):
                     raise ContentEncodingError(f"corrupt {encoding} body: {exc}") from exc
                 decompressor = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, sent by some servers
                 chunk = decompressor.decompress(raw, max_bytes - size + 1)
+            # After a member ends, zlib keeps what follows in unused_data; the next member starts there.
+            while coding in ("gzip", "x-gzip") and decompressor.eof and len(chunk) <= max_bytes - size \
+                    and decompressor.unused_data.startswith(_GZIP_MAGIC):
+                rest, decompressor = decompressor.unused_data, zlib.decompressobj(16 + zlib.MAX_WBITS)
+                try:
+                    chunk += decompressor.decompress(rest, max_bytes - size - len(chunk) + 1)
+                except zlib.error as exc:
+                    raise ContentEncodingError(f"corrupt {encoding} body: {exc}") from exc
         first = False
         size += len(chunk)
         chunks.append(chunk)
         if size > max_bytes:
             return b"".join(chunks)[:max_bytes], False
+    if decompressor is not None and received and not decompressor.eof:
+        raise ContentEncodingError(f"{encoding} body cut short: its compressed stream does not end")
     return b"".join(chunks), True
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gzip
 import threading
 import time
 import zlib
@@ -319,6 +320,11 @@ class _HostileHandler(_SlowResponses, BaseHTTPRequestHandler):
             compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
             body = compressor.compress(_html("Deflate", DUPLICATE_TEXT)) + compressor.flush()
             self._send(200, body, headers={"Content-Encoding": "deflate"})
+        elif path == "/gzip-members.html":  # two gzip members back to back (RFC 1952 2.2)
+            page = _html("Members", DUPLICATE_TEXT)
+            self._send(200, gzip.compress(page[:100]) + gzip.compress(page[100:]), headers={"Content-Encoding": "gzip"})
+        elif path == "/gzip-cut.html":  # a gzip stream that stops before its end
+            self._send(200, gzip.compress(_html("Cut", DUPLICATE_TEXT))[:-40], headers={"Content-Encoding": "gzip"})
         else:
             self._send(404, b"<p>not found</p>")
 

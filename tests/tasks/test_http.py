@@ -110,17 +110,20 @@ def test_client_follows_redirects_up_to_the_limit(tmp_path: Path) -> None:
 
 def test_fetch_cuts_a_dripping_page_at_its_deadline_and_caps_decoded_size() -> None:
     paths = {"bomb": "gzip-bomb.html", "bad": "bad-gzip.html", "deflate": "raw-deflate.html",
-             "image": "image.html", "russian": "cp1251-as-utf8.html"}
+             "image": "image.html", "russian": "cp1251-as-utf8.html", "members": "gzip-members.html",
+             "cut": "gzip-cut.html"}
     with serve_hostile_site() as site:
         # httpx's per-read timeouts never fire on these
         dripping = _fetch_all(site.base_url, {"body": "drip.html", "headers": "drip-headers.html"},
                               deadline_seconds=0.3)
         results = _fetch_all(site.base_url, paths)
     assert all(isinstance(result, DeadlineExceeded) for result in dripping.values()), dripping
-    bomb, bad, deflate, image, russian = (results[name] for name in paths)
+    bomb, bad, deflate, image, russian, members, cut = (results[name] for name in paths)
     assert bomb.outcome == "too_large" and bomb.truncated == "length" and bomb.body is None
     assert bad.outcome == "failed" and bad.reason == "bad_encoding"
     assert deflate.outcome == "ok" and DUPLICATE_TEXT.encode() in deflate.body
+    assert members.outcome == "ok" and DUPLICATE_TEXT.encode() in members.body  # every member, not the first
+    assert cut.outcome == "failed" and cut.reason == "bad_encoding"  # never stored as a complete page
     assert image.outcome == "binary" and image.reason == "binary" and image.body == PNG_BYTES
     assert russian.outcome == "ok" and russian.charset == "cp1251"
     assert russian.header("content-type") == "text/html; charset=utf-8"  # as declared, kept for the archive
