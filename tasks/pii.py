@@ -18,16 +18,22 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from tasks.clean import TextFix
 
-# local part and domain as found in running text (not the full RFC 5322 grammar: quoted locals are rare)
+# Local part and domain as found in running text (not the full RFC 5322 grammar: quoted locals are rare).
+# Boundaries are ASCII (plus accented Latin letters in the local part, RFC 6531), not \w: Chinese and
+# Japanese write an address right against the text around it ("連絡先はtaro@gmail.comまで").
+_LOCAL_CHARS = r"A-Za-z0-9._%+\-\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f"
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})(?![\w-])"
+    rf"(?<![{_LOCAL_CHARS}])[{_LOCAL_CHARS}]+@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}})"
+    r"(?![A-Za-z0-9-])"
 )
 # Both address patterns start with a character class and check the character before it in a lookbehind
 # (not a leading lookbehind), so the regex engine skips ahead to candidate characters: ~3x faster.
 # four dot-separated numbers, not part of a longer dotted name or a word ("1.2.3.4.5", "a1.2.3.4", "4.3.2.1.in-addr")
-_IPV4 = re.compile(r"\d(?<=(?<![\w.])\d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?!\w|\.\w)")
+_IPV4 = re.compile(
+    r"[0-9](?<=(?<![A-Za-z0-9_.])[0-9])[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![A-Za-z0-9_]|\.[A-Za-z0-9_])"
+)
 # a run of hex digits, colons and dots (two colons at least, checked on the match); ipaddress decides the rest
-_IPV6 = re.compile(r"[0-9A-Fa-f:](?<=(?<![\w:.])[0-9A-Fa-f:])[0-9A-Fa-f:.]*(?<=[0-9A-Fa-f:])(?![\w:])")
+_IPV6 = re.compile(r"[0-9A-Fa-f:](?<=(?<![A-Za-z0-9_:.])[0-9A-Fa-f:])[0-9A-Fa-f:.]*(?<=[0-9A-Fa-f:])(?![A-Za-z0-9_:])")
 # what right before a dotted quad makes it a version: a version word or product name ("Python 3.11.2.1",
 # "GCC 4.2.1.5", "v 1.2.3.4") or a product/ in a user agent ("Thunderbird/2.0.0.6")
 _VERSION_CUE = re.compile(

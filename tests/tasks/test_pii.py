@@ -25,6 +25,13 @@ def test_public_ipv4_and_ipv6_are_replaced_with_documentation_addresses() -> Non
     assert redact.counts == {"pii_email": 0, "pii_ip": 4}
 
 
+def test_addresses_written_against_cjk_text_or_with_accented_local_parts_are_replaced() -> None:
+    redact = RedactPii(PiiConfig())
+    text = "連絡先はtaro.yamada@gmail.comまで。IPは8.8.8.8です，IPv6は2001:4860:4860::8888。Kontakt: müller@gmail.com"
+    assert redact.fix(text) == "連絡先はemail@example.comまで。IPは192.0.2.1です，IPv6は2001:db8::1。Kontakt: email@example.com"
+    assert redact.counts == {"pii_email": 2, "pii_ip": 2}
+
+
 @pytest.mark.parametrize("text", [
     "Python 3.11.2.1 and version 1.2.3.4 and Thunderbird/2.0.0.6",  # versions, not addresses
     "octets 999.1.1.1 and 1.2.3.4.5 and 1.0.0.127.in-addr.arpa",  # not an address / part of a longer name
