@@ -153,8 +153,17 @@ def load_badwords(path: Path) -> list[str]:
     return words
 
 
+# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, kana, CJK ideographs.
+_UNSPACED_SCRIPT = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
+                              "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
+
+
 class C4BadWordsFilter(Filter):
-    """C4's bad-words rule: drop a page containing any listed word or phrase as whole words, in any case."""
+    """C4's bad-words rule: drop a page containing any listed word or phrase as whole words, in any case.
+
+    An entry in a script written without spaces (Chinese, Japanese, Thai...) has no word boundaries
+    to find, so it matches anywhere in the text, as in datatrove's C4BadWordsFilter for those languages.
+    """
 
     name = "c4_badwords"
 
@@ -162,7 +171,10 @@ class C4BadWordsFilter(Filter):
         # longest first, so a phrase wins over a word it starts with; lookarounds instead of \b so
         # entries that begin or end with punctuation still match on word boundaries
         words = sorted(set(load_badwords(path)), key=lambda w: (-len(w), w))
-        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
+        spaced = [re.escape(w) for w in words if not _UNSPACED_SCRIPT.search(w)]
+        unspaced = [re.escape(w) for w in words if _UNSPACED_SCRIPT.search(w)]
+        alternatives = ([r"(?<!\w)(?:" + "|".join(spaced) + r")(?!\w)"] if spaced else []) + unspaced
+        self.pattern = re.compile("|".join(alternatives), re.IGNORECASE)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         return (False, "c4_badwords") if self.pattern.search(doc.text) else (True, "")

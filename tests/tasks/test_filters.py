@@ -197,12 +197,13 @@ def test_config_errors_name_field_and_value() -> None:
 
 def test_c4_badwords_match_whole_words_in_any_case(tmp_path: Path) -> None:
     words = tmp_path / "badwords.txt"
-    words.write_text("darn\nheck no\n\n  Blast  \n")
+    words.write_text("darn\nheck no\n\n  Blast  \n赌博\n")
     cfg = C4Config(badwords_file=words)
     badwords = C4BadWordsFilter(words)
-    for text in ("Well, DARN it.", "I said heck no!", "a blast of air", "darn"):
+    # Chinese has no spaces between words: its entries match inside running text
+    for text in ("Well, DARN it.", "I said heck no!", "a blast of air", "darn", "这个网站提供网上赌博服务。"):
         assert badwords.filter(_doc(text)) == (False, "c4_badwords"), text
-    for text in ("darned socks", "heckle", "hecknothing", "blasted", "no heck"):
+    for text in ("darned socks", "heckle", "hecknothing", "blasted", "no heck", "这个网站提供网上服务。"):
         assert badwords.filter(_doc(text)) == (True, ""), text
     assert [type(s).__name__ for s in quality_steps(QualityConfig(c4=cfg))][-2:] == ["C4BadWordsFilter",
                                                                                      "FineWebFilter"]
