@@ -11,7 +11,6 @@ hash function (only one C call per word to hash it, and loops over n-gram positi
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import regex
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,7 +33,11 @@ _INDEX_FORMAT = "1"
 # p = 2^31 - 1: with x, a, b < p, a*x + b < 2^62 is exact in uint64 (2^61 - 1 would overflow a*x), so every
 # h(x) = (a*x + b) mod p is a true permutation of Z_p and a signature value fits in uint32
 _MERSENNE_PRIME = (1 << 31) - 1
-_WORD = re.compile(r"\w+")  # letters of every script, digits and "_"; everything else separates words
+# Letters and combining marks of every script, digits and "_"; everything else separates words. The
+# regex module's \w keeps marks (Devanagari and Thai vowel signs) inside words; re's \w splits words
+# at them and drops them, so Hindi texts that differ only in their vowels got equal signatures.
+# \p{No} keeps what re's \w also took (superscript digits: "x²").
+_WORD = regex.compile(r"[\w\p{No}]+")
 _CHARS_PER_BATCH = 2_000_000  # text shingled together: ~350k words, ~20 MB of word objects and arrays
 _SHINGLES_PER_CHUNK = 2048  # rows of the (shingles, hashes) matrix at a time: 2048 x 112 x 8 B = 1.8 MB
 

@@ -48,6 +48,8 @@ def test_config_defaults_are_fineweb_and_threshold_follows_bands_and_rows() -> N
 def test_normalisation_ignores_case_punctuation_and_whitespace() -> None:
     assert normalize_for_shingles("Hello,  World!\nIt's\tDONE.") == "hello world it s done"
     assert normalize_for_shingles(" \n ") == ""
+    # combining marks (Devanagari and Thai vowel signs) belong to their words; superscripts stay too
+    assert normalize_for_shingles("हिन्दी भाषा, ข่าว ขาว; x² + y²") == "हिन्दी भाषा ข่าว ขาว x² y²"
 
 
 def test_exact_and_near_duplicates_are_caught_and_distinct_documents_kept() -> None:
