@@ -51,6 +51,7 @@ from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.crawler import FAIL_REASONS, Crawler
@@ -65,10 +66,22 @@ __all__ = ["FAIL_REASONS", "CrawlConfig", "FetchRecord", "RawStore", "Robots", "
 
 logger = logging.getLogger(__name__)
 
+def _fetchable(url: str) -> bool:
+    """An absolute http(s) URL whose host can be looked up (IDNA-encodable: no 'a..b.com', no emoji)."""
+    if normalize_url(url) is None:
+        return False
+    try:
+        httpx.URL(url)
+        urlsplit(url).hostname.encode("idna")
+    except (httpx.InvalidURL, UnicodeError, ValueError):
+        return False
+    return True
+
+
 def _http_urls(field: str, urls: list[str]) -> list[str]:
-    bad = [u for u in urls if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+    bad = [u for u in urls if not _fetchable(u)]
     if bad:
-        raise ValueError(f"{field} must be absolute http(s) URLs, got {bad}")
+        raise ValueError(f"{field} must be absolute http(s) URLs with a valid host name, got {bad}")
     return urls
 
 
@@ -137,6 +150,24 @@ class CrawlConfig(BaseModel):
     @classmethod
     def _sitemap_urls(cls, sitemaps: list[str]) -> list[str]:
         return _http_urls("sitemaps", sitemaps)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        bad = [h for h in hosts if not h or any(c in h for c in "/ ") or normalize_url(f"http://{h}/") is None]
+        if bad:
+            raise ValueError(f"allowed_hosts are host names with an optional port ('example.org', "
+                             f"'example.org:8080'), not URLs; got {bad}")
+        return hosts
+
+    @field_validator("user_agent")
+    @classmethod
+    def _header_value(cls, agent: str) -> str:
+        # h11 refuses a header value with surrounding whitespace or controls, and one that is not
+        # ASCII cannot be sent: every request would fail, robots.txt first (then nothing is crawled)
+        if not (agent.isascii() and agent.isprintable() and agent == agent.strip()):
+            raise ValueError(f"user_agent must be printable ASCII without leading or trailing spaces, got {agent!r}")
+        return agent
 
     @field_validator("include_patterns", "exclude_patterns")
     @classmethod

@@ -46,6 +46,7 @@ FAIL_REASONS = (
     "bad_redirect",  # a redirect without a usable http(s) Location
     "redirect_loop",  # a redirect back to a URL earlier in the same redirect chain
     "too_many_redirects",  # a redirect chain longer than max_redirects
+    "invalid_url",  # a host that cannot be encoded for DNS (IDNA), e.g. 'a..b.com'
 )
 _STORED_OUTCOMES = frozenset({"ok", "redirect", "http_error", "not_html", "too_large", "binary", "undecodable",
                               "sitemap", "sitemap_index"})

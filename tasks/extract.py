@@ -15,9 +15,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+import lxml.etree
 import lxml.html
 import trafilatura
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.charset import decode_text
 
@@ -44,6 +45,20 @@ class ExtractConfig(BaseModel):
     """Processes extracting pages in parallel (spawned: a script calling this needs `if __name__ == "__main__"`)."""
     timeout_seconds: float | None = Field(default=10.0, gt=0)
     """Give up on a page whose extraction takes longer (counted as extract_timeout); None = no limit."""
+
+    @field_validator("prune_xpaths")
+    @classmethod
+    def _xpaths(cls, xpaths: list[str]) -> list[str]:
+        # a malformed expression would fail every page's extraction (extract_failed), one page at a time
+        problems = []
+        for xpath in xpaths:
+            try:
+                lxml.etree.XPath(xpath)
+            except lxml.etree.XPathSyntaxError as exc:
+                problems.append(f"{xpath!r} ({exc})")
+        if problems:
+            raise ValueError(f"invalid XPath expressions: {'; '.join(problems)}")
+        return xpaths
 
 
 class ExtractTimeout(BaseException):

@@ -366,8 +366,10 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _failure(url: str, exc: httpx.TransportError) -> FetchResult:
-    if isinstance(exc, BlockedAddressError):
+def _failure(url: str, exc: Exception) -> FetchResult:
+    if isinstance(exc, (httpx.InvalidURL, UnicodeError)):  # a host IDNA cannot encode ("a..b.com", "☃.net")
+        reason = "invalid_url"
+    elif isinstance(exc, BlockedAddressError):
         reason = "blocked_address"
     elif isinstance(exc, DeadlineExceeded):
         reason = "deadline"
@@ -378,10 +380,8 @@ def _failure(url: str, exc: httpx.TransportError) -> FetchResult:
     return FetchResult(url, 0, None, None, None, "failed", reason=reason)
 
 
-_NOT_RETRIED = ("blocked_address", "deadline")  # retrying cannot help, and a drip would cost a deadline each time
-
-
-_NOT_RETRIED = ("blocked_address", "deadline")  # retrying cannot help, and a drip would cost a deadline each time
+# retrying cannot help; a drip would cost a deadline each time
+_NOT_RETRIED = ("blocked_address", "deadline", "invalid_url")
 
 
 def _no_turn() -> AbstractAsyncContextManager[object]:
@@ -415,7 +415,7 @@ async def fetch_with_retries(
             try:
                 result = await fetch(client, url, max_bytes=max_bytes,
                                      deadline_seconds=None if math.isinf(cap) else max(cap, 0.0), **options)
-            except httpx.TransportError as exc:
+            except (httpx.TransportError, httpx.InvalidURL, UnicodeError) as exc:
                 logger.warning("fetch failed for %s: %s: %s", url, type(exc).__name__, exc)
                 result = _failure(url, exc)
         result = replace(result, attempts=attempts)

@@ -76,7 +76,7 @@ class Robots:
                     self.client.stream("GET", origin + "/robots.txt", follow_redirects=True) as response:
                 body, _ = await read_body(response, ROBOTS_MAX_BYTES)  # longer files are cut, not refused
                 status = response.status_code
-        except BlockedAddressError:  # the page fetches will be refused too, and counted as failed
+        except (BlockedAddressError, httpx.InvalidURL, UnicodeError):  # the page fetches fail too, and are counted
             return _ALLOW_ALL
         except (httpx.HTTPError, TimeoutError) as exc:  # unreachable: assume complete disallow (RFC 9309 2.3.1.4)
             logger.warning("robots.txt of %s unreachable (%r): not crawling this host", origin, exc)

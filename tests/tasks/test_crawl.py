@@ -153,6 +153,17 @@ def test_config_validation_names_bad_values(tmp_path: Path) -> None:
     assert "ftp://example.org/" in message and "'example.org'" in message
     assert "(unclosed" in message
     assert str(tmp_path) in message and "index.html" in message
+    # values that validated before, then crashed the crawl or quietly fetched nothing
+    with pytest.raises(ValidationError) as info:
+        CrawlConfig(seeds=["http://a..b.com/", "http://\u2603.net/", "http://[oops/"],
+                    allowed_hosts=["https://example.org/", "example.org:8080"], user_agent="bot/1.0 ")
+    message = str(info.value)
+    assert "a..b.com" in message and "\u2603.net" in message and "[oops" in message
+    assert "not URLs; got ['https://example.org/']" in message
+    assert "printable ASCII" in message
+    for agent in ("bot/1.0\n", "jörg/1.0"):
+        with pytest.raises(ValidationError, match="user_agent"):
+            CrawlConfig(seeds=["http://example.org/"], user_agent=agent)
 
 
 def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:

@@ -1,6 +1,8 @@
+import signal
 from collections import Counter
 
-import signal
+import pytest
+from pydantic import ValidationError
 
 from tasks.extract import ExtractConfig, decode_html, extract_html, extract_page, extract_pages
 
@@ -101,3 +103,9 @@ def test_extract_page_reasons() -> None:
     assert extracted.text == "Some text here." and reason == ""
     assert extract_page(b"<html><body></body></html>", None, "http://h/e", cfg) == (None, "extract_empty")
     assert extract_page(b"", None, "http://h/f", cfg) == (None, "extract_failed")
+
+
+def test_malformed_prune_xpaths_are_refused_up_front() -> None:
+    with pytest.raises(ValidationError, match="invalid XPath expressions") as info:
+        ExtractConfig(prune_xpaths=["//div[@class='nav'", "//nav"])
+    assert "//div[@class=" in str(info.value) and "Invalid predicate" in str(info.value)

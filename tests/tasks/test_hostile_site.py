@@ -64,6 +64,7 @@ def test_hostile_site_crawl_finishes_in_scope_and_names_every_failure(tmp_path: 
         "bad_redirect": 1,  # no-location
         "redirect_loop": 2,  # loop-a -> loop-b -> loop-a, self -> self
         "too_many_redirects": 1,  # chain/1 -> chain/2 -> ...
+        "invalid_url": 0,
     }
     assert stats["pages_failed"] == sum(failures.values())
     assert stats["pages_too_large"] == 2  # huge.html cut while streaming, gzip-bomb.html while decoding

@@ -175,3 +175,20 @@ def test_retry_policy_and_retry_after_parsing() -> None:
     assert parse_retry_after("Sat, 28 Nov 2026 12:00:30 GMT", now) == 30.0
     assert parse_retry_after("Sat, 28 Nov 2026 11:00:00 GMT", now) == 0.0  # already past
     assert parse_retry_after("soon", now) is None and parse_retry_after(None, now) is None
+
+
+def test_a_host_that_cannot_be_encoded_is_a_failed_fetch_not_an_error() -> None:
+    from collections import Counter
+
+    from tasks.politeness import Robots
+
+    async def attempt(url: str) -> tuple[FetchResult, bool]:
+        async with _client() as client:
+            robots = Robots(client, "test-agent/1.0", Counter())
+            allowed = await robots.allowed(url)  # nothing to ask: the page fetch reports the failure
+            result = await fetch_with_retries(client, url, max_bytes=1000, deadline_seconds=5.0,
+                                              policy=RetryPolicy(2, 0.0, 0.0), wait=lambda s: asyncio.sleep(0, True))
+            return result, allowed
+
+    result, allowed = asyncio.run(attempt("http://\u2603.net/page.html"))  # IDNA refuses it before any lookup
+    assert allowed and result.outcome == "failed" and result.reason == "invalid_url" and result.attempts == 1
