@@ -21,6 +21,8 @@ from typing import Literal
 
 import ftfy
 
+from tasks.filters_text import split_words
+
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")  # whitespace except newline (tabs, NBSP, ...)
 _BLANK_LINES = re.compile(r"\n{2,}")
 EXCERPT_CHARS = 300  # characters of text an Example keeps
@@ -228,7 +230,8 @@ class NonEmpty(Filter):
 
 
 class MinWords(Filter):
-    """Drop documents with fewer than min_words whitespace-separated words."""
+    """Drop documents with fewer than min_words words (whitespace-separated; each character in Chinese,
+    Japanese, Thai and other scripts written without spaces)."""
 
     name = "too_few_words"
 
@@ -236,7 +239,7 @@ class MinWords(Filter):
         self.min_words = min_words
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return (True, "") if len(doc.text.split()) >= self.min_words else (False, "too_few_words")
+        return (True, "") if len(split_words(doc.text)) >= self.min_words else (False, "too_few_words")
 
 
 @dataclass(frozen=True, slots=True)

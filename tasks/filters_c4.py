@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean import Document, DocumentFix, Filter
-from tasks.filters_text import lines_of
+from tasks.filters_text import CJK_END_MARKS, UNSPACED_SCRIPT, lines_of, split_words
 from tasks.sentences import split_paragraph
 
 
@@ -62,7 +62,7 @@ class C4Config(BaseModel):
 # every reason C4LineFilter can remove a line for (C4LineFilter.lines_removed counts them)
 C4_LINE_REASONS = ("c4_line_too_long_word", "c4_line_no_terminal_punctuation", "c4_line_too_few_words",
                    "c4_line_javascript", "c4_line_policy")
-_END_MARKS = (".", "?", "!", '"')
+_END_MARKS = (".", "?", "!", '"', *CJK_END_MARKS)
 _CITATION = re.compile(r"\[\d*\]|\[edit\]|\[citation needed\]")
 _POLICY_SUBSTRINGS = ("terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies",
                       "use cookies")
@@ -84,7 +84,7 @@ class C4LineFilter(DocumentFix):
     def _line_verdict(self, line: str) -> str:
         """'' to keep the line, else the reason to remove it."""
         cfg = self.cfg
-        words = line.split()
+        words = split_words(line)  # whitespace tokens; characters in Chinese, Japanese, Thai
         if any(len(word) > cfg.max_word_length for word in words):
             return "c4_line_too_long_word"
         if cfg.drop_lines_without_terminal_punctuation and (not line.endswith(_END_MARKS) or line.endswith("...")):
@@ -153,11 +153,6 @@ def load_badwords(path: Path) -> list[str]:
     return words
 
 
-# Scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, kana, CJK ideographs.
-_UNSPACED_SCRIPT = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf"
-                              "\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]")
-
-
 class C4BadWordsFilter(Filter):
     """C4's bad-words rule: drop a page containing any listed word or phrase as whole words, in any case.
 
@@ -171,8 +166,8 @@ class C4BadWordsFilter(Filter):
         # longest first, so a phrase wins over a word it starts with; lookarounds instead of \b so
         # entries that begin or end with punctuation still match on word boundaries
         words = sorted(set(load_badwords(path)), key=lambda w: (-len(w), w))
-        spaced = [re.escape(w) for w in words if not _UNSPACED_SCRIPT.search(w)]
-        unspaced = [re.escape(w) for w in words if _UNSPACED_SCRIPT.search(w)]
+        spaced = [re.escape(w) for w in words if not UNSPACED_SCRIPT.search(w)]
+        unspaced = [re.escape(w) for w in words if UNSPACED_SCRIPT.search(w)]
         alternatives = ([r"(?<!\w)(?:" + "|".join(spaced) + r")(?!\w)"] if spaced else []) + unspaced
         self.pattern = re.compile("|".join(alternatives), re.IGNORECASE)
 

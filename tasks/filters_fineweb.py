@@ -7,7 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.clean import Document, Filter
-from tasks.filters_text import Fraction, duplicates, lines_of
+from tasks.filters_text import CJK_END_MARKS, Fraction, duplicates, lines_of, mostly_unspaced, split_words
 
 
 # ---------------------------------------------------------------- FineWeb (Penedo et al. 2024, datatrove)
@@ -31,11 +31,15 @@ class FineWebConfig(BaseModel):
     """Drop documents with more newlines per word than this (lists of short items)."""
 
 
-_FINEWEB_STOP_CHARS = (".", "'", '"', "!", "?")
+_FINEWEB_STOP_CHARS = (".", "'", '"', "!", "?", *CJK_END_MARKS)
 
 
 class FineWebFilter(Filter):
-    """FineWeb's quality filter (words for the list ratio are whitespace tokens)."""
+    """FineWeb's quality filter (words for the list ratio are whitespace tokens).
+
+    In text written mostly in a script without spaces (Chinese, Japanese, Thai), every character is a
+    word, and the short-line rule, whose 30 characters are calibrated on English, is skipped.
+    """
 
     name = "fineweb_quality"
 
@@ -49,10 +53,13 @@ class FineWebFilter(Filter):
             return True, ""
         if sum(line.endswith(_FINEWEB_STOP_CHARS) for line in lines) / len(lines) <= cfg.min_line_punct_ratio:
             return False, "fineweb_line_punct_ratio"
-        if sum(len(line) <= cfg.short_line_length for line in lines) / len(lines) >= cfg.max_short_line_ratio:
+        words = split_words(text)
+        unspaced = mostly_unspaced(words)
+        short = sum(len(line) <= cfg.short_line_length for line in lines)
+        if not unspaced and short / len(lines) >= cfg.max_short_line_ratio:
             return False, "fineweb_short_line_ratio"
         if duplicates(lines)[1] / len(text.replace("\n", "")) >= cfg.max_char_duplicates_ratio:
             return False, "fineweb_char_dup_ratio"
-        if text.count("\n") / len(text.split()) > cfg.max_new_line_ratio:
+        if text.count("\n") / len(words) > cfg.max_new_line_ratio:
             return False, "fineweb_list_ratio"
         return True, ""

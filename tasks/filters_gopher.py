@@ -7,7 +7,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.clean import Document, Filter
-from tasks.filters_text import PARAGRAPH_BREAK, Fraction, NgramSize, duplicates, lines_of, words_of
+from tasks.filters_text import PARAGRAPH_BREAK, Fraction, NgramSize, duplicates, lines_of, mostly_unspaced, words_of
 
 
 # ---------------------------------------------------------------- Gopher quality (Rae et al. 2021, A.1.1)
@@ -59,7 +59,11 @@ _BULLETS = ("•", "‣", "◦", "⁃", "●", "▪", "-", "*")
 
 
 class GopherQualityFilter(Filter):
-    """Gopher's quality filter; words are whitespace tokens stripped of surrounding punctuation."""
+    """Gopher's quality filter; words are whitespace tokens stripped of surrounding punctuation.
+
+    In text written mostly in a script without spaces (Chinese, Japanese, Thai), every character is a
+    word, and the two English word-shape rules (mean word length, stop words) are skipped.
+    """
 
     name = "gopher_quality"
 
@@ -76,8 +80,9 @@ class GopherQualityFilter(Filter):
             return False, "gopher_too_many_words"
         if not words:  # min_words 0 and nothing left: the ratios below are undefined
             return True, ""
+        unspaced = mostly_unspaced(words)
         mean_length = sum(map(len, words)) / len(words)
-        if not cfg.min_mean_word_length <= mean_length <= cfg.max_mean_word_length:
+        if not unspaced and not cfg.min_mean_word_length <= mean_length <= cfg.max_mean_word_length:
             return False, "gopher_mean_word_length"
         if text.count("#") / len(words) > cfg.max_symbol_word_ratio:
             return False, "gopher_hash_ratio"
@@ -91,7 +96,7 @@ class GopherQualityFilter(Filter):
         alphabetic = sum(any(c.isalpha() for c in word) for word in words)
         if alphabetic / len(words) < cfg.min_alphabetic_words_fraction:
             return False, "gopher_alphabetic_words"
-        if doc.language not in (None, cfg.stop_words_language):
+        if unspaced or doc.language not in (None, cfg.stop_words_language):
             return True, ""
         # the paper: "at least two of the following English words" -> different words (datatrove counts occurrences)
         if len(self.stop_words.intersection(word.lower() for word in words)) < cfg.min_stop_words:
