@@ -91,7 +91,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("corpus", "2", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot",
+        Stage("corpus", "3", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot",
               refreshable=True),
         Stage("tokenize", "2", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
