@@ -93,7 +93,7 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("corpus", "3", (), _corpus, "crawl and read sources, extract, clean, dedup -> Parquet snapshot",
               refreshable=True),
-        Stage("tokenize", "2", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
+        Stage("tokenize", "3", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
         Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
         Stage("evaluate", "2", ("pretrain", "corpus", "instances"), _evaluate,

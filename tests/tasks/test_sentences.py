@@ -60,13 +60,51 @@ def test_one_call_per_document_gives_each_lines_sentences():
         "你好。”然后他走了。好！！",
         "e.g.",
         "Mixed text 中文。More English here?",
+        "यह पहला वाक्य है। यह दूसरा है। 你好!再见.",
     ]
-    per_line = [sentence for line in lines for sentence in split_paragraph(line)]
+    per_line = [sentence for line in lines for sentence in split_document(line)]
     assert split_document("\n".join(lines)) == per_line
     assert split_document("\n\n".join(lines) + "\n") == per_line
 
 
 def test_a_document_holding_the_paragraph_separator_is_split_line_by_line():
     text = "First part\u2029second part. Next one.\nLast line"
-    expected = split_paragraph("First part\u2029second part. Next one.") + split_paragraph("Last line")
+    expected = split_document("First part\u2029second part. Next one.") + split_document("Last line")
     assert split_document(text) == expected
+
+
+def test_danda_and_other_terminators_blingfire_ignores_split_sentences():
+    assert split_document("यह पहला वाक्य है। यह दूसरा वाक्य है॥ तीसरा") == ["यह पहला वाक्य है।", "यह दूसरा वाक्य है॥", "तीसरा"]
+    assert split_document("এটি প্রথম বাক্য। এটি দ্বিতীয় বাক্য।") == ["এটি প্রথম বাক্য।", "এটি দ্বিতীয় বাক্য।"]
+    assert split_document("これはペンです．あれは本です．") == ["これはペンです．", "あれは本です．"]
+    assert split_document("ይህ የመጀመሪያ ነው። ይህ ሁለተኛ ነው።") == ["ይህ የመጀመሪያ ነው።", "ይህ ሁለተኛ ነው።"]
+    assert split_document("ဒါက ပထမ ဖြစ်တယ်။ ဒါက ဒုတိယ ဖြစ်တယ်။") == ["ဒါက ပထမ ဖြစ်တယ်။", "ဒါက ဒုတိယ ဖြစ်တယ်။"]
+    assert split_document("یہ پہلا جملہ ہے۔ یہ دوسرا جملہ ہے۔") == ["یہ پہلا جملہ ہے۔", "یہ دوسرا جملہ ہے۔"]
+
+
+def test_closing_quotes_stay_with_the_new_terminators():
+    assert split_document("उसने कहा “नमस्ते।” फिर गया।") == ["उसने कहा “नमस्ते।”", "फिर गया।"]
+    assert split_document("「ペンです．」本です．") == ["「ペンです．」", "本です．"]
+
+
+def test_ascii_terminator_straight_before_cjk_ends_a_sentence():
+    assert split_document("你好!今天天气很好?是的.") == ["你好!", "今天天气很好?", "是的."]
+    assert split_document("Python很好.日本語です.") == ["Python很好.", "日本語です."]
+    assert split_document("他说：“你好!”然后走了.") == ["他说：“你好!”", "然后走了."]
+
+
+def test_numbers_list_markers_and_ellipses_are_not_sentence_ends():
+    assert split_document("价格是３．１４元．好的．") == ["价格是３．１４元．", "好的．"]
+    assert split_document("1.安装软件 2.运行程序") == ["1.安装软件 2.运行程序"]
+    assert split_document("等等...然后呢") == ["等等...然后呢"]
+    assert split_document("He scored 3.14 pts. vs. 2 pts. in Jan. 2020, e.g. at home.") == [
+        "He scored 3.14 pts. vs. 2 pts. in Jan. 2020, e.g. at home."
+    ]
+    assert split_document("See e.g. Node.js. Then 3.14 and “curly” quotes.") == [
+        "See e.g. Node.js.", "Then 3.14 and “curly” quotes."
+    ]
+
+
+def test_split_paragraph_keeps_the_cjk_pass_only_for_the_c4_sentence_count():
+    assert split_paragraph("यह पहला वाक्य है। यह दूसरा वाक्य है।") == ["यह पहला वाक्य है। यह दूसरा वाक्य है।"]
+    assert split_paragraph("你好!今天天气很好?是的。") == ["你好!今天天气很好?是的。"]
