@@ -263,6 +263,19 @@ def split_statistics(split: str, totals: dict[str, int], shards: int, cfg: Insta
     return stats
 
 
+def no_instances_message(split: str, document_sentences: np.ndarray, cfg: InstancesConfig) -> str:
+    """Why a split with documents gave no instances, and what to change; document_sentences: (documents,)."""
+    one_sentence = int(np.count_nonzero(document_sentences <= 1))
+    pairing = {"sop": "SOP needs two sentences in a document to make a pair",
+               "nsp": "NSP needs two sentences, or another document, to make a pair",
+               "mlm": "packing needs tokens"}[cfg.objective]
+    return (f"the {split} split has {len(document_sentences)} documents but gave 0 instances with "
+            f"objective={cfg.objective!r}: {one_sentence} of them have one sentence each ({pairing}). Likely cause: "
+            "the tokenize stage's sentence splitting found no sentence ends in this text (a script or punctuation "
+            "it does not split on, or text without any); check the token shards' sentences per document, or use "
+            "objective='mlm', which needs no sentence pairs")
+
+
 def _segmenter(cfg: InstancesConfig, tokenizer_dir: Path):
     if not cfg.chinese_word_segmentation:
         return None
@@ -297,6 +310,12 @@ def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
         logger.info("%s: %d instances in %d shards", split, totals["instances"], len(specs))
+        document_sentences = np.diff(np.asarray(arrays.document_offsets))
+        if totals["instances"] == 0 and len(document_sentences):
+            if split == "train":
+                remove_tree(index_dir)
+                raise ValueError(no_instances_message(split, document_sentences, cfg))
+            logger.warning("%s", no_instances_message(split, document_sentences, cfg))
         stats.update(split_statistics(split, totals, len(specs), cfg))
     stats["instances"] = stats["train_instances"] + stats["validation_instances"]
     remove_tree(index_dir)

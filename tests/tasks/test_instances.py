@@ -192,7 +192,7 @@ def test_mask_and_nsp_proportions_on_a_larger_corpus(tokenizer_dir, tmp_path):
     assert stats["validation_instances"] == 0 and stats["validation_shards"] == 1
 
 
-def test_one_document_corpus_pairs_within_the_document(tokenizer_dir, tmp_path):
+def test_one_document_corpus_pairs_within_the_document(tokenizer_dir, tmp_path, caplog):
     rng = random.Random(5)
     document = random_documents(rng, 1, max_sentences=30)[0]
     document[5:5] = [[rng.randrange(5, 90) for _ in range(100)]]  # alone fills a chunk: the next sentence is B
@@ -206,6 +206,23 @@ def test_one_document_corpus_pairs_within_the_document(tokenizer_dir, tmp_path):
         check_instance(row, CONFIG, document_texts([document]), vocab=masking_vocabulary(tokenizer_dir))
     assert stats["train_label_1_fraction"] == 0.0
     assert stats["validation_instances"] == 0  # a single one-sentence document has nothing to pair with
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and r.name == "tasks.instances"]
+    assert len(warnings) == 1 and "validation split has 1 documents but gave 0 instances" in warnings[0]
+    assert "1 of them have one sentence each" in warnings[0]
+
+
+def test_train_split_of_one_sentence_documents_fails_clearly_under_sop(tokenizer_dir, tmp_path):
+    rng = random.Random(13)
+    one_sentence_documents = [[sentence] for sentence in random_documents(rng, 1, max_sentences=1)[0] * 8]
+    tokens_dir = write_tokens(tmp_path / "tokens", tokenizer_dir,
+                              {"train": [one_sentence_documents], "validation": [random_documents(rng, 4)]})
+    with pytest.raises(ValueError) as error:
+        build_instances(InstancesConfig(objective="sop", dupe_factor=1), tokens_dir, tmp_path / "out")
+    message = str(error.value)
+    assert "train split has 8 documents but gave 0 instances with objective='sop'" in message
+    assert "8 of them have one sentence each" in message and "sentence splitting" in message
+    assert "objective='mlm'" in message
+    assert not (tmp_path / "out" / "_token_index").exists()
 
 
 def test_empty_documents_and_blank_sentences_are_skipped(tokenizer_dir, tmp_path):
