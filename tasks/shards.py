@@ -60,7 +60,8 @@ class TokenizeConfig(BaseModel):
     strip_accents: bool | None = None
     """Strip accents; None follows lowercase, as in BERT; ignored with tokenizer_path."""
     tokenizer_path: Path | None = None
-    """Existing Hugging Face BERT tokenizer folder to use instead of training one."""
+    """Existing Hugging Face BERT tokenizer folder to use instead of training one; AutoTokenizer must read
+    it as its tokenizer.json does (checked here)."""
     model_max_length: int = Field(default=512, ge=8)
     """model_max_length recorded in the saved tokenizer (positions the model will support)."""
     max_training_documents: int = Field(default=100_000, ge=1)

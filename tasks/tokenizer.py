@@ -9,6 +9,7 @@ text then encodes to the same ids whichever way the folder is loaded.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -215,8 +216,57 @@ def _read_tokenizer_folder(path: Path) -> tuple[Tokenizer | None, list[str]]:
 
 
 def tokenizer_folder_problems(path: Path) -> list[str]:
-    """Everything wrong with a folder that should hold a BERT tokenizer ([] when usable)."""
-    return _read_tokenizer_folder(path)[1]
+    """Everything wrong with a folder that should hold a BERT tokenizer ([] when usable).
+
+    Beyond tokenizer.json (what the shards are encoded with), transformers' AutoTokenizer must read the
+    folder the same way, since pretraining and evaluation load it that way: ~10 ms once transformers is
+    imported (tasks.config imports it anyway), so it runs at config validation and at the stage start.
+    """
+    tokenizer, problems = _read_tokenizer_folder(path)
+    if tokenizer is not None and not problems:
+        problems = _transformers_problems(Path(path), tokenizer)
+    return problems
+
+
+# A pair with mixed case, accents, CJK and full-width characters: a tokenizer_config.json that disagrees
+# with tokenizer.json on lowercasing, accent stripping or Chinese characters encodes it differently.
+_PROBE = ("Héllo WORLD, Ünïcödé café NAÏVE Straße", "中文字符 日本語のテキスト ＡＢＣ İstanbul")
+_SPECIAL_TOKEN_ATTRIBUTES = {PAD: "pad_token_id", UNK: "unk_token_id", CLS: "cls_token_id", SEP: "sep_token_id",
+                             MASK: "mask_token_id"}
+_FIX_FOLDER = ("; fix the folder by loading it in transformers with the settings its tokenizer.json uses and saving it "
+               "again, e.g. BertTokenizerFast(tokenizer_file=<folder>/tokenizer.json, do_lower_case=..., "
+               "strip_accents=..., tokenize_chinese_chars=True).save_pretrained(<folder>)")
+
+
+def _transformers_problems(path: Path, tokenizer: Tokenizer) -> list[str]:
+    """Where transformers' AutoTokenizer reads the folder differently from its tokenizer.json ([] if nowhere)."""
+    from transformers import AutoTokenizer  # slow to import (~3 s) when nothing has imported it yet
+
+    try:
+        hf_tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except Exception as error:  # anything transformers raises means the folder is not loadable
+        return [f"transformers' AutoTokenizer cannot load tokenizer folder {str(path)!r} "
+                f"({type(error).__name__}: {error})" + _FIX_FOLDER]
+    wrong = [f"{token}={getattr(hf_tokenizer, attribute, None)} (tokenizer.json: {tokenizer.token_to_id(token)})"
+             for token, attribute in _SPECIAL_TOKEN_ATTRIBUTES.items()
+             if getattr(hf_tokenizer, attribute, None) != tokenizer.token_to_id(token)]
+    if wrong:
+        return [f"transformers' AutoTokenizer loads tokenizer folder {str(path)!r} with special token ids "
+                f"{', '.join(wrong)}; tokenizer_config.json / special_tokens_map.json must name {list(SPECIAL_TOKENS)} "
+                "as pad, unk, cls, sep and mask tokens" + _FIX_FOLDER]
+    tokenizer.no_truncation()  # padding or truncation saved in tokenizer.json is not what is compared
+    tokenizer.no_padding()
+    expected = tokenizer.encode(*_PROBE).ids
+    actual = list(hf_tokenizer(*_PROBE)["input_ids"])
+    if actual != expected:
+        first = next(i for i, (a, b) in enumerate(itertools.zip_longest(actual, expected)) if a != b)
+        return [f"transformers' AutoTokenizer encodes text differently from tokenizer.json in tokenizer folder "
+                f"{str(path)!r}: from token {first} of {_PROBE!r} it gives "
+                f"{hf_tokenizer.convert_ids_to_tokens(actual[first : first + 6])}, tokenizer.json gives "
+                f"{[tokenizer.id_to_token(i) for i in expected[first : first + 6]]} (tokenizer_config.json's "
+                "do_lower_case, strip_accents or tokenize_chinese_chars disagree with tokenizer.json's normalizer)"
+                + _FIX_FOLDER]
+    return []
 
 
 def load_tokenizer(path: Path) -> Tokenizer:

@@ -19,7 +19,7 @@ from tasks.shards import (
     split_of,
     token_dtype,
 )
-from tasks.tokenizer import load_tokenizer
+from tasks.tokenizer import load_tokenizer, train_wordpiece
 
 WORDS = "the a python function returns value class method module import string list dict loop error".split()
 SNAPSHOT_SCHEMA = pa.schema([
@@ -201,3 +201,12 @@ def test_documents_encoded_at_once_equal_sentence_by_sentence(snapshot, tmp_path
         tokenizer.encode_special_tokens = False
         assert table.column("sentences").to_pylist() == [d for d in expected if d]
         assert table.column("doc_id").to_pylist() == [str(i) for i, d in enumerate(expected) if d]
+
+
+def test_config_rejects_a_tokenizer_folder_transformers_reads_differently(tmp_path):
+    tokenizer = train_wordpiece(["Hello World hello world"] * 5, vocab_size=100, min_frequency=1, lowercase=True,
+                                strip_accents=None, limit_alphabet=100)
+    (tmp_path / "only_json").mkdir()
+    tokenizer.save(str(tmp_path / "only_json" / "tokenizer.json"))
+    with pytest.raises(ValidationError, match="AutoTokenizer loads tokenizer folder .* with special token ids"):
+        TokenizeConfig(tokenizer_path=tmp_path / "only_json")

@@ -182,3 +182,25 @@ def test_pieces_the_trainer_had_to_number_are_registered_in_a_second_round(monke
     pieces = sorted((token for token in vocab if token.startswith("##") and len(token) == 3), key=lambda t: ord(t[2]))
     assert pieces == rounds[1][len(rounds[0]):]  # numbered by the second round, in code-point order ...
     assert [vocab[p] for p in pieces] == list(range(len(rounds[0]), len(rounds[1])))  # ... before any merge
+
+
+def test_folder_with_only_tokenizer_json_is_rejected_because_transformers_lacks_special_ids(tmp_path):
+    (tmp_path / "only_json").mkdir()
+    _train().save(str(tmp_path / "only_json" / "tokenizer.json"))
+    assert load_tokenizer(tmp_path / "only_json").token_to_id("[MASK]") == 4  # tokenizer.json alone is fine
+    problems = tokenizer_folder_problems(tmp_path / "only_json")
+    assert len(problems) == 1 and "AutoTokenizer loads" in problems[0] and "[MASK]=None (tokenizer.json: 4)" in problems[0]
+    assert "save_pretrained" in problems[0]
+    with pytest.raises(ValueError, match="special token ids"):
+        copy_tokenizer_folder(tmp_path / "only_json", tmp_path / "dst")
+
+
+def test_folder_whose_config_disagrees_on_lowercasing_is_rejected(tmp_path):
+    save_tokenizer(_train(lowercase=False), tmp_path / "cased", lowercase=False, strip_accents=None, model_max_length=512)
+    assert tokenizer_folder_problems(tmp_path / "cased") == []
+    config = json.loads((tmp_path / "cased" / "tokenizer_config.json").read_text())
+    del config["do_lower_case"]  # transformers then rebuilds BERT's normaliser with its default, lowercase
+    (tmp_path / "cased" / "tokenizer_config.json").write_text(json.dumps(config))
+    problems = tokenizer_folder_problems(tmp_path / "cased")
+    assert len(problems) == 1 and "encodes text differently from tokenizer.json" in problems[0]
+    assert "do_lower_case" in problems[0]
