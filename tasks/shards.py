@@ -175,34 +175,71 @@ class _EncodedDocuments:
 SENTENCE_MARK = f" {SEP} "  # joins a document's sentences for one encode call (see encode_documents)
 
 
+def _encode_joined(tokenizer: Tokenizer, per_document: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (tokens,) uint32, lengths (sentences,) int64) of documents that spell no special token.
+
+    Each document is encoded once with its sentences joined by " [SEP] ": [SEP] is matched on the raw
+    text before normalisation and the text between two marks is encoded exactly as that sentence alone,
+    so cutting the ids at the [SEP] id gives the per-sentence ids (a quarter cheaper than per sentence).
+    """
+    sep_id = tokenizer.token_to_id(SEP)
+    joined = [SENTENCE_MARK.join(sentences) for sentences in per_document if sentences]
+    encodings = tokenizer.encode_batch_fast(joined, add_special_tokens=False) if joined else []
+    # every sentence ends at a [SEP]: the marks between sentences plus one appended per document
+    marked = np.fromiter(itertools.chain.from_iterable(itertools.chain(e.ids, (sep_id,)) for e in encodings), np.uint32)
+    ends = np.flatnonzero(marked == sep_id)
+    return marked[marked != sep_id], np.diff(np.concatenate([[-1], ends])) - 1
+
+
+def _encode_sentences(tokenizer: Tokenizer, per_document: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (tokens,) uint32, lengths (sentences,) int64), sentence by sentence, special tokens as text."""
+    flat = list(itertools.chain.from_iterable(per_document))
+    tokenizer.encode_special_tokens = True
+    try:
+        encodings = tokenizer.encode_batch_fast(flat, add_special_tokens=False) if flat else []
+    finally:
+        tokenizer.encode_special_tokens = False
+    id_lists = [e.ids for e in encodings]
+    lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
+    return np.fromiter(itertools.chain.from_iterable(id_lists), np.uint32, int(lengths.sum())), lengths
+
+
+def _encode_grouped(tokenizer: Tokenizer, per_document: list[list[str]],
+                    spells_special: list[bool]) -> tuple[np.ndarray, np.ndarray]:
+    """_encode_joined for documents that spell no special token, _encode_sentences for the others, in
+    document order: a document's ids never depend on the other documents of its batch."""
+    encoded = {
+        spells: (encode(tokenizer, [d for d, s in zip(per_document, spells_special) if s == spells]), [0, 0])
+        for spells, encode in ((False, _encode_joined), (True, _encode_sentences))
+    }
+    ids, lengths = [], []
+    for sentences, spells in zip(per_document, spells_special):
+        (group_ids, group_lengths), cursor = encoded[spells]  # cursor: [sentence, token] read so far
+        document_lengths = group_lengths[cursor[0] : cursor[0] + len(sentences)]
+        tokens = int(document_lengths.sum())
+        ids.append(group_ids[cursor[1] : cursor[1] + tokens])
+        lengths.append(document_lengths)
+        cursor[0], cursor[1] = cursor[0] + len(sentences), cursor[1] + tokens
+    return np.concatenate(ids), np.concatenate(lengths)
+
+
 def encode_documents(tokenizer: Tokenizer, doc_ids: list[str], texts: list[str], into: _EncodedDocuments) -> None:
     """Sentence-split and encode documents; those left without any token are dropped.
 
-    tokenizer must have encode_special_tokens=False. Encoding each sentence on its own costs a quarter
-    more than encoding whole documents, so a document is encoded once with its sentences joined by
-    " [SEP] ": [SEP] is matched on the raw text before normalisation and the text between two marks is
-    encoded exactly as that sentence alone, so cutting the ids at the [SEP] id gives the per-sentence
-    ids. A batch whose text spells a special token ("[MASK]") is encoded sentence by sentence instead,
-    with special tokens encoded as text.
+    tokenizer must have encode_special_tokens=False. A document is encoded whole, its sentences joined
+    by " [SEP] " (_encode_joined), unless its text spells one of the five BERT special tokens ("[MASK]"):
+    that document alone is encoded sentence by sentence with special tokens encoded as text. With a
+    given tokenizer that has more special tokens ("[EOS]"), those are then text too in that document,
+    and special ids in the others: either way the choice is the document's own, never its batch's.
     """
     per_document = [split_document(text or "") for text in texts]
-    sep_id = tokenizer.token_to_id(SEP)
-    if any(token in text for text in texts if text for token in SPECIAL_TOKENS):
-        tokenizer.encode_special_tokens = True
-        flat = list(itertools.chain.from_iterable(per_document))
-        encodings = tokenizer.encode_batch_fast(flat, add_special_tokens=False) if flat else []
-        tokenizer.encode_special_tokens = False
-        id_lists = [e.ids for e in encodings]
-        lengths = np.fromiter(map(len, id_lists), dtype=np.int64, count=len(id_lists))
-        ids = np.fromiter(itertools.chain.from_iterable(id_lists), np.uint32, int(lengths.sum()))
+    spells_special = [bool(text) and any(token in text for token in SPECIAL_TOKENS) for text in texts]
+    if not any(spells_special):
+        ids, lengths = _encode_joined(tokenizer, per_document)
+    elif all(spells_special):
+        ids, lengths = _encode_sentences(tokenizer, per_document)
     else:
-        joined = [SENTENCE_MARK.join(sentences) for sentences in per_document if sentences]
-        encodings = tokenizer.encode_batch_fast(joined, add_special_tokens=False) if joined else []
-        # every sentence ends at a [SEP]: the marks between sentences plus one appended per document
-        marked = np.fromiter(itertools.chain.from_iterable(itertools.chain(e.ids, (sep_id,)) for e in encodings), np.uint32)
-        ends = np.flatnonzero(marked == sep_id)
-        lengths = np.diff(np.concatenate([[-1], ends])) - 1
-        ids = marked[marked != sep_id]
+        ids, lengths = _encode_grouped(tokenizer, per_document, spells_special)
     position = 0
     for doc_id, sentences in zip(doc_ids, per_document):
         # Sentences of only characters the normaliser removes encode to nothing; they are not kept.

@@ -18,6 +18,7 @@ from tasks.shards import (
     shard_paths,
     split_of,
     token_dtype,
+    token_shard_schema,
 )
 from tasks.tokenizer import load_tokenizer, train_wordpiece
 
@@ -191,7 +192,7 @@ def test_documents_encoded_at_once_equal_sentence_by_sentence(snapshot, tmp_path
     texts = ["Café résumé NAÏVE déjà-vu. Second sentence!\nA new paragraph  with   spaces.",
              "中文字符被单独切分。第二句！", "control\x00chars\u200band\ttabs. Next one.", "\u200b\u200b. Real words.",
              "emoji 🙂 ∑ symbols. a" + "b" * 150 + ".", "", "lowercase [sep] and [cls] are text."]
-    for batch in (texts, texts + ["Spells [MASK] literally. Then [SEP]."]):  # the second takes the fallback path
+    for batch in (texts, texts + ["Spells [MASK] literally. Then [SEP]."]):  # the second mixes both paths
         encoded = _EncodedDocuments()
         encode_documents(tokenizer, [str(i) for i in range(len(batch))], batch, encoded)
         table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size()))
@@ -210,3 +211,28 @@ def test_config_rejects_a_tokenizer_folder_transformers_reads_differently(tmp_pa
     tokenizer.save(str(tmp_path / "only_json" / "tokenizer.json"))
     with pytest.raises(ValidationError, match="AutoTokenizer loads tokenizer folder .* with special token ids"):
         TokenizeConfig(tokenizer_path=tmp_path / "only_json")
+
+
+def test_document_ids_do_not_depend_on_batch_neighbours_with_extra_special_tokens(tmp_path):
+    from tasks.shards import _EncodedDocuments, encode_documents
+
+    tokenizer = train_wordpiece(["end of sentence eos marker here words"] * 5, vocab_size=100, min_frequency=1,
+                                lowercase=True, strip_accents=None, limit_alphabet=100)
+    tokenizer.add_special_tokens(["[EOS]"])  # a given tokenizer with one more special token
+    (tmp_path / "eos").mkdir()
+    tokenizer.save(str(tmp_path / "eos" / "tokenizer.json"))
+    tokenizer = load_tokenizer(tmp_path / "eos")
+    document, spells_mask = "words here [EOS] end. Next words.", "another document that spells [MASK]."
+
+    def documents(batch):
+        encoded = _EncodedDocuments()
+        encode_documents(tokenizer, [str(i) for i in range(len(batch))], batch, encoded)
+        return encoded.to_table(token_shard_schema(tokenizer.get_vocab_size())).column("sentences").to_pylist()
+
+    alone = documents([document, "plain other document."])[0]
+    assert tokenizer.token_to_id("[EOS]") in alone[0] and len(alone) == 2
+    mask_alone = documents([spells_mask])[0]
+    assert documents([document, spells_mask]) == [alone, mask_alone]
+    assert documents([spells_mask, document, spells_mask, "plain."]) == [mask_alone, alone, mask_alone,
+                                                                          documents(["plain."])[0]]
+    assert tokenizer.encode_special_tokens is False
