@@ -28,6 +28,7 @@ from tasks.tokenizer import (
     SEP,
     SPECIAL_TOKENS,
     UNK,
+    character_token_count,
     copy_tokenizer_folder,
     load_tokenizer,
     save_tokenizer,
@@ -50,7 +51,8 @@ class TokenizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     vocab_size: int = Field(default=16000, ge=64, le=2**32 - 1)
-    """WordPiece vocabulary size to train, special tokens included (ignored with tokenizer_path)."""
+    """WordPiece vocabulary size to train, special tokens included (ignored with tokenizer_path). Every
+    alphabet character and its "##" piece is kept even beyond it (a warning says so; see limit_alphabet)."""
     min_frequency: int = Field(default=2, ge=1)
     """A merge must occur at least this often in the training texts to enter the vocabulary."""
     limit_alphabet: int = Field(default=1000, ge=1)
@@ -396,7 +398,11 @@ def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *
     tokenizer = load_tokenizer(out_dir / TOKENIZER_DIRNAME)
     specs, input_documents = plan_token_shards(cfg, snapshot_dir, out_dir)
 
-    stats: dict[str, int | float] = {"vocab_size": tokenizer.get_vocab_size(with_added_tokens=True)}
+    stats: dict[str, int | float] = {
+        "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+        # characters and their "##" pieces: more than vocab_size allows when the alphabet is large
+        "vocab_character_tokens": character_token_count(tokenizer),
+    }
     for split in SPLITS:
         stats.update({f"{split}_{key}": 0 for key in ("documents", "sentences", "tokens", "unk_tokens")})
         stats[f"{split}_shards"] = sum(spec.split == split for spec in specs)

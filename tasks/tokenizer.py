@@ -103,6 +103,13 @@ def train_wordpiece(
     pipeline.add_special_tokens(list(SPECIAL_TOKENS))
     _set_pair_template(pipeline)
     logger.info("trained WordPiece tokenizer with %d tokens (alphabet %d)", pipeline.get_vocab_size(), len(alphabet))
+    if pipeline.get_vocab_size() > vocab_size:
+        # Every kept character and its "##" piece must be in the vocabulary (or encode as [UNK]); the
+        # trainer adds merges only while there is room, so it cannot stay under a too-small vocab_size.
+        logger.warning("WordPiece vocabulary has %d tokens, more than vocab_size=%d: %d special tokens, %d characters "
+                       "and %d '##' character pieces are always kept. Raise vocab_size or "
+                       "lower limit_alphabet (characters beyond it encode as [UNK])", pipeline.get_vocab_size(),
+                       vocab_size, len(SPECIAL_TOKENS), len(alphabet), len(pieces))
     return pipeline
 
 
@@ -301,6 +308,11 @@ def is_continuation_table(tokenizer: Tokenizer) -> list[bool]:
     for token, index in tokenizer.get_vocab(with_added_tokens=True).items():
         table[index] = token.startswith(CONTINUING_SUBWORD_PREFIX) and len(token) > len(CONTINUING_SUBWORD_PREFIX)
     return table
+
+
+def character_token_count(tokenizer: Tokenizer) -> int:
+    """Tokens of the vocabulary that are one character or a "##" piece of one character (the alphabet's)."""
+    return sum(len(token) == 1 or _is_piece_of_one_char(token) for token in tokenizer.get_vocab(with_added_tokens=False))
 
 
 def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:

@@ -101,6 +101,7 @@ def test_shards_follow_the_contract(snapshot, tmp_path):
     assert stats["validation_documents"] > 0 and stats["train_shards"] > 1
     assert stats["tokens"] == sum(len(s) for _, sents in seen.values() for s in sents)
     assert stats["vocab_size"] == tokenizer.get_vocab_size() <= CONFIG.vocab_size
+    assert 0 < stats["vocab_character_tokens"] < stats["vocab_size"]
     assert 0 <= stats["unk_rate"] < 0.2
 
 

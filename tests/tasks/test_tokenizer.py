@@ -204,3 +204,22 @@ def test_folder_whose_config_disagrees_on_lowercasing_is_rejected(tmp_path):
     problems = tokenizer_folder_problems(tmp_path / "cased")
     assert len(problems) == 1 and "encodes text differently from tokenizer.json" in problems[0]
     assert "do_lower_case" in problems[0]
+
+
+def test_vocabulary_larger_than_vocab_size_is_warned_about_and_counted(caplog):
+    import string
+
+    from tasks.tokenizer import character_token_count
+
+    texts = [" ".join(string.ascii_letters[i:] + string.digits for i in range(20))] * 5  # 62 characters, cased
+    small = train_wordpiece(texts, vocab_size=64, min_frequency=1, lowercase=False, strip_accents=None,
+                            limit_alphabet=1000)
+    assert small.get_vocab_size() == 5 + 62 + 62 > 64  # every character and its ## piece kept
+    assert character_token_count(small) == 124
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "129 tokens, more than vocab_size=64" in warnings[0]
+    assert "62 characters" in warnings[0] and "limit_alphabet" in warnings[0]
+    caplog.clear()
+    large = train_wordpiece(texts, vocab_size=300, min_frequency=1, lowercase=False, strip_accents=None,
+                            limit_alphabet=1000)
+    assert large.get_vocab_size() <= 300 and not [r for r in caplog.records if r.levelname == "WARNING"]
