@@ -8,8 +8,7 @@ splits after every run of terminators and keeps closing quotes and brackets with
 blingfire does not split at all after the danda । and double danda ॥ (Hindi, Bengali, ...), the
 full-width full stop ． (Japanese), the Ethiopic ። or the Myanmar ။, nor after ASCII . ! ? written
 straight before a CJK character ("你好!今天"): a whole paragraph became one sentence. split_document's
-terminator pass splits there too. split_paragraph keeps the CJK pass only: it is the C4 filter's
-sentence count, so the corpus stage's output does not change with this pass.
+terminator pass splits there too (split_paragraph, the C4 filter's sentence count, as well).
 """
 
 from __future__ import annotations
@@ -62,9 +61,7 @@ def _terminator_pass(terminators: str, sentence_end: str | None) -> _TerminatorP
     )
 
 
-# split_paragraph's pass (the C4 filter's sentence count): CJK terminators only.
-_CJK_PASS = _terminator_pass(CJK_TERMINATORS, f"[{CJK_TERMINATORS}]+[{_CLOSERS}]*")
-# split_document's pass. ． is not an end before a digit (full-width numbers: ３．１４). An ASCII . is an
+# The terminator pass. ． is not an end before a digit (full-width numbers: ３．１４). An ASCII . is an
 # end before a CJK character unless a digit or another . precedes it: "1.安装" numbers a list item
 # and "等等...然后" is an ellipsis, as blingfire reads "1. First" and "Wait... what".
 _FULL_PASS = _terminator_pass(
@@ -75,7 +72,7 @@ _FULL_PASS = _terminator_pass(
 # Text without any of these characters has nothing for _FULL_PASS to split. ASCII text is ruled out
 # first (str.isascii reads a flag): the scan costs ~8% of split_document's time on English text.
 _MAY_NEED_FULL_PASS = re.compile(f"[{CJK_TERMINATORS}{OTHER_TERMINATORS}{CJK_CHARACTERS}]")
-# split_document's pass for a document without those characters: closers moved back, nothing split.
+# The pass for text without those characters: closers moved back, nothing split.
 _NO_SPLIT_PASS = _terminator_pass(CJK_TERMINATORS + OTHER_TERMINATORS, None)
 PARAGRAPH_SEPARATOR = "\u2029"  # blingfire always ends a sentence after it (see split_document)
 # blingfire.text_to_sentences allocates and zero-fills a fresh output buffer on every call, which was
@@ -117,10 +114,15 @@ def _sentences(blingfire_output: str, terminator_pass: _TerminatorPass) -> list[
     return sentences
 
 
+def _pass_for(text: str) -> _TerminatorPass:
+    needs_pass = not text.isascii() and _MAY_NEED_FULL_PASS.search(text)
+    return _FULL_PASS if needs_pass else _NO_SPLIT_PASS
+
+
 def split_paragraph(line: str) -> list[str]:
-    """Sentences of one paragraph line (blingfire and the CJK pass), in order; [] for a blank line."""
+    """Sentences of one paragraph line (blingfire and the terminator pass), in order; [] for a blank line."""
     line = line.strip()
-    return _sentences(_blingfire_sentences(line), _CJK_PASS) if line else []
+    return _sentences(_blingfire_sentences(line), _pass_for(line)) if line else []
 
 
 def split_document(text: str) -> list[str]:
@@ -135,8 +137,7 @@ def split_document(text: str) -> list[str]:
     changed, all that way). A document that already holds U+2029, or whose output does not break at
     every separator, is split line by line.
     """
-    needs_pass = not text.isascii() and _MAY_NEED_FULL_PASS.search(text)
-    terminator_pass = _FULL_PASS if needs_pass else _NO_SPLIT_PASS
+    terminator_pass = _pass_for(text)
     lines = [stripped for line in text.split("\n") if (stripped := line.strip())]
     if len(lines) > 1 and PARAGRAPH_SEPARATOR not in text:
         # The space after the separator matters: without it blingfire reads "\u2029Dr." as a word start.

@@ -105,6 +105,6 @@ def test_numbers_list_markers_and_ellipses_are_not_sentence_ends():
     ]
 
 
-def test_split_paragraph_keeps_the_cjk_pass_only_for_the_c4_sentence_count():
-    assert split_paragraph("यह पहला वाक्य है। यह दूसरा वाक्य है।") == ["यह पहला वाक्य है। यह दूसरा वाक्य है।"]
-    assert split_paragraph("你好!今天天气很好?是的。") == ["你好!今天天气很好?是的。"]
+def test_split_paragraph_splits_as_split_document_does_for_the_c4_sentence_count():
+    assert split_paragraph("यह पहला वाक्य है। यह दूसरा वाक्य है।") == ["यह पहला वाक्य है।", "यह दूसरा वाक्य है।"]
+    assert split_paragraph("你好!今天天气很好?是的。") == ["你好!", "今天天气很好?", "是的。"]
