@@ -105,7 +105,7 @@ class PretrainConfig(BaseModel):
     log_every: int = Field(default=20, ge=1)
     """Report training metrics every this many steps, averaged over the window."""
     seed: int = Field(default=0, ge=0)
-    """Seed for weight init, dropout, dynamic masking and the training data order."""
+    """Seed for weight init, dropout, dynamic masking and the training data order (any non-negative int)."""
 
     @model_validator(mode="before")
     @classmethod

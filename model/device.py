@@ -30,10 +30,14 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) generators."""
+    """Seed Python, NumPy and torch (CPU and CUDA) generators from any non-negative int.
+
+    NumPy's legacy seed must be < 2^32 and torch's < 2^64: larger seeds (or seed + rank under DDP)
+    are folded modulo those, which leaves every seed already in range exactly as it was.
+    """
     random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)  # also seeds every CUDA device
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed % 2**64)  # also seeds every CUDA device
 
 
 def model_inputs(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor | None]:
