@@ -4,7 +4,7 @@ On CPU, `torch.nn.functional.dropout` (and SDPA's math path, which CPU attention
 dropout is on) fills a float tensor with `bernoulli_`: about 30 ms for BERT-mini's 4.2 M attention
 probabilities per layer on this 2-core machine, 12% of a BERT-mini step. Here one 64-bit draw of
 `torch.randint` gives four 16-bit words, about 5x cheaper. An element is dropped when its word is
-below round(p * 2^16), so the drop rate is p rounded to 1/65536 (0.1 -> 0.100006), and kept
+below round(p * 2^16), so the drop rate is p rounded to 1/65536 (0.1 -> 0.100006; at most 65535/65536), and kept
 elements are scaled by 2^16 / (2^16 - threshold), which keeps the expectation exact.
 
 Draws come from torch's default CPU generator, which checkpoints save and restore, so exact resume
@@ -24,10 +24,11 @@ ATTENTION = "pretrainflow_cpu_dropout"  # the attention implementation name regi
 
 
 def drop_threshold(p: float) -> int:
-    """Words below this (out of 2^16) drop their element."""
+    """Words below this (out of 2^16) drop their element; at most 2^16 - 1, so one word value always keeps."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout probability {p} is outside [0, 1)")
-    return round(p * WORD_STATES)
+    # p >= 1 - 2^-17 would round to 2^16 (drop everything, scale 1/0): use the highest rate below 1 instead.
+    return min(round(p * WORD_STATES), WORD_STATES - 1)
 
 
 class _MaskedScale(torch.autograd.Function):

@@ -105,3 +105,14 @@ def test_causal_attention_is_left_to_torch_sdpa():
     torch.manual_seed(4)
     got, _ = dropout_attention_forward(module, query, key, value, None, dropout=0.2, scaling=0.5)
     assert torch.equal(got, expected)
+
+
+def test_p_just_below_one_drops_at_the_highest_representable_rate_not_by_zero():
+    assert drop_threshold(0.1) == 6554 and drop_threshold(0.9999) == 65529  # ordinary p: unchanged rounding
+    assert drop_threshold(0.999995) == drop_threshold(1 - 1e-12) == 65535  # would round to 65536 = all dropped
+    torch.manual_seed(0)
+    x = torch.ones(2_000_000)
+    y = word_dropout(x, 0.999995)
+    kept = y[y != 0]
+    assert torch.isfinite(y).all() and 0 < kept.numel() < 100  # ~2e6 / 65536 = 31 kept
+    assert torch.all(kept == 65536.0)  # scale 2^16 / (2^16 - 65535)
