@@ -15,23 +15,30 @@ from model.bert import BertForSparsePreTraining, PretrainingOutput
 from model.device import model_inputs
 from model.distributed import DistributedContext, all_reduce_sum
 
-# Dense bf16/fp16 tensor-core peaks in FLOP/s per GPU, by a substring of torch.cuda.get_device_name().
+# Dense bf16/fp16 tensor-core peaks in FLOP/s per GPU (datasheets, without sparsity), by a substring of
+# torch.cuda.get_device_name(); the longest matching key wins, so "NVIDIA L40" is not taken for an L4.
 GPU_PEAK_FLOPS = {
     "H200": 989e12,
     "H100": 989e12,  # SXM; the PCIe card is ~756e12
     "A100": 312e12,
     "L40S": 362e12,
+    "L40": 181e12,
     "A10G": 125e12,
     "L4": 121e12,
 }
+
+
+def peak_flops_by_name(name: str) -> float | None:
+    """Dense bf16 peak in FLOP/s of the GPU called `name` (as torch names it), or None if unlisted."""
+    matches = [key for key in GPU_PEAK_FLOPS if key in name]
+    return GPU_PEAK_FLOPS[max(matches, key=len)] if matches else None
 
 
 def gpu_peak_flops(device: torch.device) -> float | None:
     """Dense bf16 peak of this GPU in FLOP/s, or None for a CPU or an unlisted GPU."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in GPU_PEAK_FLOPS.items() if key in name), None)
+    return peak_flops_by_name(torch.cuda.get_device_name(device))
 
 
 def memory_metrics(device: torch.device) -> dict[str, float]:
