@@ -32,10 +32,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 class Lamb(torch.optim.Optimizer):
-    """LAMB (You et al. 2019, as in NVIDIA's BERT): Adam's update scaled per tensor by ||w|| / ||update||.
+    """LAMB (You et al. 2019) as apex's FusedLAMB defaults compute it for NVIDIA's BERT.
 
-    The update includes decoupled weight decay; the trust ratio is 1 where either norm is 0 (fresh
-    biases). No bias correction of the moments, as in NVIDIA's FusedLAMB default for BERT.
+    The update is Adam's bias-corrected m_hat / (sqrt(v_hat) + eps) plus decoupled weight decay. In
+    groups with weight decay it is scaled per tensor by the trust ratio ||w|| / ||update|| (1 where
+    either norm is 0); groups without decay (biases, LayerNorm) take the plain update, as FusedLAMB
+    does with use_nvlamb=False, so zero-initialised biases move at the learning rate.
     """
 
     def __init__(self, params, lr: float, betas: tuple[float, float], eps: float, weight_decay: float = 0.0):
@@ -55,12 +57,17 @@ class Lamb(torch.optim.Optimizer):
                     state["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     state["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                 state["step"] += 1
+                step = int(state["step"])  # a CPU tensor: no device sync
                 exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
                 exp_avg.lerp_(param.grad, 1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(param.grad, param.grad, value=1 - beta2)
-                update = exp_avg / exp_avg_sq.sqrt().add_(group["eps"])
-                if group["weight_decay"]:
-                    update.add_(param, alpha=group["weight_decay"])
+                # m_hat / (sqrt(v_hat) + eps), with m_hat = m / (1 - beta1^t) and v_hat = v / (1 - beta2^t)
+                denominator = (exp_avg_sq / (1 - beta2**step)).sqrt_().add_(group["eps"])
+                update = (exp_avg / (1 - beta1**step)).div_(denominator)
+                if not group["weight_decay"]:
+                    param.add_(update, alpha=-group["lr"])
+                    continue
+                update.add_(param, alpha=group["weight_decay"])
                 weight_norm, update_norm = param.norm(), update.norm()
                 trust_ratio = torch.where(
                     (weight_norm > 0) & (update_norm > 0), weight_norm / update_norm, torch.ones_like(weight_norm)

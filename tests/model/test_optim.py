@@ -66,20 +66,36 @@ def test_cosine_and_inverse_sqrt_schedules():
     assert inverse[15] == pytest.approx((4 / 16) ** 0.5)  # never reaches 0
 
 
-def test_lamb_scales_each_update_by_the_trust_ratio():
+def test_lamb_scales_decayed_tensors_by_the_trust_ratio():
     from model.optim import Lamb
 
     weight = torch.nn.Parameter(torch.full((4,), 3.0))
-    zero = torch.nn.Parameter(torch.zeros(4))
-    optimizer = Lamb([weight, zero], lr=0.1, betas=(0.9, 0.999), eps=1e-6)
+    optimizer = Lamb([{"params": [weight], "weight_decay": 0.01}], lr=0.1, betas=(0.9, 0.999), eps=1e-6)
     (weight * torch.tensor([1.0, -2.0, 3.0, -4.0])).sum().backward()
-    zero.grad = torch.ones(4)
     optimizer.step()
-    # First step: the Adam direction is ~sign(grad) (norm 2 over 4 entries); the trust ratio ||w||/||u|| = 6/2
-    # makes the step lr * ||w|| per unit of update norm: each entry moves by 0.1 * 3.
-    torch.testing.assert_close(weight.detach(), torch.tensor([2.7, 3.3, 2.7, 3.3]), rtol=0, atol=1e-4)
-    # A zero weight has no scale to trust: ratio 1, a plain step of lr * sign(grad) (first-step moments, no bias correction).
-    assert torch.all(zero.detach() < 0)
+    # First step, bias-corrected: the Adam direction is sign(grad); plus decay 0.01 x w. The trust ratio
+    # ||w|| / ||update|| makes the step lr * ||w|| per unit of update norm.
+    update = torch.tensor([1.0, -1.0, 1.0, -1.0]) + 0.01 * 3.0
+    expected = 3.0 - 0.1 * 6.0 / update.norm() * update
+    torch.testing.assert_close(weight.detach(), expected, rtol=0, atol=1e-5)
+
+
+def test_lamb_steps_undecayed_tensors_without_trust_ratio_and_with_bias_correction():
+    from model.optim import Lamb
+
+    bias = torch.nn.Parameter(torch.zeros(4))  # zero-initialised: no scale to trust
+    layer_norm = torch.nn.Parameter(torch.full((4,), 3.0))  # the trust ratio would make its step 3 x lr
+    optimizer = Lamb([{"params": [bias, layer_norm], "weight_decay": 0.0}], lr=0.1, betas=(0.9, 0.999), eps=1e-6)
+    for step in range(1, 4):
+        bias.grad = torch.tensor([1.0, -1.0, 2.0, -2.0])
+        layer_norm.grad = torch.tensor([0.5, -0.5, 0.5, -0.5])
+        optimizer.step()
+        # A constant gradient: bias-corrected moments give exactly lr * sign(grad) every step (as apex's
+        # FusedLAMB with bias_correction=True, use_nvlamb=False); without correction step 1 moves ~3.2 x lr.
+        torch.testing.assert_close(bias.detach(), -0.1 * step * torch.tensor([1.0, -1.0, 1.0, -1.0]), rtol=0, atol=1e-5)
+        torch.testing.assert_close(
+            layer_norm.detach(), 3.0 - 0.1 * step * torch.tensor([1.0, -1.0, 1.0, -1.0]), rtol=0, atol=1e-5
+        )
 
 
 def test_lamb_and_weight_decay_groups_from_config():
