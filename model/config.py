@@ -97,7 +97,8 @@ class PretrainConfig(BaseModel):
     eval_every: int = Field(default=200, ge=1)
     """Evaluate on the validation split every this many steps (and always at the end)."""
     eval_batches: int = Field(default=20, ge=0)
-    """Validation batches per evaluation (the same leading batches each time); 0 = the whole split."""
+    """Validation batches of batch_size sequences per evaluation (the same leading ones each time; run on
+    rank 0 in micro-batches of the training micro-batch size); 0 = the whole split."""
     checkpoint_every: int = Field(default=200, ge=1)
     """Write a resumable checkpoint every this many steps (and always at the end, and on SIGTERM)."""
     keep_checkpoints: int = Field(default=2, ge=1)

@@ -169,6 +169,12 @@ class Trainer:
         sampler = MicroBatchSampler(
             global_batches, self.ctx.rank, self.ctx.world_size, cfg.gradient_accumulation_steps, cfg.length_bucketing
         )
+        # Evaluation runs on rank 0 alone, in training-sized micro-batches (a global batch may only fit in
+        # memory split over ranks and accumulation steps), over the sequences of eval_batches global batches.
+        micro_batches_per_batch = cfg.batch_size // sampler.micro_batch_size
+        eval_batches = ordered_batches(
+            len(self.inputs.validation), sampler.micro_batch_size, cfg.eval_batches * micro_batches_per_batch
+        )
         pin = self.device.type == "cuda"
         # Explicit generators keep DataLoader iterator creation from drawing on the global torch RNG,
         # which the checkpoint restores for dropout: resuming must not shift it.
@@ -178,8 +184,7 @@ class Trainer:
         )  # fmt: skip
         eval_loader = DataLoader(
             self.inputs.validation,
-            batch_sampler=ordered_batches(len(self.inputs.validation), cfg.batch_size, cfg.eval_batches),
-            collate_fn=collator, num_workers=cfg.num_workers, pin_memory=pin,
+            batch_sampler=eval_batches, collate_fn=collator, num_workers=cfg.num_workers, pin_memory=pin,
             persistent_workers=cfg.num_workers > 0, generator=torch.Generator(),
         )  # fmt: skip
         return train_loader, eval_loader

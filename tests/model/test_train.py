@@ -5,7 +5,9 @@ import torch
 from transformers import AutoModelForPreTraining, BertTokenizerFast
 
 from model.checkpoint import list_checkpoints
-from model.train import pretrain
+from model.distributed import DistributedContext
+from model.inputs import load_inputs
+from model.train import Trainer, pretrain
 from tests.model.conftest import SPECIAL, tiny_config
 
 
@@ -136,8 +138,20 @@ def test_gradient_accumulation_matches_the_full_batch(tmp_path, instances_dir, t
                           gradient_accumulation_steps=accumulation)  # fmt: skip
         pretrain(cfg, instances_dir, tokenizer_dir, tmp_path / str(accumulation), log_metrics=recorder)
         runs[accumulation] = [loss for _, loss in recorder.series("train/loss")]
-    assert len(runs[1]) == 8
-    assert runs[2] == pytest.approx(runs[1], rel=1e-5)
+        runs[accumulation].append(recorder.series("validation/mlm_loss")[-1][1])
+    assert len(runs[1]) == 9
+    assert runs[2] == pytest.approx(runs[1], rel=1e-5)  # validation too: the same sequences in smaller passes
+
+
+def test_evaluation_uses_training_micro_batches_over_eval_batches_global_batches(tmp_path, instances_dir,
+                                                                                 tokenizer_dir):
+    # A global batch that only fits in memory as 4 accumulation steps must not be evaluated in one forward pass.
+    cfg = tiny_config(batch_size=16, gradient_accumulation_steps=4, eval_batches=3)
+    trainer = Trainer(cfg, load_inputs(cfg, instances_dir, tokenizer_dir), tokenizer_dir, tmp_path,
+                      DistributedContext(), torch.device("cpu"))  # fmt: skip
+    batches = [batch["input_ids"].shape[0] for batch in trainer.eval_loader]
+    assert batches == [4] * 12  # 3 global batches of 16 sequences, as 12 passes of 4
+    assert list(trainer.eval_loader.batch_sampler)[-1] == [44, 45, 46, 47]  # the same leading 48 sequences
 
 
 def test_mlm_only_has_no_nsp_loss_or_metrics(tmp_path, instances_dir, tokenizer_dir):
