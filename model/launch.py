@@ -6,7 +6,8 @@
 
 --config takes a YAML holding either the pretrain fields or a whole preset with a `pretrain:` section;
 --set overrides one field (YAML value). Every process runs the same command; rank 0 writes OUT.
-Exit status: 0 done, 2 bad input, 143 stopped by SIGTERM (a checkpoint was written), 1 non-finite loss.
+Exit status: 0 done, 2 bad input, 143 stopped by SIGTERM (a checkpoint was written), 1 non-finite loss or
+gradient norm.
 """
 
 from __future__ import annotations

@@ -87,6 +87,12 @@ class TrainingWindow:
         losses = all_reduce_sum(torch.stack(self.step_losses), ctx).tolist()
         return list(enumerate(losses, start=self.first_step))
 
+    def step_grad_norms(self) -> list[tuple[int, float]]:
+        """(step, global gradient norm) of every step in the window (the same on every rank: no collective)."""
+        if not self.grad_norms:
+            return []
+        return list(enumerate(torch.stack(self.grad_norms).tolist(), start=self.first_step))
+
     def summary(self, ctx: DistributedContext, learning_rate: float, peak_flops: float | None) -> dict[str, float]:
         """Window averages over all ranks (collective); rates per second of training time."""
         losses = [loss for _, loss in self.global_step_losses(ctx)]
@@ -147,9 +153,9 @@ def evaluate(
     return metrics
 
 
-def first_non_finite(losses: list[tuple[int, float]]) -> tuple[int, float] | None:
-    """The first (step, loss) whose loss is NaN or infinite."""
-    return next(((step, loss) for step, loss in losses if not math.isfinite(loss)), None)
+def first_non_finite(values: list[tuple[int, float]]) -> tuple[int, float] | None:
+    """The first (step, value) whose value (a loss or a gradient norm) is NaN or infinite."""
+    return next(((step, value) for step, value in values if not math.isfinite(value)), None)
 
 
 def plot_loss_curves(history: dict[str, list[list[float]]], path: Path) -> Path:

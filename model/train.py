@@ -67,7 +67,8 @@ LOSS_CURVES = "loss_curves.png"
 
 
 class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; nothing after the last good checkpoint was saved."""
+    """The training loss (or, without a gradient scaler, the gradient norm) became NaN or infinite; nothing
+    after the last good checkpoint was saved."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -266,13 +267,20 @@ class Trainer:
         barrier(self.ctx)
 
     def check_finite(self, window: TrainingWindow) -> None:
-        """Stop with a clear error if any step in the window had a non-finite loss (collective)."""
-        bad = first_non_finite(window.global_step_losses(self.ctx))
-        if bad is not None:
-            step, loss = bad
+        """Stop with a clear error if a step in the window had a non-finite loss or gradient norm (collective).
+
+        A finite loss with a NaN/inf gradient norm has already written NaN into the weights, unless fp16's
+        GradScaler is on: then it is an overflow the scaler skipped (the step left the weights alone).
+        """
+        bad_loss = first_non_finite(window.global_step_losses(self.ctx))
+        bad_norm = None if self.scaler.is_enabled() else first_non_finite(window.step_grad_norms())
+        problems = [(bad[0], f"{what} is {bad[1]}")
+                    for bad, what in ((bad_loss, "training loss"), (bad_norm, "gradient norm")) if bad is not None]
+        if problems:
+            step, problem = min(problems, key=lambda found: found[0])  # the earliest step; at a tie the loss
             kept = self.last_checkpoint or "none (no checkpoint was written yet)"
             raise NonFiniteLossError(
-                f"training loss is {loss} at step {step}; stopped before saving anything after it. "
+                f"{problem} at step {step}; stopped before saving that step or any later one. "
                 f"Last good checkpoint: {kept}. Lower learning_rate (now {self.cfg.learning_rate}), "
                 f"lengthen warmup_steps or set max_grad_norm, then rerun to resume from that checkpoint"
             )

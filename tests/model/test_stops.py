@@ -15,6 +15,7 @@ import torch
 from model.checkpoint import list_checkpoints
 from model.distributed import DistributedContext
 from model.inputs import load_inputs
+from model.metrics import TrainingWindow
 from model.train import NonFiniteLossError, Trainer, pretrain
 from tests.model.test_train import Recorder
 from tests.model.conftest import tiny_config
@@ -140,3 +141,42 @@ def test_absurd_learning_rate_is_stopped_before_any_checkpoint(tmp_path, instanc
     with pytest.raises(NonFiniteLossError, match=r"training loss is (nan|inf) at step \d+.*no checkpoint was written"):
         pretrain(cfg, instances_dir, tokenizer_dir, tmp_path)
     assert list_checkpoints(tmp_path / "checkpoints") == []
+
+
+class NanGradientTrainer(Trainer):
+    """Makes one weight's gradient NaN at step `poison_at`: that step's loss is finite, its update is not."""
+
+    poison_at = 10
+
+    def train_step(self, micro_batches, window):
+        if self.step + 1 != self.poison_at:
+            return super().train_step(micro_batches, window)
+        hook = self.model.bert.embeddings.word_embeddings.weight.register_hook(lambda grad: grad * float("nan"))
+        try:
+            return super().train_step(micro_batches, window)
+        finally:
+            hook.remove()
+
+
+def test_non_finite_gradient_norm_with_a_finite_loss_is_not_checkpointed(tmp_path, instances_dir, tokenizer_dir):
+    # Step 10 is a checkpoint step: its loss is finite, but its NaN gradient has already made the weights NaN.
+    cfg = tiny_config(max_steps=30, checkpoint_every=5, log_every=10, eval_every=30)
+    inputs = load_inputs(cfg, instances_dir, tokenizer_dir)
+    trainer = NanGradientTrainer(cfg, inputs, tokenizer_dir, tmp_path, DistributedContext(), torch.device("cpu"))
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm is nan at step 10.*step-000005"):
+        trainer.train()
+    assert [s for s, _ in list_checkpoints(tmp_path / "checkpoints")] == [5]
+
+
+def test_overflowing_gradient_norm_under_a_gradient_scaler_does_not_stop(tmp_path, instances_dir, tokenizer_dir):
+    # fp16's GradScaler skips a step whose gradients overflowed (the weights stay as they were): not an error.
+    cfg = tiny_config()
+    inputs = load_inputs(cfg, instances_dir, tokenizer_dir)
+    trainer = Trainer(cfg, inputs, tokenizer_dir, tmp_path, DistributedContext(), torch.device("cpu"))
+    window = TrainingWindow(torch.device("cpu"))
+    window.add_step(torch.tensor(2.5), torch.tensor(float("inf")), step=1)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=True)
+    trainer.check_finite(window)
+    trainer.scaler = torch.amp.GradScaler("cpu", enabled=False)  # fp32/bf16: the inf went into the weights
+    with pytest.raises(NonFiniteLossError, match=r"gradient norm is inf at step 1"):
+        trainer.check_finite(window)
