@@ -176,21 +176,27 @@ def epoch_order(
 ) -> np.ndarray:
     """One epoch's order: a seeded permutation, optionally length-bucketed.
 
-    Bucketing sorts each window of BUCKET_BATCHES x batch_size shuffled instances by length, cuts it
-    into batch-sized runs and shuffles the runs, so a batch holds similar lengths (less padding)
-    while the order stays a pure function of (seed, epoch).
+    Bucketing cuts the epoch where the global batches fall: global batches run across epoch
+    boundaries, so the first `head` instances finish the batch the previous epoch started and the
+    last `tail` start the next epoch's first batch. In between, each window of BUCKET_BATCHES x
+    batch_size shuffled instances is sorted by length, cut into batch-sized runs and the runs are
+    shuffled, so a batch holds similar lengths (less padding) in every epoch, while the order stays
+    a pure function of (seed, epoch).
     """
     order = epoch_permutation(num_samples, seed, epoch)
     if lengths is None:
         return order
     rng = np.random.default_rng([seed, epoch, 1])
+    head = min(num_samples, -epoch * num_samples % batch_size)  # samples owed to the batch epoch-1 began
+    tail = (num_samples - head) % batch_size  # samples that begin the batch epoch+1 finishes
+    pieces = [order[:head]]
     window = BUCKET_BATCHES * batch_size
-    pieces = []
-    for start in range(0, num_samples, window):
-        chunk = order[start : start + window]
+    for start in range(head, num_samples - tail, window):
+        chunk = order[start : min(start + window, num_samples - tail)]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        runs = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        runs = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]  # all full
         pieces.extend(runs[i] for i in rng.permutation(len(runs)))
+    pieces.append(order[num_samples - tail :])
     return np.concatenate(pieces)
 
 
