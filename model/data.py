@@ -8,6 +8,7 @@ number of samples consumed, whatever the worker processes or the point a run res
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,6 +273,16 @@ class MicroBatchSampler(Sampler[list[int]]):
             first = self.rank * self.accumulation_steps
             for part in range(first, first + self.accumulation_steps):
                 yield batch[part * size : (part + 1) * size]
+
+
+def ignore_sigterm(worker_id: int) -> None:
+    """DataLoader worker_init_fn: a SIGTERM sent to the whole process group is the trainer's to handle.
+
+    torch's workers die on a SIGTERM that their parent did not send, and the trainer's next batch then
+    fails before it can write its stop checkpoint; ignoring it lets the trainer finish the step,
+    checkpoint and shut its workers down itself.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def ordered_batches(num_samples: int, batch_size: int, max_batches: int = 0) -> list[list[int]]:

@@ -32,7 +32,7 @@ from model.checkpoint import (
 from model.config import PretrainConfig
 from model.cpu_allocator import keep_freed_memory
 from model.cpu_dropout import use_cpu_dropout
-from model.data import GlobalBatchSampler, MicroBatchSampler, PretrainingCollator, ordered_batches
+from model.data import GlobalBatchSampler, MicroBatchSampler, PretrainingCollator, ignore_sigterm, ordered_batches
 from model.device import autocast_dtype, host_to_device, model_inputs, seed_everything, select_device
 from model.distributed import DistributedContext, all_reduce_max, all_reduce_sum, barrier, init_distributed, shutdown
 from model.export import export_pretrained
@@ -178,15 +178,16 @@ class Trainer:
         )
         pin = self.device.type == "cuda"
         # Explicit generators keep DataLoader iterator creation from drawing on the global torch RNG,
-        # which the checkpoint restores for dropout: resuming must not shift it.
+        # which the checkpoint restores for dropout: resuming must not shift it. Workers ignore SIGTERM
+        # (sent to the whole process group by a terminal or scheduler): the stop is this process's.
         train_loader = DataLoader(
             train, batch_sampler=sampler, collate_fn=collator, num_workers=cfg.num_workers,
-            pin_memory=pin, generator=torch.Generator(),
+            pin_memory=pin, generator=torch.Generator(), worker_init_fn=ignore_sigterm,
         )  # fmt: skip
         eval_loader = DataLoader(
             self.inputs.validation,
             batch_sampler=eval_batches, collate_fn=collator, num_workers=cfg.num_workers, pin_memory=pin,
-            persistent_workers=cfg.num_workers > 0, generator=torch.Generator(),
+            persistent_workers=cfg.num_workers > 0, generator=torch.Generator(), worker_init_fn=ignore_sigterm,
         )  # fmt: skip
         return train_loader, eval_loader
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from model.checkpoint import list_checkpoints
 from model.distributed import DistributedContext
@@ -108,6 +109,33 @@ def test_sigterm_writes_a_checkpoint_and_stops_cleanly(tmp_path, instances_dir, 
     steps = [s for s, _ in list_checkpoints(out / "checkpoints")]
     assert steps[-1] == last_logged and steps[-1] % 10 != 0, steps  # the SIGTERM checkpoint, off the periodic grid
     assert not (out / "model").exists()  # stopped, not finished: nothing exported
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_still_checkpoints(tmp_path, instances_dir, tokenizer_dir):
+    # A terminal's Ctrl-C-like stop or a scheduler signals every process of the group, DataLoader workers too.
+    cfg = tiny_config(max_steps=10**6, log_every=1, checkpoint_every=10**6, eval_every=10**6, num_workers=1)
+    config, metrics, out = tmp_path / "pretrain.yaml", tmp_path / "metrics.jsonl", tmp_path / "out"
+    config.write_text(yaml.safe_dump({"pretrain": cfg.model_dump(mode="json")}))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "model.launch", "--instances", str(instances_dir), "--tokenizer", str(tokenizer_dir),
+         "--out", str(out), "--config", str(config), "--metrics-file", str(metrics)],
+        cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not metrics.exists() or len(metrics.read_text().splitlines()) < 3:  # a few steps in, workers up
+            assert child.poll() is None, f"training ended before it could be stopped: {child.stderr.read()}"
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGTERM)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode == 143, stderr  # model.launch's "stopped by SIGTERM (a checkpoint was written)"
+    assert "stopped by SIGTERM after step" in stderr
+    logged = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert [s for s, _ in list_checkpoints(out / "checkpoints")] == [logged[-1]]  # the stop checkpoint
 
 
 class PoisonedTrainer(Trainer):
