@@ -95,7 +95,7 @@ STAGES: dict[str, Stage] = {
               refreshable=True),
         Stage("tokenize", "3", ("corpus",), _tokenize, "train WordPiece, split sentences -> Arrow token shards"),
         Stage("instances", "1", ("tokenize",), _instances, "MLM/NSP instances -> Arrow instance shards"),
-        Stage("pretrain", "1", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
+        Stage("pretrain", "2", ("instances", "tokenize"), _pretrain, "train BERT -> Hugging Face model"),
         Stage("evaluate", "2", ("pretrain", "corpus", "instances"), _evaluate,
               "fine-tune pretrained vs scratch per task -> table"),
     )
