@@ -13,7 +13,7 @@ Prefect tasks and tests call it like any other task. Inside that loop:
   does not depend on which response came back first. Within a level, hosts take turns.
 - Per-host slots: at most max_concurrency_per_host URLs of one host are worked on at once.
 - Per-host clocks: two request starts to one host are at least delay_seconds apart (robots.txt
-  Crawl-delay wins if larger), retries included.
+  Crawl-delay wins if larger, up to max_crawl_delay_seconds), retries included.
 - A global semaphore: at most max_concurrency requests are in flight over all hosts,
   robots.txt fetches included (statistic max_in_flight: the most seen at once).
 - The robots cache: robots.txt is fetched once per origin; the first URL of an origin starts the
@@ -106,6 +106,10 @@ class CrawlConfig(BaseModel):
     """Links followed from a seed at most this many times (seeds are depth 0)."""
     delay_seconds: float = Field(default=1.0, ge=0.0)
     """Minimum seconds between two requests to the same host (robots.txt Crawl-delay wins if larger)."""
+    max_crawl_delay_seconds: float = Field(default=300.0, ge=0.0)
+    """A robots.txt Crawl-delay is obeyed up to this many seconds, a longer one is capped here, and the
+    crawl says so (Heritrix's respectCrawlDelayUpToSeconds, also 300 s): a host asking for a day per
+    request would otherwise hold back every other host at each depth of the breadth-first crawl."""
     user_agent: str = Field(default="pretrainflow-crawler/0.1", min_length=1)
     """User-Agent header; its product token (before '/') is matched against robots.txt groups."""
     timeout_seconds: float = Field(default=30.0, gt=0.0)

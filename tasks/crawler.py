@@ -104,6 +104,7 @@ class Crawler:
         self.pages_in_flight = 0  # page entries handed to workers and not yet finished
         self.ending = False  # a stop or the budget ended the crawl: no new requests
         self.previous_queued = previous is None
+        self.capped_delays: set[str] = set()  # hosts whose Crawl-delay was capped (warned once each)
 
     def time_left(self) -> float:
         return self.budget - (time.monotonic() - self.started)
@@ -238,7 +239,7 @@ class Crawler:
             saved = self.store.get(entry.url)
             if saved is not None:
                 return _Visit(record=saved, reused=True)
-            delay = max(cfg.delay_seconds, await self.robots.crawl_delay(live_url) if cfg.obey_robots else 0.0)
+            delay = max(cfg.delay_seconds, await self._crawl_delay(live_url, host) if cfg.obey_robots else 0.0)
             if entry.sitemap_level is None:
                 headers = self.previous.conditional_headers(entry.url) if self.previous else None
                 options: dict[str, object] = {"headers": headers}
@@ -255,6 +256,15 @@ class Crawler:
             return _Visit(stopped=exc.reason)
         logger.debug("%s %d %s %s", entry.url, result.status, result.outcome, result.reason or "")
         return _Visit(record=self._record(entry, live_url, result, fetched_at), attempts=result.attempts)
+
+    async def _crawl_delay(self, live_url: str, host: str) -> float:
+        """robots.txt's Crawl-delay for this host in seconds, capped at max_crawl_delay_seconds."""
+        asked, cap = await self.robots.crawl_delay(live_url), self.cfg.max_crawl_delay_seconds
+        if asked > cap and host not in self.capped_delays:
+            self.capped_delays.add(host)
+            logger.warning("robots.txt of %s asks for Crawl-delay %g s: waiting max_crawl_delay_seconds=%g s",
+                           host, asked, cap)
+        return min(asked, cap)
 
     def _record(self, entry: FrontierEntry, live_url: str, result: FetchResult, fetched_at: datetime) -> FetchRecord:
         """The fetch as the raw store keeps it, with its links (recorded form)."""

@@ -166,6 +166,17 @@ def test_config_validation_names_bad_values(tmp_path: Path) -> None:
             CrawlConfig(seeds=["http://example.org/"], user_agent=agent)
 
 
+def test_a_crawl_delay_of_a_day_is_capped(tmp_path: Path, caplog) -> None:
+    root = make_site(tmp_path / "site")
+    (root / "robots.txt").write_text("User-agent: *\nCrawl-delay: 86400\n")
+    with serve_site(root) as site, caplog.at_level("WARNING", logger="tasks.crawler"):
+        stats = crawl(_config(site.base_url, max_crawl_delay_seconds=0.01, max_seconds=60), tmp_path / "raw")
+    assert stats["pages_fetched"] >= 3 and stats["budget_exhausted"] == 0  # all of it, not one page a day
+    assert [r.getMessage() for r in caplog.records if "Crawl-delay" in r.getMessage()] == [
+        f"robots.txt of {urlsplit(site.base_url).netloc} asks for Crawl-delay 86400 s: waiting "
+        "max_crawl_delay_seconds=0.01 s"]
+
+
 def test_robots_groups_and_crawl_delay(tmp_path: Path) -> None:
     root = make_site(tmp_path / "site")
     (root / "robots.txt").write_text(  # with a UTF-8 byte-order mark, as some editors save it
