@@ -96,6 +96,10 @@ class InstanceDataset(Dataset[Instance]):
         """Largest value of a list column over the split (-1 when empty), e.g. to check ids against a vocab."""
         return max((int(s.values[column].max()) for s in self.shards if s.values[column].size), default=-1)
 
+    def max_next_sentence_label(self) -> int:
+        """Largest NSP label in the split (0 = next, 1 = random, -1 = none; -1 when empty)."""
+        return max((int(s.next_sentence_label.max()) for s in self.shards if s.next_sentence_label.size), default=-1)
+
     def max_token_id(self) -> int:
         """Largest token id in input_ids and masked_lm_ids (to check against the tokenizer's vocab)."""
         return max(self.max_value("input_ids"), self.max_value("masked_lm_ids"))

@@ -84,6 +84,11 @@ def _check_split(
         problems.append(
             f"{split} instances hold token_type_id {dataset.max_value('token_type_ids')}; BERT segments are 0 and 1"
         )
+    if dataset.max_next_sentence_label() > 1:
+        problems.append(
+            f"{split} instances hold next_sentence_label {dataset.max_next_sentence_label()}; valid: 0 (B follows "
+            f"A), 1 (B is random) or -1 (no NSP label)"
+        )
     if tokenizer is not None and dataset.max_token_id() >= len(tokenizer):
         problems.append(
             f"{split} instances hold token id {dataset.max_token_id()} but the tokenizer in {tokenizer_dir} "

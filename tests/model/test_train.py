@@ -8,7 +8,7 @@ from model.checkpoint import list_checkpoints
 from model.distributed import DistributedContext
 from model.inputs import load_inputs
 from model.train import Trainer, pretrain
-from tests.model.conftest import SPECIAL, tiny_config
+from tests.model.conftest import SPECIAL, make_instances, tiny_config, write_shards
 
 
 class Recorder:
@@ -103,6 +103,19 @@ def test_inputs_are_checked_before_training(tmp_path, instances_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_nsp_labels_beyond_0_and_1_are_named(tmp_path, instances_dir, tokenizer_dir):
+    # on a GPU such a label would end in a device-side assert inside cross-entropy
+    bad = tmp_path / "instances"
+    shutil.copytree(instances_dir, bad)
+    instances = make_instances(8, seed=3)
+    instances[2]["next_sentence_label"] = 2
+    for path in (bad / "validation").glob("instances-*.arrow"):
+        path.unlink()
+    write_shards(bad, "validation", instances, per_shard=8)
+    with pytest.raises(ValueError, match=r"validation instances hold next_sentence_label 2; valid: 0 .* 1 .* or -1"):
+        pretrain(tiny_config(), bad, tokenizer_dir, tmp_path / "out")
+
+
 def test_missing_tokenizer_dir_is_named(tmp_path, instances_dir):
     with pytest.raises(ValueError, match=r"tokenizer_dir=.*missing is not a directory"):
         pretrain(tiny_config(), instances_dir, tmp_path / "missing", tmp_path / "out")
@@ -166,8 +179,6 @@ def test_mlm_only_has_no_nsp_loss_or_metrics(tmp_path, instances_dir, tokenizer_
 
 def test_dynamic_masking_from_the_instances_manifest(tmp_path, tokenizer_dir):
     import json
-
-    from tests.model.conftest import make_instances, write_shards
 
     root = tmp_path / "instances"
     for split, count, seed in (("train", 200, 11), ("validation", 32, 12)):
