@@ -83,7 +83,8 @@ class PretrainConfig(BaseModel):
 
     # Speed.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    """Autocast dtype: auto = bf16 on GPU, fp32 on CPU; fp16 adds a gradient scaler; bf16/fp16 need a GPU."""
+    """Autocast dtype: auto = bf16 on GPUs that compute it (Ampere on), fp16 on older ones, fp32 on CPU; fp16
+    adds a gradient scaler; bf16/fp16 need a GPU."""
     compile: bool = False
     """Wrap the model in torch.compile (worth it for long GPU runs; recompiles per batch shape)."""
     length_bucketing: bool = False

@@ -21,9 +21,15 @@ def select_device(choice: str, local_rank: int = 0) -> torch.device:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for a precision choice on a device; None = plain fp32."""
+    """The autocast dtype for a precision choice on a device; None = plain fp32.
+
+    auto: bf16 on a GPU that computes it natively (Ampere and later), fp16 with the gradient scaler on
+    older ones (V100, T4: bf16 there is emulated, several times slower), fp32 on CPU.
+    """
     if precision == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
     if precision in ("bf16", "fp16") and device.type != "cuda":
         raise ValueError(f"precision={precision!r} needs a GPU but training runs on {device}; valid: 'auto', 'fp32'")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

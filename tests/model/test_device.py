@@ -25,3 +25,14 @@ def test_seeds_past_numpy_and_torch_ranges_are_accepted_and_in_range_seeds_are_u
     legacy_numpy = float(np.random.random())
     np.random.seed(3)
     assert legacy_numpy == float(np.random.random())  # NumPy's legacy seed is taken modulo 2^32
+
+
+def test_auto_precision_is_bf16_where_the_gpu_computes_it_else_fp16(monkeypatch):
+    from model.device import autocast_dtype
+
+    gpu, cpu = torch.device("cuda", 0), torch.device("cpu")  # only the device type is read
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: not including_emulation)
+    assert autocast_dtype("auto", gpu) is torch.bfloat16  # Ampere and later
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert autocast_dtype("auto", gpu) is torch.float16  # V100, T4: bf16 only emulated
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", gpu) is torch.bfloat16
