@@ -205,6 +205,9 @@ def epoch_order(
     return np.concatenate(pieces)
 
 
+_KEYS_PER_CHUNK = 1 << 16  # sample keys turned into Python ints at a time
+
+
 class GlobalBatchSampler:
     """Keys of global batches forever, epoch after epoch, starting after `start_sample` samples.
 
@@ -234,11 +237,13 @@ class GlobalBatchSampler:
         batch: list[int] = []
         while True:
             order = epoch_order(self.num_samples, self.seed, epoch, self.lengths, self.batch_size)
-            for index in order[position:].tolist():
-                batch.append(epoch * self.num_samples + index)
-                if len(batch) == self.batch_size:
-                    yield batch
-                    batch = []
+            # Python ints a chunk at a time: a whole epoch's list cost ~46 bytes per instance (~0.9 GB at 20 M)
+            for start in range(position, self.num_samples, _KEYS_PER_CHUNK):
+                for index in order[start : start + _KEYS_PER_CHUNK].tolist():
+                    batch.append(epoch * self.num_samples + index)
+                    if len(batch) == self.batch_size:
+                        yield batch
+                        batch = []
             epoch, position = epoch + 1, 0
 
 
