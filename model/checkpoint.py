@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import shutil
@@ -91,6 +92,17 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _sync_folder(folder: Path, files: bool = True) -> None:
+    """fsync the folder's files (if `files`) and the folder entry itself, so they survive a power cut."""
+    paths = [p for p in folder.iterdir() if p.is_file()] if files else []
+    for path in [*paths, folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 def begin_checkpoint(checkpoints_dir: Path, step: int) -> Path:
     """A fresh temporary folder for the checkpoint of `step` (rank 0 calls this before any rank writes)."""
     checkpoints_dir = Path(checkpoints_dir)
@@ -125,9 +137,11 @@ def finish_checkpoint(
         tmp / "optimizer.pt",
     )
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
+    _sync_folder(tmp)  # on disk before older checkpoints are pruned: a power cut must leave one whole
     if final.exists():  # re-taken at the same step (e.g. a resumed run finishing): replace it
         shutil.rmtree(final)
     tmp.rename(final)
+    _sync_folder(final.parent, files=False)  # the rename itself
     logger.info("saved checkpoint %s", final)
 
     for _, old in list_checkpoints(final.parent)[:-keep]:

@@ -35,6 +35,27 @@ def test_save_keeps_last_k_and_finds_latest(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_checkpoint_is_on_disk_before_older_ones_are_pruned(tmp_path, monkeypatch):
+    import os
+    import shutil
+
+    events = []
+    real_fsync, real_rmtree = os.fsync, shutil.rmtree
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("sync", os.readlink(f"/proc/self/fd/{fd}"))),
+                                                 real_fsync(fd)))
+    monkeypatch.setattr(shutil, "rmtree", lambda path, *a, **k: (events.append(("prune", str(path))),
+                                                                 real_rmtree(path, *a, **k)))
+    model, optimizer, scheduler = build(0)
+    save_checkpoint(tmp_path, 10, model, optimizer, scheduler, {}, keep=1)
+    events.clear()
+    save_checkpoint(tmp_path, 20, model, optimizer, scheduler, {}, keep=1)
+    before_prune = events[: events.index(("prune", str(tmp_path / "step-000010")))]
+    synced = {path for kind, path in before_prune if kind == "sync"}
+    written = tmp_path / "step-000020.tmp"  # where the files were synced, before the rename
+    assert {str(written / p.name) for p in (tmp_path / "step-000020").iterdir()} <= synced  # every file
+    assert str(tmp_path) in synced  # and the rename into place
+
+
 def test_incomplete_checkpoint_dirs_are_ignored(tmp_path):
     model, optimizer, scheduler = build(0)
     save_checkpoint(tmp_path, 10, model, optimizer, scheduler, {}, keep=2)
