@@ -17,6 +17,7 @@ rename being atomic on the remote side.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -36,15 +37,41 @@ CACHE_ENV = "PRETRAINFLOW_CACHE_DIR"  # where artifacts of a remote data root ar
 _ID_CHARS = 16  # 64 bits of sha256: collisions are not a concern at any realistic artifact count
 
 
-def artifact_id(stage: str, config: dict[str, Any], inputs: dict[str, str], version: str) -> str:
-    """Content address of a stage output: sha256 over canonical JSON of what determines it."""
-    payload = json.dumps(
-        {"stage": stage, "version": version, "config": config, "inputs": inputs},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,
-    )
+def artifact_id(stage: str, config: dict[str, Any], inputs: dict[str, str], version: str,
+                external: dict[str, str] | None = None) -> str:
+    """Content address of a stage output: sha256 over canonical JSON of what determines it.
+
+    `external`: digests of folders outside the store that the config names (a given tokenizer, models
+    to compare), so editing one in place changes the id; left out of the hash when empty.
+    """
+    content = {"stage": stage, "version": version, "config": config, "inputs": inputs}
+    if external:
+        content["external"] = external
+    payload = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:_ID_CHARS]
+
+
+def folder_digest(folder: Path) -> str:
+    """sha256 over the relative path and content digest of every file under `folder`, in path order."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for path in files:
+        content = _cached_file_sha256(path, *_stat_key(path))
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def _stat_key(path: Path) -> tuple[int, int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_file_sha256(path: Path, size: int, mtime_ns: int, inode: int) -> str:
+    """file_sha256, computed once per process while the file's size, mtime and inode stay the same
+    (ids are resolved several times per pipeline run; a BERT-base weights file is 440 MB)."""
+    return file_sha256(path)
 
 
 def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:

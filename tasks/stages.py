@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version
+from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version, folder_digest
 from tasks.config import PipelineConfig
 from tasks.parallel import ShardMap, serial_map
 from tasks.tracking import MetricLogger, Tracker, flatten
@@ -107,6 +107,25 @@ def stage_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
     return getattr(cfg, stage).model_dump(mode="json")
 
 
+def external_digests(cfg: PipelineConfig, stage: str) -> dict[str, str]:
+    """Digests of the folders outside the store that a stage's config names, keyed by field.
+
+    A given tokenizer or a model to compare can change in place under the same path; with its digest
+    in the id, the next run rebuilds instead of finding the artifact made from the old folder. Corpus
+    sources (sites, files, datasets) are not digested: a snapshot is refreshed (`--refresh`) instead.
+    """
+    if stage == "tokenize" and cfg.tokenize.tokenizer_path is not None:
+        return {"tokenizer_path": folder_digest(cfg.tokenize.tokenizer_path)}
+    if stage == "evaluate":
+        return {f"compare_models[{i}]": folder_digest(path) for i, path in enumerate(cfg.evaluate.compare_models)}
+    return {}
+
+
+def _own_id(cfg: PipelineConfig, stage: Stage, inputs: dict[str, str]) -> str:
+    return artifact_id(stage.name, stage_config(cfg, stage.name), inputs, stage.version,
+                       external_digests(cfg, stage.name))
+
+
 def resolve_ids(cfg: PipelineConfig) -> dict[str, str]:
     """Artifact id of every stage, derived along the config chain (upstream first).
 
@@ -117,7 +136,7 @@ def resolve_ids(cfg: PipelineConfig) -> dict[str, str]:
     ids: dict[str, str] = {}
     for name, stage in STAGES.items():  # dict order is pipeline order
         inputs = {up: ids[up] for up in stage.inputs}
-        ids[name] = artifact_id(name, stage_config(cfg, name), inputs, stage.version)
+        ids[name] = _own_id(cfg, stage, inputs)
         if stage.refreshable:
             ids[name] = store.family_head(name, ids[name])
     return ids
@@ -136,7 +155,7 @@ def plan_refresh(store: ArtifactStore, stage: Stage, cfg: PipelineConfig, parent
     """The refresh of `parent_id` (the family head): same config, the parent as its input."""
     parent = store.get(stage.name, parent_id)
     family = parent.manifest.get("family", parent_id)
-    own_id = artifact_id(stage.name, stage_config(cfg, stage.name), {stage.name: parent_id}, stage.version)
+    own_id = _own_id(cfg, stage, {stage.name: parent_id})
     generation = parent.manifest.get("generation", 0) + 1
     return Refresh(own_id, parent_id, {"family": family, "generation": generation, "parent": parent_id})
 
@@ -192,6 +211,8 @@ def run_stage(
         )
     input_paths = {up: store.fetch(up, up_id) for up, up_id in inputs.items()}
     manifest_extra: dict[str, Any] = {"family": own_id, "generation": 0} if stage.refreshable else {}
+    if external := external_digests(cfg, name):
+        manifest_extra["external_inputs"] = external  # the folders outside the store it was built from
     if refresh and store.exists(name, own_id):
         plan = plan_refresh(store, stage, cfg, own_id)
         own_id, inputs, manifest_extra = plan.id, {name: plan.parent_id}, plan.manifest

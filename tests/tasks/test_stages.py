@@ -130,3 +130,35 @@ def test_a_built_stage_records_system_metrics_and_a_cached_one_does_not(tmp_path
     cached = run_stage("corpus", cfg, tracker=tracker)
     assert cached.cache_hit
     assert not any(k.startswith("system/cpu") for k in tracker.read_run(cached.mlflow_run_id).metrics)
+
+
+def test_a_given_tokenizer_or_compared_model_edited_in_place_changes_the_ids(tmp_path: Path) -> None:
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
+
+    folder = tmp_path / "given-tokenizer"
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator([WORDS] * 5, vocab_size=60, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                                                               "[MASK]"])
+    BertTokenizerFast(vocab=wordpiece.get_vocab()).save_pretrained(folder)
+    model = tmp_path / "other-model"
+    small = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertForPreTraining(small).save_pretrained(model)
+    plain = _config(tmp_path)
+    cfg = plain.model_copy(update={
+        "tokenize": plain.tokenize.model_copy(update={"tokenizer_path": folder}),
+        "evaluate": plain.evaluate.model_copy(update={"compare_models": [model]}),
+    })
+    before = resolve_ids(cfg)
+    assert resolve_ids(cfg) == before  # the same folders, the same ids
+    assert before["corpus"] == resolve_ids(plain)["corpus"]  # configs without such folders keep their ids
+
+    tokenizer = folder / "tokenizer.json"
+    tokenizer.write_text(tokenizer.read_text().replace('"[UNK]"', '"[OOV]"'))  # the same path, another tokenizer
+    edited = resolve_ids(cfg)
+    assert edited["corpus"] == before["corpus"]
+    assert all(edited[stage] != before[stage] for stage in ("tokenize", "instances", "pretrain", "evaluate"))
+
+    config = model / "config.json"
+    config.write_text(config.read_text().replace('"hidden_act"', '"x": 1, "hidden_act"'))
+    assert resolve_ids(cfg)["evaluate"] != edited["evaluate"] and resolve_ids(cfg)["pretrain"] == edited["pretrain"]
