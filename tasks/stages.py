@@ -121,8 +121,24 @@ def external_digests(cfg: PipelineConfig, stage: str) -> dict[str, str]:
     return {}
 
 
+# Fields of a stage's config that only say how fast it runs (loader processes): left out of the id, so
+# changing one finds the artifact already built (the stage's tests check the output does not move).
+EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers",)}}
+
+
+def hashed_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
+    """stage_config without its EXECUTION_ONLY fields: what the artifact id is derived from."""
+    config = stage_config(cfg, stage)
+    for path in EXECUTION_ONLY.get(stage, ()):
+        parent = config
+        for key in path[:-1]:
+            parent = parent[key]
+        parent.pop(path[-1])
+    return config
+
+
 def _own_id(cfg: PipelineConfig, stage: Stage, inputs: dict[str, str]) -> str:
-    return artifact_id(stage.name, stage_config(cfg, stage.name), inputs, stage.version,
+    return artifact_id(stage.name, hashed_config(cfg, stage.name), inputs, stage.version,
                        external_digests(cfg, stage.name))
 
 

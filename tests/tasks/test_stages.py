@@ -162,3 +162,14 @@ def test_a_given_tokenizer_or_compared_model_edited_in_place_changes_the_ids(tmp
     config = model / "config.json"
     config.write_text(config.read_text().replace('"hidden_act"', '"x": 1, "hidden_act"'))
     assert resolve_ids(cfg)["evaluate"] != edited["evaluate"] and resolve_ids(cfg)["pretrain"] == edited["pretrain"]
+
+
+def test_fields_that_only_set_the_speed_leave_the_ids_alone(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    faster = cfg.model_copy(update={
+        "pretrain": cfg.pretrain.model_copy(update={"num_workers": 4}),
+        "corpus": cfg.corpus.model_copy(update={"extract": cfg.corpus.extract.model_copy(update={"workers": 2})}),
+    })
+    assert resolve_ids(faster) == resolve_ids(cfg)
+    longer = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"max_steps": 7})})
+    assert resolve_ids(longer)["pretrain"] != resolve_ids(cfg)["pretrain"]
