@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version, folder_digest
+from tasks.artifacts import MANIFEST, Artifact, ArtifactStore, artifact_id, code_version, folder_digest
 from tasks.config import PipelineConfig
 from tasks.parallel import ShardMap, serial_map
 from tasks.tracking import MetricLogger, Tracker, flatten
@@ -275,12 +275,14 @@ def run_stage(
 def _record_cache_hit(
     tracker: Tracker | None, artifact: Artifact, config_dump: dict, parent_run_id: str | None, tags: dict
 ) -> str | None:
-    """A short run saying the stage was skipped, so the parent run still shows its whole lineage."""
+    """A short run saying the stage was skipped, so the parent run still shows its whole lineage: the
+    config, the statistics and the manifest of the artifact it found (its reports stay with the run that built it)."""
     if tracker is None:
         return None
     with tracker.run(artifact.stage, parent_run_id, {**tags, "cache_hit": "true"}) as run_id:
         tracker.log_params(run_id, flatten(config_dump))
         tracker.log_metrics(run_id, artifact.stats)
+        tracker.log_artifact(run_id, artifact.path / MANIFEST)
     return run_id
 
 

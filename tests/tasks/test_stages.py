@@ -130,6 +130,8 @@ def test_a_built_stage_records_system_metrics_and_a_cached_one_does_not(tmp_path
     cached = run_stage("corpus", cfg, tracker=tracker)
     assert cached.cache_hit
     assert not any(k.startswith("system/cpu") for k in tracker.read_run(cached.mlflow_run_id).metrics)
+    for run in (built, cached):  # both runs carry the artifact's manifest
+        assert "manifest.json" in [a.path for a in tracker.client.list_artifacts(run.mlflow_run_id)]
 
 
 def test_a_given_tokenizer_or_compared_model_edited_in_place_changes_the_ids(tmp_path: Path) -> None:
