@@ -101,7 +101,14 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
     if preset is not None:
         path = resolve_preset(preset)
         source = str(path)
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as err:
+            line = err.object.count(b"\n", 0, err.start) + 1
+            raise ConfigError(source, [f"{path} is not UTF-8 text (byte {err.object[err.start]:#04x} on line {line}); "
+                                       f"save it as UTF-8"]) from None
+        except yaml.YAMLError as err:
+            raise ConfigError(source, [f"{path} is not valid YAML: {yaml_problem(err)}"]) from None
         if not isinstance(loaded, dict):
             raise ConfigError(source, [f"top level must be a mapping of stage names, got {type(loaded).__name__}"])
         tree = loaded
@@ -110,12 +117,30 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         if not sep or not key.strip():
             problems.append(f"override {override!r} is not of the form section.field=value")
             continue
-        _set_path(tree, key.strip().split("."), yaml.safe_load(raw) if raw.strip() else raw, problems)
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError as err:
+            problems.append(f"override {override!r}: value {raw!r} is not valid YAML: {yaml_problem(err)}; give a "
+                            f"YAML value such as 3, true or [a, b], or quote text: --set '{key.strip()}=\"...\"'")
+            continue
+        _set_path(tree, key.strip().split("."), value, problems)
     if overrides:
         source += " with --set " + " ".join(overrides)
     if problems:
         raise ConfigError(source, problems)
     return validate_config(tree, source)
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML parse error on one line: what is wrong, where (line, column), and inside what."""
+    if not isinstance(err, yaml.MarkedYAMLError) or err.problem is None:
+        return " ".join(str(err).split())
+    message = err.problem
+    if err.problem_mark is not None:
+        message += f" at line {err.problem_mark.line + 1}, column {err.problem_mark.column + 1}"
+    if err.context and err.context_mark is not None:
+        message += f" ({err.context} started at line {err.context_mark.line + 1}, column {err.context_mark.column + 1})"
+    return message
 
 
 def validate_config(tree: dict[str, Any], source: str = "input") -> PipelineConfig:

@@ -53,3 +53,22 @@ def test_bad_override_syntax_and_unknown_preset():
 def test_hidden_size_must_divide_into_heads():
     with pytest.raises(ConfigError, match="pretrain"):
         load_config("tiny", ["pretrain.hidden_size=100", "pretrain.num_attention_heads=3"])
+
+
+def test_unreadable_yaml_is_a_config_error_naming_the_file_or_override_and_where(tmp_path):
+    unclosed = tmp_path / "unclosed.yaml"
+    unclosed.write_text("pretrain: {max_steps: 3\ntokenize: {}\n")
+    with pytest.raises(ConfigError, match=r"unclosed.yaml is not valid YAML: expected ',' or '}', but got ':' "
+                                          r"at line 2, column 9 \(while parsing a flow mapping started at line 1"):
+        load_config(unclosed)
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("pretrain:\n  seed: 1  # café\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml is not UTF-8 text \(byte 0xe9 on line 2\); save it as UTF-8"):
+        load_config(latin1)
+    with pytest.raises(ConfigError) as caught:
+        load_config("tiny", ["corpus.crawl.exclude_patterns=[a", "pretrain.seed={"])
+    message = str(caught.value)
+    assert "2 problem(s)" in message
+    assert ("override 'corpus.crawl.exclude_patterns=[a': value '[a' is not valid YAML: expected ',' or ']', "
+            "but got '<stream end>' at line 1, column 3") in message
+    assert "or quote text: --set 'pretrain.seed=\"...\"'" in message
