@@ -26,6 +26,16 @@ SIZES: dict[str, dict[str, int]] = {
     )
 }
 DEFAULT_SIZE: ModelSize = "tiny"
+SHAPE_FIELDS = tuple(SIZES[DEFAULT_SIZE])  # the fields a size preset fills
+
+
+def override_size(fields: dict[str, Any], overridden: set[str]) -> dict[str, Any]:
+    """Pretrain fields after overrides: when `size` is among the overridden fields, the shape fields a
+    config file named are dropped (those overridden too are kept), so `--set pretrain.size=base` on a preset
+    with hidden_size etc. trains base rather than being silently outvoted by the preset's shape."""
+    if "size" not in overridden:
+        return fields
+    return {k: v for k, v in fields.items() if k not in SHAPE_FIELDS or k in overridden}
 
 
 class PretrainConfig(BaseModel):
@@ -33,7 +43,8 @@ class PretrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    # Architecture: a size preset, any field named explicitly overrides it.
+    # Architecture: a size preset, any field named explicitly overrides it (an overridden size drops the
+    # shape a config file named: override_size).
     size: ModelSize = DEFAULT_SIZE
     """Size preset (Google's BERT miniatures, base, large) filling the four shape fields not given explicitly."""
     hidden_size: int = Field(default=SIZES[DEFAULT_SIZE]["hidden_size"], ge=8)

@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from model.config import PretrainConfig
+from model.config import PretrainConfig, override_size
 from model.train import NonFiniteLossError, TrainingInterrupted, pretrain
 
 
@@ -38,7 +38,8 @@ def build_config(config_path: Path | None, overrides: list[str]) -> PretrainConf
         if not sep:
             raise ValueError(f"--set {override!r} is not of the form field=value (e.g. --set max_steps=100)")
         fields[name.removeprefix("pretrain.")] = yaml.safe_load(raw)
-    return PretrainConfig.model_validate(fields)
+    overridden = {override.partition("=")[0].removeprefix("pretrain.") for override in overrides}
+    return PretrainConfig.model_validate(override_size(fields, overridden))
 
 
 def _metrics_writer(path: Path | None) -> Callable[[dict[str, float], int], None] | None:

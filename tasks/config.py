@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from model.config import PretrainConfig
+from model.config import PretrainConfig, override_size
 from tasks.corpus import CorpusConfig
 from tasks.evaluate import EvaluateConfig
 from tasks.instances import InstancesConfig
@@ -112,6 +112,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         if not isinstance(loaded, dict):
             raise ConfigError(source, [f"top level must be a mapping of stage names, got {type(loaded).__name__}"])
         tree = loaded
+    overridden: set[str] = set()  # pretrain fields given by --set
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
@@ -123,7 +124,12 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
             problems.append(f"override {override!r}: value {raw!r} is not valid YAML: {yaml_problem(err)}; give a "
                             f"YAML value such as 3, true or [a, b], or quote text: --set '{key.strip()}=\"...\"'")
             continue
-        _set_path(tree, key.strip().split("."), value, problems)
+        keys = key.strip().split(".")
+        _set_path(tree, keys, value, problems)
+        if len(keys) == 2 and keys[0] == "pretrain":
+            overridden.add(keys[1])
+    if isinstance(tree.get("pretrain"), dict):
+        tree["pretrain"] = override_size(tree["pretrain"], overridden)
     if overrides:
         source += " with --set " + " ".join(overrides)
     if problems:

@@ -24,7 +24,7 @@ def test_explicit_fields_override_the_preset_and_survive_a_round_trip():
 
 
 def test_size_preset_from_an_override_and_presets_keep_their_fields():
-    assert load_config("tiny", ["pretrain.size=mini"]).pretrain.hidden_size == 32  # tiny.yaml names it
+    assert load_config("tiny", ["pretrain.size=mini"]).pretrain.hidden_size == 256  # replaces tiny.yaml's shape
     assert load_config("demo", ["pretrain.size=mini"]).pretrain.hidden_size == 256
     assert load_config("tiny").pretrain.hidden_size == 32
 

@@ -22,6 +22,14 @@ def test_config_from_a_preset_section_and_overrides(tmp_path):
     assert build_config(REPO / "configs" / "tiny.yaml", []).hidden_size == 32
 
 
+def test_size_set_on_a_preset_with_a_shape_replaces_the_shape():
+    # configs/tiny.yaml names hidden_size etc.; --set size=mini must train mini, not tiny.yaml's 32-wide model
+    cfg = build_config(REPO / "configs" / "tiny.yaml", ["size=mini"])
+    assert (cfg.size, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == ("mini", 256, 4, 4)
+    cfg = build_config(REPO / "configs" / "tiny.yaml", ["pretrain.size=mini", "num_hidden_layers=2"])
+    assert (cfg.hidden_size, cfg.num_hidden_layers) == (256, 2)  # a shape field set alongside still wins
+
+
 def test_bad_input_exits_2_with_the_field_named(tmp_path, capsys, instances_dir, tokenizer_dir):
     code = main(["--instances", str(instances_dir), "--tokenizer", str(tokenizer_dir), "--out", str(tmp_path),
                  "--set", "optimizer=sgd"])  # fmt: skip

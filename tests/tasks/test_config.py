@@ -1,6 +1,7 @@
 import pytest
+import yaml
 
-from tasks.config import ConfigError, load_config, preset_names
+from tasks.config import PRESETS_DIR, ConfigError, load_config, preset_names
 
 
 @pytest.mark.parametrize("preset", preset_names())
@@ -72,3 +73,17 @@ def test_unreadable_yaml_is_a_config_error_naming_the_file_or_override_and_where
     assert ("override 'corpus.crawl.exclude_patterns=[a': value '[a' is not valid YAML: expected ',' or ']', "
             "but got '<stream end>' at line 1, column 3") in message
     assert "or quote text: --set 'pretrain.seed=\"...\"'" in message
+
+
+def test_size_set_on_a_preset_with_a_shape_replaces_the_presets_shape(tmp_path):
+    assert load_config("tiny").pretrain.hidden_size == 32  # tiny.yaml names its own shape
+    base = load_config("tiny", ["pretrain.size=base"]).pretrain
+    assert (base.size, base.hidden_size, base.num_hidden_layers, base.num_attention_heads,
+            base.intermediate_size) == ("base", 768, 12, 12, 3072)
+    six_layers = load_config("tiny", ["pretrain.num_hidden_layers=6", "pretrain.size=base"]).pretrain
+    assert (six_layers.hidden_size, six_layers.num_hidden_layers) == (768, 6)  # a shape field set too still wins
+    preset = tmp_path / "base6.yaml"
+    tree = yaml.safe_load((PRESETS_DIR / "tiny.yaml").read_text())
+    preset.write_text(yaml.safe_dump({**tree, "pretrain": {"size": "base", "num_hidden_layers": 6}}))
+    assert load_config(preset).pretrain.num_hidden_layers == 6  # in one file, a named field overrides size
+    assert load_config(preset, ["pretrain.seed=5"]).pretrain.num_hidden_layers == 6
