@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--config", "-c", default=None, help=f"preset name ({', '.join(preset_names())}) or YAML path")
+        p.add_argument("--config", "-c", default=None,
+                       help=f"preset name ({', '.join(preset_names())}) or path to a YAML file (ending in .yaml/.yml "
+                            "or containing a /)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override one field, e.g. --set pretrain.max_steps=100 (repeatable)")
         return p

@@ -8,6 +8,7 @@ problem is reported at once, naming the field, the bad value and what would be v
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path, PurePath
 from typing import Annotated, Any
 
@@ -78,18 +79,26 @@ def preset_names() -> list[str]:
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:
-    """A preset name ('demo') or a path to a YAML file -> the file."""
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    """A preset name ('demo') or a path to a YAML file -> the file.
+
+    A bare name is always a preset, whatever the working folder holds; a path is a Path, or ends in .yaml or
+    .yml, or contains a folder separator (./tiny reads a file named tiny here).
+    """
+    text = str(name_or_path)
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if isinstance(name_or_path, PurePath) or text.endswith((".yaml", ".yml")) or any(s in text for s in separators):
+        path = Path(name_or_path)
+        if path.is_dir():
+            raise ConfigError(text, [f"config file {text} is a directory; give a YAML file or a preset name "
+                                     f"({', '.join(preset_names())})"])
         if not path.is_file():
-            raise ConfigError(str(path), [f"config file {path} does not exist"])
+            raise ConfigError(text, [f"config file {text} does not exist"])
         return path
-    candidate = PRESETS_DIR / f"{name_or_path}.yaml"
+    candidate = PRESETS_DIR / f"{text}.yaml"
     if not candidate.is_file():
-        raise ConfigError(
-            str(name_or_path),
-            [f"no preset named {name_or_path!r}; presets: {', '.join(preset_names())} (or a path to a .yaml file)"],
-        )
+        here = f"; to read the file {text!r} in this folder, pass ./{text}" if Path(text).is_file() else ""
+        raise ConfigError(text, [f"no preset named {text!r}; presets: {', '.join(preset_names())} "
+                                 f"(or a path to a .yaml file){here}"])
     return candidate
 
 

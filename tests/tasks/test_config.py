@@ -87,3 +87,17 @@ def test_size_set_on_a_preset_with_a_shape_replaces_the_presets_shape(tmp_path):
     preset.write_text(yaml.safe_dump({**tree, "pretrain": {"size": "base", "num_hidden_layers": 6}}))
     assert load_config(preset).pretrain.num_hidden_layers == 6  # in one file, a named field overrides size
     assert load_config(preset, ["pretrain.seed=5"]).pretrain.num_hidden_layers == 6
+
+
+def test_a_bare_name_is_a_preset_whatever_the_working_folder_holds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()  # e.g. a folder of demo outputs
+    (tmp_path / "tiny").write_text("not: [yaml")
+    (tmp_path / "mine").write_text((PRESETS_DIR / "tiny.yaml").read_text())
+    assert load_config("demo").pretrain.max_steps == 500
+    assert load_config("tiny").pretrain.hidden_size == 32
+    assert load_config("./mine").pretrain.hidden_size == 32  # a path with a separator is a file
+    with pytest.raises(ConfigError, match=r"no preset named 'mine'; .* to read the file 'mine' in this folder, pass ./mine"):
+        load_config("mine")
+    with pytest.raises(ConfigError, match=r"config file \./demo is a directory; give a YAML file or a preset name \(demo, "):
+        load_config("./demo")
