@@ -122,6 +122,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
             raise ConfigError(source, [f"top level must be a mapping of stage names, got {type(loaded).__name__}"])
         tree = loaded
     overridden: set[str] = set()  # pretrain fields given by --set
+    typed: dict[tuple[str, ...], str] = {}  # --set values YAML read as a non-string -> the same value quoted
     for override in overrides:
         key, sep, raw = override.partition("=")
         if not sep or not key.strip():
@@ -135,6 +136,8 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
             continue
         keys = key.strip().split(".")
         _set_path(tree, keys, value, problems)
+        if not isinstance(value, str):
+            typed[tuple(keys)] = f"--set '{key.strip()}=\"{raw.strip()}\"'"
         if len(keys) == 2 and keys[0] == "pretrain":
             overridden.add(keys[1])
     if isinstance(tree.get("pretrain"), dict):
@@ -143,7 +146,7 @@ def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[s
         source += " with --set " + " ".join(overrides)
     if problems:
         raise ConfigError(source, problems)
-    return validate_config(tree, source)
+    return validate_config(tree, source, typed)
 
 
 def yaml_problem(err: yaml.YAMLError) -> str:
@@ -158,15 +161,20 @@ def yaml_problem(err: yaml.YAMLError) -> str:
     return message
 
 
-def validate_config(tree: dict[str, Any], source: str = "input") -> PipelineConfig:
-    """Validate a nested mapping, turning pydantic's errors into one readable ConfigError."""
+def validate_config(tree: dict[str, Any], source: str = "input",
+                    quoted: dict[tuple[str, ...], str] | None = None) -> PipelineConfig:
+    """Validate a nested mapping, turning pydantic's errors into one readable ConfigError.
+
+    quoted: field path -> the --set that passes its value as text, for values YAML read as a number, bool,
+    null or date; a string field given one gets that hint.
+    """
     try:
         return PipelineConfig.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(source, [describe_error(e) for e in err.errors()]) from None
+        raise ConfigError(source, [describe_error(e, quoted or {}) for e in err.errors()]) from None
 
 
-def describe_error(error: dict[str, Any]) -> str:
+def describe_error(error: dict[str, Any], quoted: dict[tuple[str, ...], str] | None = None) -> str:
     """One pydantic error as 'field: what is wrong (got value); what is valid'."""
     loc = [str(part) for part in error["loc"]]
     where = ".".join(loc) or "(top level)"
@@ -178,7 +186,11 @@ def describe_error(error: dict[str, Any]) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "missing":
         return f"{where}: required field is missing"
-    return f"{where}: {message} (got {error.get('input')!r})"
+    hint = ""
+    if error["type"] == "string_type":  # loc may go on past the field (the str member of a union)
+        hint = next((f"; to pass it as text, quote it: {text}" for path, text in (quoted or {}).items()
+                     if tuple(loc[: len(path)]) == path), "")
+    return f"{where}: {message} (got {error.get('input')!r}){hint}"
 
 
 def _fields_at(loc: list[str]) -> list[str]:

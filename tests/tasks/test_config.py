@@ -101,3 +101,16 @@ def test_a_bare_name_is_a_preset_whatever_the_working_folder_holds(tmp_path, mon
         load_config("mine")
     with pytest.raises(ConfigError, match=r"config file \./demo is a directory; give a YAML file or a preset name \(demo, "):
         load_config("./demo")
+
+
+def test_a_set_value_yaml_reads_as_a_number_or_bool_for_a_text_field_says_to_quote_it():
+    with pytest.raises(ConfigError) as caught:
+        load_config("tiny", ["tracking.experiment=2024", "tracking.registered_model=no", "pretrain.max_steps=x"])
+    message = str(caught.value)
+    assert ("tracking.experiment: Input should be a valid string (got 2024); to pass it as text, quote it: "
+            "--set 'tracking.experiment=\"2024\"'") in message
+    assert "tracking.registered_model: Input should be a valid string (got False); to pass it as text, quote it: " \
+           "--set 'tracking.registered_model=\"no\"'" in message
+    assert "pretrain.max_steps: Input should be a valid integer, unable to parse string as an integer (got 'x')\n" \
+           in message + "\n"  # a wrong text gets no quoting hint
+    assert load_config("tiny", ['tracking.experiment="2024"']).tracking.experiment == "2024"
