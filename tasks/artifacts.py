@@ -138,6 +138,23 @@ def is_remote(root: Path | str) -> bool:
     return fsspec.utils.get_protocol(str(root)) not in ("file", "local")
 
 
+def missing_backend(root: Path | str) -> str | None:
+    """Why root's fsspec filesystem cannot be used here (its package is not installed, or its protocol is
+    unknown), or None when it can: so a data root is refused when the config is checked, not at first use."""
+    for url in str(root).split("::"):  # chained URLs (simplecache::s3://...) need every filesystem
+        protocol = fsspec.utils.get_protocol(url)
+        if protocol in ("file", "local"):
+            continue
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except ImportError as err:  # fsspec names the package: "Install s3fs to access S3"
+            return f"the {protocol}:// filesystem is not installed ({err}); install its package or use a local folder"
+        except ValueError:
+            return (f"fsspec knows no {protocol}:// filesystem; valid: a local folder or a URL of a protocol fsspec "
+                    f"knows, such as s3://, gs://, abfs://")
+    return None
+
+
 def default_cache_dir(url: str) -> Path:
     """$PRETRAINFLOW_CACHE_DIR (or ~/.cache/pretrainflow)/<hash of the URL>: one cache folder per remote root."""
     base = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "pretrainflow")

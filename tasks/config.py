@@ -13,9 +13,10 @@ from pathlib import Path, PurePath
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from model.config import PretrainConfig, override_size
+from tasks.artifacts import missing_backend
 from tasks.corpus import CorpusConfig
 from tasks.evaluate import EvaluateConfig
 from tasks.instances import InstancesConfig
@@ -62,6 +63,14 @@ class PipelineConfig(BaseModel):
     """Model size and training schedule."""
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     """Downstream fine-tuning, pretrained vs from scratch."""
+
+    @field_validator("data_root")
+    @classmethod
+    def _data_root_usable(cls, root: str) -> str:
+        problem = missing_backend(root)
+        if problem:
+            raise ValueError(problem)
+        return root
 
 
 class ConfigError(ValueError):

@@ -1,3 +1,6 @@
+import re
+
+import fsspec
 import pytest
 import yaml
 
@@ -114,3 +117,24 @@ def test_a_set_value_yaml_reads_as_a_number_or_bool_for_a_text_field_says_to_quo
     assert "pretrain.max_steps: Input should be a valid integer, unable to parse string as an integer (got 'x')\n" \
            in message + "\n"  # a wrong text gets no quoting hint
     assert load_config("tiny", ['tracking.experiment="2024"']).tracking.experiment == "2024"
+
+
+def test_a_data_root_whose_filesystem_is_not_installed_is_refused_naming_the_package():
+    uninstalled = {p: str(e) for p in ("s3", "gs", "abfs", "sftp") if (e := _import_error(p))}
+    if not uninstalled:
+        pytest.skip("every remote fsspec backend tried is installed here")
+    protocol, err = next(iter(uninstalled.items()))
+    with pytest.raises(ConfigError, match=rf"data_root: the {protocol}:// filesystem is not installed "
+                                          rf"\({re.escape(err)}\); install its package or use a local folder"):
+        load_config("tiny", [f"data_root={protocol}://bucket/pretrainflow"])
+    with pytest.raises(ConfigError, match=r"data_root: fsspec knows no nosuch:// filesystem"):
+        load_config("tiny", ["data_root=nosuch://bucket"])
+    assert load_config("tiny", ["data_root=memory://pretrainflow"]).data_root == "memory://pretrainflow"
+
+
+def _import_error(protocol: str) -> ImportError | None:
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as err:
+        return err
+    return None
