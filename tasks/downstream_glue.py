@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from transformers import PreTrainedTokenizerBase
 
 from tasks.downstream import DATA_FILE_SUFFIXES, Rows, cap_rows, carve_dev, finish_task, read_rows
@@ -63,6 +63,12 @@ class GlueTask(BaseModel):
             raise ValueError(f"data_dir {str(folder)!r} is not a folder; give one holding train.* and validation.*")
         return folder
 
+    @model_validator(mode="after")
+    def _in_cache(self) -> GlueTask:
+        if self.data_dir is None:  # refused with the config, not in the evaluate stage after pretraining
+            load_glue_from_cache(self.task)
+        return self
+
     @property
     def name(self) -> str:
         return self.task
@@ -72,25 +78,32 @@ def _glue_files(folder: Path, split: str) -> list[Path]:
     return sorted(p for p in Path(folder).glob(f"{split}.*") if p.suffix.lower() in DATA_FILE_SUFFIXES)
 
 
-def _glue_from_cache(task: GlueTask, spec: GlueSpec) -> tuple[dict[str, Rows], list[str] | None]:
-    """GLUE train and validation from the Hugging Face cache, offline; a clear error when it is not there."""
+def load_glue_from_cache(task: str) -> Any:
+    """GLUE `task`'s DatasetDict from the local Hugging Face cache, offline; a ValueError saying how to get it
+    when it is not there (checked when the config is validated, and again when the stage reads it)."""
     from tasks.sources_hf import offline_datasets  # the one place that sets Hugging Face's offline switches
 
+    spec = GLUE_TASKS[task]
     datasets = offline_datasets()
     if not datasets.config.HF_HUB_OFFLINE:  # never download at run time, whoever imported datasets first
-        raise ValueError(f"GLUE {task.task!r}: datasets was imported before offline mode could be set; set "
+        raise ValueError(f"GLUE {task!r}: datasets was imported before offline mode could be set; set "
                          f"HF_HUB_OFFLINE=1 to read it from the local cache, or set data_dir to local files")
     try:
-        loaded = datasets.load_dataset(GLUE_HUB_ID, task.task)
+        return datasets.load_dataset(GLUE_HUB_ID, task)
     except Exception as exc:  # datasets raises many types for a missing cache entry
         raise ValueError(
-            f"GLUE {task.task!r} is not in the local Hugging Face cache and nothing is downloaded at run time "
+            f"GLUE {task!r} is not in the local Hugging Face cache and nothing is downloaded at run time "
             f"({type(exc).__name__}: {str(exc)[:200]}). Either run `python -c \"import datasets; "
-            f"datasets.load_dataset('{GLUE_HUB_ID}', '{task.task}')\"` on a connected machine and copy its "
+            f"datasets.load_dataset('{GLUE_HUB_ID}', '{task}')\"` on a connected machine and copy its "
             f"~/.cache/huggingface here, or set data_dir to a folder with train.* and validation.* files "
             f"(csv, tsv, jsonl or parquet) with columns {[c for c in (spec.text_column, spec.pair_column) if c]} "
             f"and 'label'"
         ) from exc
+
+
+def _glue_from_cache(task: GlueTask, spec: GlueSpec) -> tuple[dict[str, Rows], list[str] | None]:
+    """GLUE train and validation from the Hugging Face cache, offline, as rows."""
+    loaded = load_glue_from_cache(task.task)
     features = loaded["train"].features.get("label")
     names = list(getattr(features, "names", []) or []) or None
     splits = {}

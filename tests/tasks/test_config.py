@@ -138,3 +138,10 @@ def _import_error(protocol: str) -> ImportError | None:
     except ImportError as err:
         return err
     return None
+
+
+def test_a_glue_task_missing_from_the_local_cache_is_a_config_error():
+    # offline (tests/conftest.py) with no GLUE in the cache: the config says so before any stage runs
+    with pytest.raises(ConfigError, match=r"evaluate.tasks.1.glue: GLUE 'rte' is not in the local Hugging Face "
+                                          r"cache .* or set data_dir to a folder with train.\* and validation.\*"):
+        load_config("tiny", ["evaluate.tasks=[{type: url-section}, {type: glue, task: rte}]"])

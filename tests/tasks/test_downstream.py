@@ -99,7 +99,9 @@ def test_glue_from_a_folder_of_tsv_files(tmp_path, model_dir):  # noqa: F811
     assert data.splits["test"].token_type_ids is not None
 
 
-def test_glue_missing_from_the_cache_says_how_to_get_it(model_dir):  # noqa: F811
-    # offline (tests/conftest.py) and with no GLUE in the cache, as on a fresh machine
-    with pytest.raises(ValueError, match=r"GLUE 'cola' is not in the local Hugging Face cache .* set data_dir"):
-        build_glue_task(GlueTask(task="cola"), AutoTokenizer.from_pretrained(model_dir), 32)
+def test_glue_missing_from_the_cache_is_refused_with_the_config_saying_how_to_get_it(tmp_path):
+    # offline (tests/conftest.py) and with no GLUE in the cache, as on a fresh machine: refused when the task
+    # is configured, not in the evaluate stage after a whole pipeline has pretrained
+    with pytest.raises(ValidationError, match=r"GLUE 'cola' is not in the local Hugging Face cache .* set data_dir"):
+        GlueTask(task="cola")
+    assert GlueTask(task="cola", data_dir=tmp_path).data_dir == tmp_path  # local files need no cache
