@@ -166,9 +166,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from flows.compare import compare_runs, format_table
-    from tasks.tracking import Tracker
+    from tasks.tracking import Tracker, missing_store, resolve_tracking_uri
 
-    tracker = Tracker(args.tracking_uri)
+    tracking_uri = resolve_tracking_uri(args.tracking_uri)
+    problem = missing_store(tracking_uri)  # compare only reads: never create a store or an experiment
+    if problem:
+        raise ConfigError("--tracking-uri", [problem])
+    tracker = Tracker(tracking_uri, create=False)
     unknown = [run_id for run_id in args.run_ids if not tracker.run_exists(run_id)]
     if unknown:
         raise ConfigError("RUN_ID", [f"no MLflow run {run_id!r} in {tracker.tracking_uri}" for run_id in unknown])

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -25,6 +26,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 _BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params per log_batch call
 _PARAM_BATCH = 100
 _PARAM_CHARS = 6000  # MLflow's limit on one param value
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -33,6 +35,26 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
     if uri:
         return uri
     return f"sqlite:///{Path.cwd() / 'mlflow.db'}"  # absolute, so a UI started elsewhere finds it
+
+
+def missing_store(tracking_uri: str) -> str | None:
+    """Why tracking_uri names no MLflow store that exists to be read (a SQLite file that is not there, a plain
+    path to a SQLite file, which MLflow would take for a file-store folder), or None: reading never creates one."""
+    scheme = urlparse(tracking_uri).scheme
+    if scheme == "sqlite":
+        path = Path(tracking_uri.removeprefix("sqlite:///"))
+        if not path.is_file():
+            return (f"no SQLite MLflow store at {path} ({tracking_uri}); give the file the runs were logged to, "
+                    f"as sqlite:///<absolute path>")
+    elif scheme in ("", "file"):  # MLflow reads a plain path as a file-store folder
+        path = Path(tracking_uri.removeprefix("file://"))
+        if path.is_file() or path.suffix in _SQLITE_SUFFIXES:
+            exists = "" if path.is_file() else " (which does not exist)"
+            return (f"{tracking_uri} is a plain path{exists}, and MLflow reads a plain path as a file-store folder; "
+                    f"for a SQLite store give sqlite:///{path.resolve()}")
+        if not path.is_dir():
+            return f"no MLflow store at {tracking_uri}; give sqlite:///<absolute path> or an http:// server URL"
+    return None
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -65,11 +87,15 @@ class RunRecord:
 class Tracker:
     """Runs of one MLflow experiment, addressed by run id."""
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = "pretrainflow"):
+    def __init__(self, tracking_uri: str | None = None, experiment: str = "pretrainflow", create: bool = True):
+        """create=False only reads: the experiment is not created (experiment_id None when it does not exist)."""
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        if found or not create:
+            self.experiment_id = found.experiment_id if found else None
+        else:
+            self.experiment_id = self.client.create_experiment(experiment)
         self.experiment = experiment
 
     def start_run(

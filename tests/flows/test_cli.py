@@ -64,3 +64,15 @@ def test_malformed_input_is_refused_with_exit_2(tmp_path):
 def test_artifacts_lists_nothing_in_an_empty_root(tmp_path):
     done = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), cwd=tmp_path)
     assert done.returncode == 0 and "no artifacts under" in done.stdout
+
+
+def test_compare_refuses_a_store_that_does_not_exist_and_creates_none(tmp_path):
+    typo = tmp_path / "typo.db"
+    done = pretrainflow("compare", "0123abcd", "--tracking-uri", f"sqlite:///{typo}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"no SQLite MLflow store at {typo}" in done.stderr and "Traceback" not in done.stderr
+    plain = pretrainflow("compare", "0123abcd", "--tracking-uri", str(tmp_path / "mlflow.db"), cwd=tmp_path)
+    assert plain.returncode == 2, plain.stderr
+    assert f"for a SQLite store give sqlite:///{tmp_path / 'mlflow.db'}" in plain.stderr
+    assert "Traceback" not in plain.stderr
+    assert list(tmp_path.iterdir()) == []

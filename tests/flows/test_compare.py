@@ -50,5 +50,7 @@ def test_compare_shows_the_differing_param_and_each_stages_metrics_side_by_side(
 
 
 def test_compare_refuses_an_unknown_run_id_naming_it(tmp_path, capsys):
-    assert main(["compare", "0123456789abcdef", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]) == 2
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    Tracker(uri)  # compare reads an existing store only
+    assert main(["compare", "0123456789abcdef", "--tracking-uri", uri]) == 2
     assert "no MLflow run '0123456789abcdef'" in capsys.readouterr().err

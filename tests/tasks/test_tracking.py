@@ -1,4 +1,4 @@
-from tasks.tracking import Tracker, flatten
+from tasks.tracking import Tracker, flatten, missing_store
 
 
 def test_flatten_nested_config():
@@ -54,3 +54,16 @@ def test_system_metrics_are_sampled_into_the_run_while_the_block_runs(tmp_path):
     assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(metrics), metrics
     history = tracker.client.get_metric_history(run_id, "system/cpu_utilization_percentage")
     assert len(history) >= 2 and all(0.0 <= m.value <= 100.0 for m in history)
+
+
+def test_reading_a_store_never_creates_one_or_an_experiment(tmp_path):
+    typo = tmp_path / "typo.db"
+    assert missing_store(f"sqlite:///{typo}").startswith(f"no SQLite MLflow store at {typo}")
+    assert not typo.exists()
+    store = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{store}"
+    Tracker(uri, experiment="test")  # the store a pipeline wrote
+    assert missing_store(uri) is None
+    assert missing_store(str(store)).endswith(f"for a SQLite store give sqlite:///{store}")  # a plain path
+    reader = Tracker(uri, create=False)
+    assert reader.experiment_id is None and reader.client.get_experiment_by_name("pretrainflow") is None
