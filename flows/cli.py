@@ -102,6 +102,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args)  # validated before Prefect or any work starts
     if args.refresh and args.flow != "corpus":
         raise ConfigError("--refresh", [f"only the corpus flow refreshes, not {args.flow!r}"])
+    if args.flow != "pipeline":  # a missing upstream artifact in one line, before Prefect starts
+        from tasks.artifacts import ArtifactStore
+        from tasks.stages import MissingInputError, check_inputs, resolve_ids
+
+        try:
+            check_inputs(args.flow, ArtifactStore(config.data_root), resolve_ids(config))
+        except MissingInputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     result = run_flow(args.flow, config, refresh=args.refresh)
     print(json.dumps(result, indent=2, default=str))
     return 0

@@ -180,6 +180,19 @@ class MissingInputError(RuntimeError):
     """A stage was asked to run before the artifact it reads exists."""
 
 
+def check_inputs(name: str, store: ArtifactStore, ids: dict[str, str]) -> None:
+    """Raise MissingInputError, saying which stage to run first, when an artifact stage `name` reads (ids:
+    resolve_ids of the config) is not in store."""
+    inputs = {up: ids[up] for up in STAGES[name].inputs}
+    missing = [up for up, up_id in inputs.items() if not store.exists(up, up_id)]
+    if missing:
+        raise MissingInputError(
+            f"stage {name!r} needs the {', '.join(missing)} artifact(s) "
+            f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.location}, built with this same "
+            f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
+        )
+
+
 @dataclass
 class StageResult:
     """What one stage run produced."""
@@ -218,13 +231,7 @@ def run_stage(
     own_id = ids[name]
     inputs = {up: ids[up] for up in stage.inputs}
     store.finish_upload(name, own_id)  # a remote upload a crash cut short is finished, not rebuilt
-    missing = [up for up, up_id in inputs.items() if not store.exists(up, up_id)]
-    if missing:
-        raise MissingInputError(
-            f"stage {name!r} needs the {', '.join(missing)} artifact(s) "
-            f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.location}, built with this same "
-            f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
-        )
+    check_inputs(name, store, ids)
     input_paths = {up: store.fetch(up, up_id) for up, up_id in inputs.items()}
     manifest_extra: dict[str, Any] = {"family": own_id, "generation": 0} if stage.refreshable else {}
     if external := external_digests(cfg, name):

@@ -76,3 +76,12 @@ def test_compare_refuses_a_store_that_does_not_exist_and_creates_none(tmp_path):
     assert f"for a SQLite store give sqlite:///{tmp_path / 'mlflow.db'}" in plain.stderr
     assert "Traceback" not in plain.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_run_of_a_stage_whose_input_is_not_built_says_so_in_one_line_before_prefect_starts(tmp_path):
+    done = pretrainflow("run", "instances", "--config", "tiny", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("error: stage 'instances' needs the tokenize artifact(s) (tokenize/")
+    assert "run `pretrainflow run tokenize` with it first" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1  # no Prefect logs, no traceback
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "data").exists()
