@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -17,10 +18,17 @@ from tasks.config import ConfigError, PipelineConfig, load_config, preset_names
 FLOW_NAMES = ("corpus", "tokenize", "instances", "pretrain", "evaluate", "pipeline")
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler's stop, `timeout`, `docker stop`) leaves the way Ctrl-C does: on the way out
+    the open MLflow runs end FAILED and the Prefect flow run CRASHED, instead of staying RUNNING for good."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     try:

@@ -44,6 +44,9 @@ def _forward(lines_file: Path, offset: int, log_metrics: Callable[[dict[str, flo
     return offset + len(complete)
 
 
+_STOP_SECONDS = 600  # for the workers to finish a step and write their stop checkpoint
+
+
 def pretrain_under_torchrun(cfg: PretrainConfig, nproc: int, instances: Path, tokenizer: Path, out: Path,
                             log_metrics: Callable[[dict[str, float], int], None] | None = None,
                             poll_seconds: float = 2.0) -> dict[str, int | float]:
@@ -55,9 +58,14 @@ def pretrain_under_torchrun(cfg: PretrainConfig, nproc: int, instances: Path, to
         command = torchrun_command(nproc, cfg_file, instances, tokenizer, out, side)
         process = subprocess.Popen(command)  # its output goes to this process's stdout/stderr (the flow log)
         offset = 0
-        while process.poll() is None:
-            time.sleep(poll_seconds)
-            offset = _forward(side / "metrics.jsonl", offset, log_metrics)
+        try:
+            while process.poll() is None:
+                time.sleep(poll_seconds)
+                offset = _forward(side / "metrics.jsonl", offset, log_metrics)
+        except BaseException:  # SIGTERM or Ctrl-C here: torchrun passes SIGTERM on, the workers checkpoint and stop
+            process.terminate()
+            process.wait(timeout=_STOP_SECONDS)
+            raise
         _forward(side / "metrics.jsonl", offset, log_metrics)
         if process.returncode != 0:  # torchrun reports 1 whatever its processes exited with: their errors are logged
             raise RuntimeError(f"training under torchrun ({nproc} processes) failed with status {process.returncode}; "

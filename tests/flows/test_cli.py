@@ -85,3 +85,30 @@ def test_run_of_a_stage_whose_input_is_not_built_says_so_in_one_line_before_pref
     assert "run `pretrainflow run tokenize` with it first" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1  # no Prefect logs, no traceback
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_runs_failed_and_crashed_not_running(tmp_path):
+    """A scheduler's stop (SIGTERM) mid-stage: the MLflow runs end FAILED, the Prefect flow run CRASHED."""
+    import signal
+    import time
+
+    from tasks.tracking import Tracker
+
+    env = {**os.environ, "DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
+           "PREFECT_HOME": str(tmp_path / "prefect")}
+    log = tmp_path / "run.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([CLI, "run", "corpus", "--config", "tiny"], cwd=tmp_path, env=env,
+                                   stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while "corpus: building artifact" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
+    text = log.read_text()
+    assert "Finished in state Crashed" in text and "Traceback" not in text
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="pretrainflow", create=False)
+    runs = tracker.client.search_runs([e.experiment_id for e in tracker.client.search_experiments()])
+    assert {r.info.run_name: r.info.status for r in runs} == {"corpus": "FAILED"}
