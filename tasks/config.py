@@ -104,6 +104,10 @@ def resolve_preset(name_or_path: str | Path) -> Path:
             raise ConfigError(text, [f"config file {text} does not exist"])
         return path
     candidate = PRESETS_DIR / f"{text}.yaml"
+    if not PRESETS_DIR.is_dir():  # a non-editable install: the presets live in the repository, not the wheel
+        raise ConfigError(text, [f"no presets at {PRESETS_DIR}: they are read from the repository's configs/ "
+                                 f"folder, so install pretrainflow from a checkout (pip install -e <repo>, as "
+                                 f"`make` does), or pass a path to a .yaml file"])
     if not candidate.is_file():
         here = f"; to read the file {text!r} in this folder, pass ./{text}" if Path(text).is_file() else ""
         raise ConfigError(text, [f"no preset named {text!r}; presets: {', '.join(preset_names())} "

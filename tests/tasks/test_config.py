@@ -54,6 +54,14 @@ def test_bad_override_syntax_and_unknown_preset():
         load_config("/tmp/definitely-missing.yaml")
 
 
+def test_an_install_without_the_presets_folder_says_how_to_get_it(tmp_path, monkeypatch):
+    import tasks.config
+
+    monkeypatch.setattr(tasks.config, "PRESETS_DIR", tmp_path / "site-packages" / "configs")  # as in a plain wheel
+    with pytest.raises(ConfigError, match=r"no presets at .*configs.*pip install -e <repo>"):
+        load_config("tiny")
+
+
 def test_hidden_size_must_divide_into_heads():
     with pytest.raises(ConfigError, match="pretrain"):
         load_config("tiny", ["pretrain.hidden_size=100", "pretrain.num_attention_heads=3"])
