@@ -203,9 +203,9 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     root = args.data_root or (_config(args).data_root if args.config else "data")
     store = ArtifactStore(root)
     artifacts = store.list(args.stage)
+    unfinished = store.unfinished(args.stage)
     if not artifacts:
         print(f"no artifacts under {store.location}")
-        return 0
     bad = 0
     for a in artifacts:
         inputs = ", ".join(f"{k}/{v}" for k, v in a.inputs.items()) or "-"
@@ -215,6 +215,11 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             bad += bool(problems)
             for p in problems:
                 print(f"    CORRUPT {p}")
+    if unfinished:
+        print("unfinished builds (running, or killed: the same config resumes them; delete one to give it up):")
+    for u in unfinished:
+        print(f"{u.stage:<10} {u.id}  last written {u.last_written:%Y-%m-%dT%H:%M:%SZ}  "
+              f"{u.bytes / 2**20:,.1f} MiB  {u.path}")
     return 1 if bad else 0
 
 

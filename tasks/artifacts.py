@@ -129,6 +129,17 @@ class Artifact:
         return self.manifest.get("stats", {})
 
 
+@dataclass(frozen=True)
+class Unfinished:
+    """A staging folder: a build that has not finished (running, or killed and resumable)."""
+
+    stage: str
+    id: str
+    path: Path
+    bytes: int
+    last_written: datetime  # UTC, the newest file's modification time
+
+
 class ArtifactError(RuntimeError):
     """A missing, incomplete or corrupt artifact."""
 
@@ -327,6 +338,17 @@ class ArtifactStore:
         """Finished artifacts, oldest first."""
         found = [self.get(stage_name, id) for stage_name, id in self._finished(stage)]
         return sorted(found, key=lambda a: (a.manifest.get("created_at", ""), a.stage))
+
+    def unfinished(self, stage: str | None = None) -> list[Unfinished]:
+        """Staging folders (always local) of builds not finished: running now, or killed and waiting to resume."""
+        found = []
+        for folder in [self.root / stage] if stage else sorted(self.root.glob("*/")):
+            for staging in sorted(folder.glob(".staging-*")) if folder.is_dir() else ():
+                files = [p.stat() for p in staging.rglob("*") if p.is_file()]
+                written = max((f.st_mtime for f in files), default=staging.stat().st_mtime)
+                found.append(Unfinished(folder.name, staging.name.removeprefix(".staging-"), staging,
+                                        sum(f.st_size for f in files), datetime.fromtimestamp(written, timezone.utc)))
+        return found
 
     def family_head(self, stage: str, base_id: str) -> str:
         """The newest refresh descending from base_id (base_id itself when it was never refreshed).

@@ -66,6 +66,17 @@ def test_artifacts_lists_nothing_in_an_empty_root(tmp_path):
     assert done.returncode == 0 and "no artifacts under" in done.stdout
 
 
+def test_artifacts_lists_unfinished_builds(tmp_path):
+    staging = tmp_path / "data" / "pretrain" / ".staging-0123456789abcdef" / "checkpoints" / "step-000010"
+    staging.mkdir(parents=True)
+    (staging / "model.safetensors").write_bytes(b"x" * 3 * 2**20)
+    done = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), cwd=tmp_path)
+    assert done.returncode == 0 and "no artifacts under" in done.stdout
+    assert "unfinished builds" in done.stdout
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("pretrain ")]
+    assert "0123456789abcdef" in line and "3.0 MiB" in line and ".staging-0123456789abcdef" in line
+
+
 def test_compare_refuses_a_store_that_does_not_exist_and_creates_none(tmp_path):
     typo = tmp_path / "typo.db"
     done = pretrainflow("compare", "0123abcd", "--tracking-uri", f"sqlite:///{typo}", cwd=tmp_path)
