@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import functools
 import logging
@@ -20,12 +19,13 @@ import lxml.html
 import trafilatura
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tasks.charset import decode_text
+from tasks.charset import declared_charsets, decode_text
 
 logger = logging.getLogger(__name__)
 
 _WHITESPACE = re.compile(r"\s+")
-_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+# browsers (WHATWG Encoding) read latin-1 and ascii labels as windows-1252
+_WINDOWS_1252 = {"latin-1": "cp1252", "iso8859-1": "cp1252", "ascii": "cp1252"}
 _XML_DECLARATION = re.compile(r"^\s*<\?xml[^>]*\?>")
 _PREFORMATTED = frozenset({"pre", "textarea", "listing", "plaintext", "xmp"})
 
@@ -100,33 +100,15 @@ class ExtractedText:
     text: str
 
 
-def _codec(label: str | bytes) -> str | None:
-    """Python codec name for a charset label, or None if unknown."""
-    if isinstance(label, bytes):
-        label = label.decode("ascii", "ignore")
-    try:
-        name = codecs.lookup(label.strip()).name
-    except LookupError:
-        return None
-    # browsers (WHATWG Encoding) read latin-1 and ascii labels as windows-1252
-    return "cp1252" if name in {"latin-1", "iso8859-1", "ascii"} else name
-
-
 def decode_html(body: bytes, content_type: str | None = None) -> str:
     """Decode an HTML body: BOM, then HTTP charset, then <meta> charset, then UTF-8, then detection.
 
     A declared charset that cannot decode the bytes is skipped; a declared charset that decodes
     them into mojibake (UTF-8 served as latin-1) is kept, and ftfy repairs it in cleaning. A <meta>
-    UTF-16/32 label means UTF-8, as in browsers.
+    UTF-16/32 label means UTF-8, and latin-1 and ascii labels mean windows-1252, as in browsers.
     """
-    candidates: list[str | None] = []
-    if content_type and "charset=" in content_type.lower():
-        candidates.append(_codec(content_type.lower().split("charset=", 1)[1].split(";")[0].strip("\"' ")))
-    meta = _META_CHARSET.search(body[:4096])
-    if meta:
-        codec = _codec(meta.group(1))
-        candidates.append("utf-8" if codec and codec.startswith(("utf-16", "utf-32")) else codec)
-    return decode_text(body, [c for c in candidates if c])
+    declared = declared_charsets(body, content_type)
+    return decode_text(body, [_WINDOWS_1252.get(codec, codec) for codec in declared])
 
 
 def parse_html(html: str) -> lxml.html.HtmlElement:
