@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import jsonschema
 import yaml
 
 from tasks.config import PipelineConfig, load_config
@@ -15,6 +16,8 @@ def test_deployment_parameters_are_valid_pipeline_configs() -> None:
     names = []
     for deployment in spec["deployments"]:
         names.append(deployment["name"])
+        # as the Prefect server checks a deployment's parameters: JSON types, no lax coercion ('1e-3' is text)
+        jsonschema.validate(deployment["parameters"]["config"], PipelineConfig.model_json_schema())
         config = PipelineConfig.model_validate(deployment["parameters"]["config"])
         # the form's values are the demo preset's, every stage of it: a run after `make demo` is a cache hit
         assert config == demo, deployment["name"]
