@@ -127,13 +127,20 @@ EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers
 
 
 def hashed_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
-    """stage_config without its EXECUTION_ONLY fields: what the artifact id is derived from."""
+    """stage_config without what cannot change the output: its EXECUTION_ONLY fields, and the settings
+    of a switched-off corpus step (a quality filter family, PII redaction), of which only enabled: false
+    counts. This is what the artifact id is derived from."""
     config = stage_config(cfg, stage)
     for path in EXECUTION_ONLY.get(stage, ()):
         parent = config
         for key in path[:-1]:
             parent = parent[key]
         parent.pop(path[-1])
+    if stage == "corpus":
+        switched = [(config["quality"], family) for family in config["quality"]] + [(config, "pii")]
+        for parent, key in switched:
+            if not parent[key]["enabled"]:
+                parent[key] = {"enabled": False}
     return config
 
 

@@ -175,3 +175,14 @@ def test_fields_that_only_set_the_speed_leave_the_ids_alone(tmp_path: Path) -> N
     assert resolve_ids(faster) == resolve_ids(cfg)
     longer = cfg.model_copy(update={"pretrain": cfg.pretrain.model_copy(update={"max_steps": 7})})
     assert resolve_ids(longer)["pretrain"] != resolve_ids(cfg)["pretrain"]
+
+
+def test_settings_of_a_switched_off_filter_leave_the_ids_alone(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)  # every quality family off
+    quality = cfg.corpus.quality
+    tuned = quality.model_copy(update={"c4": quality.c4.model_copy(update={"min_sentences": 9})})
+    retuned = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"quality": tuned})})
+    assert resolve_ids(retuned) == resolve_ids(cfg)
+    on = tuned.model_copy(update={"c4": tuned.c4.model_copy(update={"enabled": True})})
+    enabled = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"quality": on})})
+    assert resolve_ids(enabled)["corpus"] != resolve_ids(cfg)["corpus"]
