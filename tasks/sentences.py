@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import blingfire
 
+from tasks.filters_text import KANA_AND_IDEOGRAPHS
+
 # Full-width and half-width CJK sentence terminators.
 CJK_TERMINATORS = "。！？｡"
 # Terminators blingfire does not split after: full-width full stop, danda, double danda, Arabic full stop
@@ -29,8 +31,7 @@ OTHER_TERMINATORS = "．।॥۔።။"
 # are left out: they open sentences as often as they close them.
 CLOSING_PUNCTUATION = "”’」』）〕】》〉)］｝"
 # Kana, CJK ideographs and Hangul syllables: an ASCII . ! ? straight before one of these ends a sentence.
-CJK_CHARACTERS = ("\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff"
-                  "\U00020000-\U0002fa1f")
+CJK_CHARACTERS = KANA_AND_IDEOGRAPHS + "\uac00-\ud7af"
 _CLOSERS = re.escape(CLOSING_PUNCTUATION)
 
 
