@@ -36,7 +36,7 @@ if __package__ in (None, ""):  # run as a file (python bench/corpus_bench.py): m
 
 from bench.synthetic_corpus import build_synthetic_corpus, write_ground_truth, write_jsonl_shards
 from tasks.config import load_config
-from tasks.corpus import CorpusConfig
+from tasks.corpus.snapshot import CorpusConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DATATROVE_VENV = REPO / ".bench" / "datatrove-venv"
@@ -185,7 +185,7 @@ def datatrove_params(corpus: CorpusConfig) -> dict:
     q, near, pii = corpus.quality, corpus.near_dedup, corpus.pii
     rep, gq, c4, fw = q.gopher_repetition, q.gopher_quality, q.c4, q.fineweb
     return {
-        # tasks/clean.py FixMojibake: ftfy's own defaults, no HTML unescaping, NFC (datatrove's defaults differ)
+        # tasks/clean/steps.py FixMojibake: ftfy's own defaults, no HTML unescaping, NFC (datatrove's defaults differ)
         "ftfy": {"unescape_html": False, "normalization": "NFC", "fix_latin_ligatures": True,
                  "fix_character_width": True, "uncurl_quotes": True, "fix_line_breaks": True},
         "gopher_repetition": {

@@ -21,7 +21,7 @@ from pathlib import Path
 _CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from tasks.corpus import CorpusConfig, build_snapshot
+from tasks.corpus.snapshot import CorpusConfig, build_snapshot
 cfg = CorpusConfig(local_files=[sys.argv[1]], language={"enabled": False}, documents_per_shard=int(sys.argv[3]))
 start = time.perf_counter()
 stats = build_snapshot(cfg, Path(sys.argv[2]))

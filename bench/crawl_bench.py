@@ -1,4 +1,4 @@
-"""Crawl throughput against slow loopback sites, by concurrency setting (tasks/crawl.py); prints, asserts nothing.
+"""Crawl throughput against slow loopback sites, by concurrency setting (tasks/crawl/run.py); prints, asserts nothing.
 
 Each of `--hosts` servers on 127.0.0.1 answers every page after `--latency` seconds (a remote site's
 round trip and server time); its index links to `--pages` pages. The crawl runs once per
@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tasks.crawl import CrawlConfig, crawl
-from tasks.local_site import serve_loopback
+from tasks.crawl.local_site import serve_loopback
+from tasks.crawl.run import CrawlConfig, crawl
 
 SETTINGS = ((1, 1), (4, 1), (4, 4), (16, 4), (16, 16))  # (max_concurrency, max_concurrency_per_host)
 

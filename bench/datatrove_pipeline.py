@@ -33,7 +33,7 @@ from datatrove.pipeline.writers import JsonlWriter
 
 
 def dedup_content(doc) -> str:
-    """Our exact-dedup key's text: lowercased, whitespace runs collapsed (tasks/dedup.py dedup_key)."""
+    """Our exact-dedup key's text: lowercased, whitespace runs collapsed (tasks/clean/exact_dedup.py dedup_key)."""
     return " ".join(doc.text.lower().split())
 
 

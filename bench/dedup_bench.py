@@ -1,4 +1,4 @@
-"""Throughput and accuracy of MinHash LSH near-duplicate detection (tasks/minhash.py); prints, asserts nothing.
+"""Throughput and accuracy of MinHash LSH near-duplicate detection (tasks/clean/minhash.py); prints, asserts nothing.
 
 On a snapshot (default: the demo's Python documentation) and on a synthetic corpus `--copies` times its
 size: every document plus `copies - 1` variants with random word edits (substitute, insert, delete) at
@@ -24,11 +24,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from tasks.minhash import (
-    INDEX_FILE, MinHashIndex, NearDedupConfig, load_index, minhash_signatures, near_duplicate_clusters, save_index,
+from tasks.clean.minhash import (
+    INDEX_FILE,
+    MinHashIndex,
+    NearDedupConfig,
+    load_index,
+    minhash_signatures,
+    near_duplicate_clusters,
+    save_index,
     shingle_hashes,
 )
-from tasks.pii import PiiConfig, RedactPii
+from tasks.clean.pii import PiiConfig, RedactPii
 
 EDIT_RATES = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5)  # fraction of words edited per variant
 JACCARD_BANDS = ((0.9, 1.01), (0.8, 0.9), (0.72, 0.8), (0.6, 0.72), (0.5, 0.6), (0.0, 0.5))

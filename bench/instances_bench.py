@@ -1,7 +1,7 @@
 """Tokenization and instance generation per core, with peak memory, on 1x and 10x the Python docs.
 
 Input: a corpus snapshot (--snapshot), or the text of Debian's Python 3.11 HTML documentation
-(/usr/share/doc/python3.11/html) extracted with tasks.extract. A 16k WordPiece vocabulary is trained
+(/usr/share/doc/python3.11/html) extracted with tasks.clean.extract. A 16k WordPiece vocabulary is trained
 once (not timed, as the reference takes a vocab file). The 10x corpus is ten copies of every document
 under new ids. Each measurement runs in its own child process with one thread per library (per-core
 figures) and its peak RSS read from os.wait4; numba's compiled kernel is cached by a warm-up first.
@@ -46,7 +46,7 @@ ONE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "NUMB
 
 def python_docs_texts() -> list[tuple[str, str]]:
     """(url, text) of every prose page of the Python documentation."""
-    from tasks.extract import extract_html
+    from tasks.clean.extract import extract_html
 
     pages = []
     for path in sorted(PYTHON_DOCS.rglob("*.html")):
@@ -87,7 +87,7 @@ def prepare(workdir: Path, snapshot: Path | None) -> None:
         pages = python_docs_texts()
     for copies in (1, 10):
         write_snapshot(pages, workdir / f"snapshot-{copies}x", copies)
-    from tasks.shards import TokenizeConfig, prepare_tokenizer
+    from tasks.tokens.shards import TokenizeConfig, prepare_tokenizer
 
     prepare_tokenizer(TokenizeConfig(vocab_size=16000), workdir / "snapshot-1x", workdir / "tokenizer")
     (workdir / "ready").write_text("")
@@ -127,10 +127,10 @@ def child(step: str, workdir: Path, scale: int, workers: int) -> dict:
 
 def run_step(step: str, workdir: Path, scale: int, workers: int) -> dict:
     """The timed work of one measurement."""
-    from tasks.instances import InstancesConfig, build_instances
+    from tasks.instances.generate import InstancesConfig, build_instances
     from tasks.parallel import local_map, serial_map
-    from tasks.shards import TokenizeConfig, build_token_shards, iter_snapshot
-    from tasks.tokenizer import load_tokenizer
+    from tasks.tokens.shards import TokenizeConfig, build_token_shards, iter_snapshot
+    from tasks.tokens.tokenizer import load_tokenizer
 
     pa.array([0])  # library start-up outside the timings: pyarrow imports pandas on its first pa.array call
     snapshot = workdir / f"snapshot-{scale}x"

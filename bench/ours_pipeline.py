@@ -6,8 +6,8 @@ stage needs, torch included) and runs this with the project's venv, reading the 
     python bench/ours_pipeline.py crawl    --config CORPUS.json --out DIR              # crawl into DIR/raw
     python bench/ours_pipeline.py snapshot --config CORPUS.json --out DIR [--workers W]
 
-CORPUS.json is a CorpusConfig. crawl runs tasks.crawl.crawl of its crawl section; snapshot runs
-tasks.corpus.build_snapshot (a crawl already in DIR/raw is read back from that raw store).
+CORPUS.json is a CorpusConfig. crawl runs tasks.crawl.run.crawl of its crawl section; snapshot runs
+tasks.corpus.snapshot.build_snapshot (a crawl already in DIR/raw is read back from that raw store).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 import time
 from pathlib import Path
 
-from tasks.corpus import CorpusConfig, build_snapshot
-from tasks.crawl import crawl
+from tasks.corpus.snapshot import CorpusConfig, build_snapshot
+from tasks.crawl.run import crawl
 from tasks.parallel import local_map
 
 

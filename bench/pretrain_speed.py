@@ -26,14 +26,21 @@ import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoTokenizer, BertForPreTraining, BertTokenizerFast, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    AutoTokenizer,
+    BertForPreTraining,
+    BertTokenizerFast,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 
 from model.bert import build_bert_config
 from model.config import PretrainConfig
 from model.data import GlobalBatchSampler, InstanceDataset, MicroBatchSampler, PretrainingCollator, PretrainingDataset
-from model.masking import DynamicMasker, MaskingSpec
+from model.dynamic_masking import DynamicMasker, MaskingSpec
 from model.train import pretrain
-from tasks.instances import instance_schema
+from tasks.instances.generate import instance_schema
 
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 

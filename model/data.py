@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from model.masking import DynamicMasker
+from model.dynamic_masking import DynamicMasker
 
 logger = logging.getLogger(__name__)
 

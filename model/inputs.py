@@ -9,7 +9,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from model.config import PretrainConfig
 from model.data import InstanceDataset, PretrainingDataset
-from model.masking import DynamicMasker, MaskingSpec, read_masking_spec
+from model.dynamic_masking import DynamicMasker, MaskingSpec, read_masking_spec
 
 
 @dataclass

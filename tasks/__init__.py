@@ -1,0 +1,9 @@
+"""The work of every stage as plain, typed functions that run without a Prefect server or MLflow.
+
+One package per stage or concern, in pipeline order: crawl/ (fetching pages), clean/ (documents in,
+documents out), corpus/ (the corpus stage), tokens/ (the tokenize stage), instances/ (the instances
+stage), pretrain/ (launching model/ under torchrun), evaluate/ (the evaluate stage). The few seams every
+stage shares sit at the top: config.py (the pipeline config), stages.py (the stage table and one stage
+run), artifacts.py (the on-disk layout), tracking.py (the only module that imports MLflow) and
+parallel.py (the shard map). Nothing in tasks/ imports Prefect: flows/ wraps these functions.
+"""

@@ -17,11 +17,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from model.config import PretrainConfig, override_size
 from tasks.artifacts import missing_backend
-from tasks.corpus import CorpusConfig
-from tasks.evaluate import EvaluateConfig
-from tasks.instances import InstancesConfig
+from tasks.corpus.snapshot import CorpusConfig
+from tasks.evaluate.evaluation import EvaluateConfig
+from tasks.instances.generate import InstancesConfig
 from tasks.parallel import ParallelConfig
-from tasks.shards import TokenizeConfig
+from tasks.tokens.shards import TokenizeConfig
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 

@@ -40,19 +40,19 @@ StageWork = Callable[[PipelineConfig, dict[str, Path], Path, StageContext], dict
 
 
 def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
-    from tasks.corpus import build_snapshot
+    from tasks.corpus.snapshot import build_snapshot
 
     return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=ctx.map_shards)
 
 
 def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
-    from tasks.shards import build_token_shards
+    from tasks.tokens.shards import build_token_shards
 
     return build_token_shards(cfg.tokenize, inputs["corpus"], out, map_shards=ctx.map_shards)
 
 
 def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
-    from tasks.instances import build_instances
+    from tasks.instances.generate import build_instances
 
     return build_instances(cfg.instances, inputs["tokenize"], out, map_shards=ctx.map_shards)
 
@@ -60,7 +60,7 @@ def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: Sta
 def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     tokenizer = inputs["tokenize"] / "tokenizer"
     if cfg.parallel.nproc_per_node > 1:
-        from tasks.torchrun import pretrain_under_torchrun
+        from tasks.pretrain.torchrun import pretrain_under_torchrun
 
         return pretrain_under_torchrun(cfg.pretrain, cfg.parallel.nproc_per_node, inputs["instances"], tokenizer,
                                        out, ctx.log_metrics)
@@ -70,7 +70,7 @@ def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: Stag
 
 
 def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
-    from tasks.evaluate import run_evaluation
+    from tasks.evaluate.evaluation import run_evaluation
 
     return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, ctx.log_metrics,
                           instances_dir=inputs["instances"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 
 CLI = shutil.which("pretrainflow", path=str(Path(sys.executable).parent)) or "pretrainflow"
 

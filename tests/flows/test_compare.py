@@ -7,7 +7,7 @@ import pytest
 from flows.cli import main
 from flows.compare import compare_runs
 from tasks.config import load_config
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.stages import run_stage
 from tasks.tracking import Tracker, flatten
 

@@ -7,7 +7,7 @@ import pytest
 
 from tasks.artifacts import ArtifactStore
 from tasks.config import load_config
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.parallel import serial_map
 from tasks.stages import run_stage
 
@@ -30,7 +30,7 @@ def test_corpus_and_tokenize_on_dask_match_the_single_process_run_byte_for_byte(
     from flows.corpus import corpus_flow
     from flows.tokens import tokenize_flow
 
-    # WordPiece training itself is not byte-reproducible across processes (tasks/tokenizer.py,
+    # WordPiece training itself is not byte-reproducible across processes (tasks/tokens/tokenizer.py,
     # huggingface/tokenizers#1794), so both runs tokenize with one tokenizer trained here first
     training = config_for(tmp_path / "serial", "parallel.workers=1")
     run_stage("corpus", training)

@@ -11,7 +11,7 @@ import pytest
 
 from tasks.artifacts import ArtifactStore, file_sha256
 from tasks.config import load_config
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.stages import STAGES
 from tasks.tracking import Tracker
 

@@ -13,7 +13,7 @@ import pytest
 from model.checkpoint import list_checkpoints
 from tasks.artifacts import ArtifactStore
 from tasks.config import load_config
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.stages import resolve_ids, run_stage
 
 pytestmark = [

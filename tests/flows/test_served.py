@@ -11,7 +11,7 @@ import pytest
 
 from flows.serve import ServeOptions, serve
 from tasks.config import load_config
-from tasks.local_site import PYTHON_DOCS
+from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.tracking import Tracker
 
 pytestmark = [
@@ -55,8 +55,13 @@ def test_deployed_corpus_run_is_tracked_bad_parameters_are_refused_and_the_refre
 async def exercise(good: dict, bad: dict):
     """Trigger the corpus deployment, try a bad parameter, and read corpus-refresh's scheduled runs."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId, FlowRunFilter, FlowRunFilterState
-    from prefect.client.schemas.filters import FlowRunFilterStateType
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterId,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
     from prefect.client.schemas.objects import StateType
     from prefect.exceptions import PrefectHTTPStatusError
 

@@ -148,7 +148,7 @@ def test_dynamic_masking_dataset_masks_per_epoch(tmp_path, tokenizer_dir):
     from transformers import AutoTokenizer
 
     from model.data import PretrainingDataset
-    from model.masking import DynamicMasker, MaskingSpec
+    from model.dynamic_masking import DynamicMasker, MaskingSpec
 
     rows = make_instances(5, seed=6)
     for row in rows:  # unmasked instances, as the instances stage writes them in dynamic mode

@@ -4,7 +4,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from model.finetune import FinetuneSettings, LabelledExamples, evaluate, finetune, total_steps
-from tasks.metrics import macro_f1, pearson, score
+from tasks.evaluate.task_metrics import macro_f1, pearson, score
 
 
 def tiny_classifier(seed: int, num_labels: int = 2) -> BertForSequenceClassification:

@@ -12,8 +12,8 @@ import torch
 from tokenizers import BertWordPieceTokenizer
 from transformers import BertConfig, BertForPreTraining, BertTokenizerFast
 
-from tasks.evaluate import EvaluateConfig
-from tasks.url_task import UrlSectionTask
+from tasks.evaluate.evaluation import EvaluateConfig
+from tasks.evaluate.url_section import UrlSectionTask
 
 TOPICS = {
     "animals": "cat dog horse cow sheep goat duck goose fox wolf bear deer rabbit mouse owl",

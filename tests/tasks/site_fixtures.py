@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from tasks.local_site import ConditionalFileHandler, serve_loopback
+from tasks.crawl.local_site import ConditionalFileHandler, serve_loopback
 
 PARAGRAPH_A = "Alpha page explains how the crawler walks a site breadth first and keeps every page it may fetch."
 PARAGRAPH_B = "Bravo page has the same text as its duplicate so that exact deduplication keeps only one copy."

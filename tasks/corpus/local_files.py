@@ -1,0 +1,200 @@
+"""Corpus sources other than the crawl, as documents: local files (.txt, .jsonl, .parquet, .html/.htm,
+by glob patterns). WARC/WET files are read in tasks/corpus/warc_files.py, Hugging Face datasets in
+tasks/corpus/hf_datasets.py; both use the pieces shared here (HtmlPage, match_files, file_mtime).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import pyarrow.parquet as pq
+
+from tasks.clean.charset import decode_text
+from tasks.clean.extract import ExtractConfig, decode_html, extract_html
+from tasks.clean.steps import Document
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet", ".html", ".htm")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads pairs valid surrogates; these are what is left
+
+
+@dataclass(frozen=True, slots=True)
+class HtmlPage:
+    """An HTML page whose main text is not extracted yet (the corpus stage extracts it in its cleaning shards)."""
+
+    url: str
+    source: Literal["crawl", "local", "warc"]
+    body: bytes
+    content_type: str | None  # the HTTP Content-Type with its charset, if the page came with one
+    fetched_at: datetime  # timezone-aware, UTC
+
+
+def match_patterns(patterns: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files matched by the glob patterns (sorted, unique) and the problems found, one line each.
+
+    Problems: a pattern matching no file, a matched file with an unsupported suffix.
+    """
+    return match_files(patterns, "local_files", _suffix_problem)
+
+
+def _suffix_problem(path: Path) -> str | None:
+    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+        return None
+    return f"whose type is not supported (supported: {', '.join(SUPPORTED_SUFFIXES)})"
+
+
+def match_files(
+    patterns: Iterable[str], field: str, problem_of: Callable[[Path], str | None]
+) -> tuple[list[Path], list[str]]:
+    """Glob each pattern; a pattern matching nothing and each file problem_of rejects is one problem line."""
+    files: dict[Path, None] = {}
+    problems: list[str] = []
+    for pattern in patterns:
+        matched = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+        if not matched:
+            problems.append(f"{field} pattern {pattern!r} matches no file")
+        for path in matched:
+            problem = problem_of(path)
+            if problem:
+                problems.append(f"{field} pattern {pattern!r} matches {str(path)!r}, {problem}")
+            files[path.resolve()] = None
+    return sorted(files), problems
+
+
+def resolve_patterns(patterns: Iterable[str]) -> list[Path]:
+    """Files matched by the glob patterns; raises ValueError listing every bad pattern or file."""
+    files, problems = match_patterns(patterns)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return files
+
+
+def file_mtime(path: Path) -> datetime:
+    """File modification time in UTC, microsecond precision (the snapshot's fetched_at)."""
+    ns = path.stat().st_mtime_ns
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC) + timedelta(microseconds=ns // 1000 % 1_000_000)
+
+
+def _paragraphs(text: str) -> str:
+    """Plain text -> one paragraph per line.
+
+    If the file separates paragraphs by blank lines, lines inside a paragraph are hard wraps and
+    are joined; otherwise every line already is a paragraph.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not _BLANK_LINE.search(text.strip("\n")):
+        return text
+    blocks = _BLANK_LINE.split(text)
+    return "\n".join(" ".join(line.strip() for line in block.split("\n") if line.strip()) for block in blocks)
+
+
+def read_txt(path: Path) -> Iterator[Document]:
+    """One document per .txt file: a BOM's encoding (UTF-8/16/32), else UTF-8, else detected (Latin-1...)."""
+    text = decode_text(path.read_bytes())
+    yield Document(url=path.as_uri(), source="local", title=None, text=_paragraphs(text), fetched_at=file_mtime(path))
+
+
+def _optional_str(record: dict, field: str, where: str) -> str | None:
+    value = record.get(field)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _without_lone_surrogates(text: str | None) -> str | None:
+    """A JSON \\ud83d escape without its pair (an emoji cut in half) is valid JSON but not text: U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text) if text else text
+
+
+def read_jsonl(path: Path) -> Iterator[Document]:
+    """One document per line with a string 'text' field; optional 'url' and 'title'. UTF-8 (a BOM is allowed)."""
+    fetched_at = file_mtime(path)
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start}); JSON Lines files "
+                                 f"are UTF-8: re-encode it, e.g. iconv -f latin1 -t utf-8") from exc
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f"{where}: expected a JSON object with a string 'text' field")
+            url = _without_lone_surrogates(_optional_str(record, "url", where)) or f"{path.as_uri()}#line={number}"
+            title = _without_lone_surrogates(_optional_str(record, "title", where))
+            yield Document(url=url, source="local", title=title, text=_without_lone_surrogates(record["text"]),
+                           fetched_at=fetched_at)
+
+
+def read_parquet(path: Path) -> Iterator[Document]:
+    """One document per row of a 'text' column; optional 'url' and 'title' columns."""
+    fetched_at = file_mtime(path)
+    parquet = pq.ParquetFile(path)
+    names = set(parquet.schema_arrow.names)
+    if "text" not in names:
+        raise ValueError(f"{path}: no 'text' column (columns: {', '.join(sorted(names))})")
+    columns = [c for c in ("text", "url", "title") if c in names]
+    row = 0
+    for batch in parquet.iter_batches(columns=columns, batch_size=1024):
+        for record in batch.to_pylist():
+            row += 1
+            if record["text"] is None:
+                continue
+            url = record.get("url") or f"{path.as_uri()}#row={row}"
+            yield Document(url=url, source="local", title=record.get("title"), text=record["text"],
+                           fetched_at=fetched_at)
+
+
+def extract_page(page: HtmlPage, cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """The page's main text as one document; failures are counted like crawled pages."""
+    try:
+        extracted = extract_html(decode_html(page.body, page.content_type), page.url, cfg)
+    except Exception as exc:  # one bad page must not stop a corpus build
+        logger.warning("extraction failed for %s: %s: %s", page.url, type(exc).__name__, exc)
+        counts["extract_failed"] += 1
+        return
+    if extracted is None:
+        counts["extract_empty"] += 1
+        return
+    yield Document(url=page.url, source=page.source, title=extracted.title, text=extracted.text,
+                   fetched_at=page.fetched_at)
+
+
+def read_local_files(patterns: Iterable[str], cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
+    """Documents from every file the patterns match, in sorted path order, HTML extracted in place."""
+    for item in local_items(patterns):
+        if isinstance(item, HtmlPage):
+            yield from extract_page(item, cfg, counts)
+        else:
+            yield item
+
+
+def local_items(patterns: Iterable[str]) -> Iterator[Document | HtmlPage]:
+    """Like read_local_files, but HTML files come as HtmlPage, not extracted yet."""
+    for path in resolve_patterns(patterns):
+        suffix = path.suffix.lower()
+        if suffix == ".txt":
+            yield from read_txt(path)
+        elif suffix == ".jsonl":
+            yield from read_jsonl(path)
+        elif suffix == ".parquet":
+            yield from read_parquet(path)
+        else:
+            yield HtmlPage(url=path.as_uri(), source="local", body=path.read_bytes(), content_type=None,
+                           fetched_at=file_mtime(path))

@@ -1,0 +1,215 @@
+"""The corpus stage: crawl, local, WARC/WET and HF sources -> extract -> clean -> dedup -> Parquet snapshot.
+
+Sharded and streaming, in out_dir/work/ (deleted when the snapshot is complete):
+1. split: every source, read once in a fixed order, into input shards of raw items (tasks/corpus/work_shards.py);
+2. clean: map_shards(clean_shard) extracts, fixes, filters and redacts each shard (tasks/corpus/clean_shard.py);
+3. dedup: exact then MinHash near-dedup, against the parent and within the snapshot, over a few
+   fixed-size keys per document (tasks/corpus/dedup.py);
+4. write: map_shards(write_shard) writes documents-NNNNN.parquet in (url, content_hash) order, then
+   the minhash index, the cleaning report and, for a refresh, changes.json (tasks/corpus/write.py).
+Every file is written under a temporary name and renamed when complete, so a run killed at any point
+(SIGKILL included) resumes: the finished split and cleaned shards are reused, the rest redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+from array import array
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tasks.artifacts import remove_tree
+from tasks.clean.c4 import C4_LINE_REASONS
+from tasks.clean.langid import LANGUAGE_DROP_REASONS
+from tasks.clean.minhash import INDEX_FILE, check_index
+from tasks.clean.pii import PII_COUNTS
+from tasks.clean.quality import QUALITY_DROP_REASONS
+from tasks.clean.steps import Document, ExampleSample, StepCount
+from tasks.corpus.clean_shard import EXTRACT_DROP_REASONS, CleanShardSpec, clean_shard, read_account, url_hash
+from tasks.corpus.cleaning_report import write_cleaning_report_of
+from tasks.corpus.config import CorpusConfig, clean_pipeline
+from tasks.corpus.dedup import DEDUP_REASONS, dedup_shards
+from tasks.corpus.hf_datasets import read_hf_datasets
+from tasks.corpus.local_files import HtmlPage, local_items
+from tasks.corpus.warc_files import WARC_COUNTS, warc_items
+from tasks.corpus.work_shards import WORK_DIR, read_split, reset_work, split_sources, write_json_atomically
+from tasks.corpus.write import (
+    SNAPSHOT_SCHEMA,
+    WriteShardSpec,
+    refresh_changes,
+    write_dedup_dropped,
+    write_index,
+    write_plans,
+    write_shard,
+)
+from tasks.crawl.run import crawl, saved_pages
+from tasks.parallel import ShardMap, serial_map
+
+__all__ = ["DROP_REASONS", "SNAPSHOT_SCHEMA", "CorpusConfig", "build_snapshot", "clean_pipeline", "read_snapshot"]
+
+logger = logging.getLogger(__name__)
+
+# every reason a document can be dropped for; each becomes a dropped_<reason> statistic
+DROP_REASONS = (*EXTRACT_DROP_REASONS, "empty", "too_few_words", *LANGUAGE_DROP_REASONS, *QUALITY_DROP_REASONS,
+                *DEDUP_REASONS)
+_CRAWL_STATS = ("pages_fetched", "pages_disallowed_robots", "pages_failed")
+
+
+def read_snapshot(snapshot_dir: Path) -> pa.Table:
+    """All rows of a snapshot, in shard order."""
+    shards = sorted(Path(snapshot_dir).glob("documents-*.parquet"))
+    return pa.concat_tables([pq.read_table(s, schema=SNAPSHOT_SCHEMA) for s in shards])
+
+
+def crawled_pages(raw_dir: Path) -> Iterator[HtmlPage]:
+    """The HTML pages a crawl saved in raw_dir, one per url (the first saved), not extracted yet."""
+    seen: set[int] = set()  # 64-bit url hashes: a url saved twice (e.g. by a resumed crawl) is read once
+    for record in saved_pages(raw_dir):
+        key = url_hash(record.url)
+        if key not in seen:
+            seen.add(key)
+            yield HtmlPage(url=record.url, source="crawl", body=record.body,
+                           content_type=record.content_type_with_charset, fetched_at=record.fetched_at)
+
+
+def _source_items(cfg: CorpusConfig, raw_dir: Path, counts: Counter[str]) -> Iterator[Document | HtmlPage]:
+    """Every source's items in a fixed order: crawled pages, local files, WARC/WET files, HF datasets."""
+    if cfg.crawl.seeds or cfg.crawl.local_site:
+        yield from crawled_pages(raw_dir)
+    if cfg.local_files:
+        yield from local_items(cfg.local_files)
+    if cfg.warc.patterns:
+        yield from warc_items(cfg.warc, counts)
+    if cfg.hf_datasets:
+        yield from read_hf_datasets(cfg.hf_datasets)
+
+
+def _crawl(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None) -> dict[str, int]:
+    """Run the crawl into out_dir/raw; a refresh lets the crawler reuse the parent's raw pages if it can."""
+    if parent_dir is not None and "previous_raw_dir" in inspect.signature(crawl).parameters:
+        return crawl(cfg.crawl, out_dir / "raw", previous_raw_dir=Path(parent_dir) / "raw")
+    return crawl(cfg.crawl, out_dir / "raw")
+
+
+def check_parent(parent_dir: Path, cfg: CorpusConfig) -> None:
+    """Raise ValueError unless parent_dir is a snapshot this build can dedup against (checked before any work)."""
+    if not any(parent_dir.glob("documents-*.parquet")):
+        raise ValueError(f"parent_dir {str(parent_dir)!r} holds no documents-*.parquet: not a corpus snapshot")
+    if cfg.near_dedup.enabled and (parent_dir / INDEX_FILE).exists():
+        check_index(parent_dir / INDEX_FILE, cfg.near_dedup)
+
+
+def _fingerprint(cfg: CorpusConfig, parent_dir: Path | None) -> str:
+    """What the work folder was made for: a finished split made for another config is not reused."""
+    text = cfg.model_dump_json() + "\n" + str(parent_dir)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split(cfg: CorpusConfig, out_dir: Path, work: Path, parent_dir: Path | None) -> dict:
+    """Crawl and split every source into input shards, unless a finished split for this config is in work/."""
+    fingerprint = _fingerprint(cfg, parent_dir)
+    done = read_split(work, fingerprint)
+    if done is not None:
+        logger.info("reusing the split in %s (%d shards)", work, done["shards"])
+        return done
+    crawl_stats: dict[str, int] = dict.fromkeys(_CRAWL_STATS, 0)
+    if cfg.crawl.seeds or cfg.crawl.local_site:
+        crawl_stats.update(_crawl(cfg, out_dir, parent_dir))
+    reset_work(work)
+    counts: Counter[str] = Counter()
+    shards, items = split_sources(_source_items(cfg, out_dir / "raw", counts), work, cfg.work_shard_documents)
+    record = {"fingerprint": fingerprint, "shards": shards, "items": items, "counts": dict(counts),
+              "crawl": crawl_stats}
+    write_json_atomically(record, work / "split.json")
+    logger.info("split %d source items into %d shards", items, shards)
+    return record
+
+
+def _merge_accounts(work: Path, shards: int) -> tuple[list[StepCount], dict[str, ExampleSample], Counter[str]]:
+    """The cleaning step table, dropped examples and counts of all shards, merged."""
+    steps: list[StepCount] = []
+    examples: dict[str, ExampleSample] = {}
+    counts: Counter[str] = Counter()
+    for shard in range(shards):
+        account = read_account(work, shard)
+        if not steps:
+            steps = [StepCount(s.step) for s in account["steps"]]
+        for total, part in zip(steps, account["steps"]):
+            total.merge(part)
+        for reason, dropped in account["drop_examples"].items():
+            sample = examples.setdefault(reason, ExampleSample())
+            for example in dropped:
+                sample.offer(example)
+        counts.update(account["counts"])
+    return steps, examples, counts
+
+
+def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = None,
+                   map_shards: ShardMap = serial_map) -> dict[str, int | float]:
+    """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics.
+
+    With parent_dir (the previous snapshot), documents that duplicate or near-duplicate a parent
+    document of another url are dropped, and changes.json lists the urls added, changed and removed.
+    map_shards runs the cleaning and writing shards (in process, on local cores, or on a cluster).
+    """
+    out_dir = Path(out_dir)
+    parent_dir = Path(parent_dir) if parent_dir is not None else None
+    clean_pipeline(cfg)  # built before any crawling, so a bad step (e.g. an unreadable file) fails at once
+    if parent_dir is not None:
+        check_parent(parent_dir, cfg)
+    work = out_dir / WORK_DIR
+    split = _split(cfg, out_dir, work, parent_dir)
+    dropped_dir = out_dir / "dropped" if cfg.write_dropped else None
+    specs = [CleanShardSpec(shard, work, cfg, dropped_dir) for shard in range(split["shards"])]
+    cleaned = map_shards(clean_shard, specs)
+    steps, examples, counts = _merge_accounts(work, split["shards"])
+    counts.update(split["counts"])
+
+    dedup = dedup_shards(work, split["shards"], cfg.near_dedup, parent_dir)
+    counts.update(dedup.counts())
+    if dropped_dir is not None:
+        write_dedup_dropped(work, dropped_dir, dedup.shard_of_rank, dedup.row_of_rank, dedup.reason, DEDUP_REASONS,
+                            split["shards"])
+    shards = write_plans(work, dedup.kept_ranks, dedup.shard_of_rank, dedup.row_of_rank, cfg.documents_per_shard)
+    written = map_shards(write_shard, [WriteShardSpec(s, work, out_dir, cfg.near_dedup) for s in range(shards)])
+    if cfg.near_dedup.enabled:
+        write_index(work, out_dir, shards, cfg.near_dedup)  # the next refresh dedups against this snapshot
+
+    words = array("q")
+    languages: Counter[str | None] = Counter()
+    for part in written:
+        words.frombytes(part["words"].astype("int64").tobytes())
+        languages.update(part["languages"])
+    for reason, dropped in dedup.drop_examples.items():
+        sample = examples.setdefault(reason, ExampleSample())
+        for example in dropped:
+            sample.offer(example)
+    drop_counts = {reason: counts[reason] for reason in DROP_REASONS}
+    write_cleaning_report_of(out_dir, [*steps, *dedup.steps], {r: s.examples() for r, s in examples.items()},
+                             dedup.kept_examples, words, languages, drop_counts=drop_counts)
+
+    stats: dict[str, int | float] = dict(split["crawl"])
+    stats["documents_in"] = split["items"]
+    stats["work_shards"] = split["shards"]
+    stats["shards_reused"] = sum(not fresh for fresh in cleaned)
+    stats["shards"] = shards
+    stats.update({f"dropped_{reason}": n for reason, n in drop_counts.items()})
+    stats.update({f"lines_removed_{reason}": counts[reason] for reason in C4_LINE_REASONS})
+    stats.update({kind: counts[kind] for kind in PII_COUNTS})
+    stats.update({kind: counts[kind] for kind in WARC_COUNTS})
+    stats["documents"] = len(words)
+    stats["words"] = sum(words)
+    stats["characters"] = sum(part["characters"] for part in written)
+    stats["bytes_in"] = steps[0].bytes_in if steps else 0  # UTF-8 bytes of extracted text that went into cleaning
+    stats["bytes_out"] = dedup.steps[-1].bytes_out if dedup.steps else 0  # UTF-8 bytes of text in the snapshot
+    if parent_dir is not None:
+        stats.update(refresh_changes(out_dir, parent_dir))
+    remove_tree(work)
+    logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
+    return stats
