@@ -19,8 +19,9 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from tasks.crawl.config import CrawlConfig
 from tasks.crawl.local_site import serve_loopback
-from tasks.crawl.run import CrawlConfig, crawl
+from tasks.crawl.run import crawl
 
 SETTINGS = ((1, 1), (4, 1), (4, 4), (16, 4), (16, 16))  # (max_concurrency, max_concurrency_per_host)
 

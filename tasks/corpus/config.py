@@ -13,7 +13,7 @@ from tasks.clean.steps import CleanPipeline, default_pipeline
 from tasks.corpus.hf_datasets import HuggingFaceSource
 from tasks.corpus.local_files import match_patterns
 from tasks.corpus.warc_files import WarcSourceConfig
-from tasks.crawl.run import CrawlConfig
+from tasks.crawl.config import CrawlConfig
 
 
 class CorpusConfig(BaseModel):

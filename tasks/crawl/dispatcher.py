@@ -1,4 +1,4 @@
-"""The crawl's dispatcher and workers: one event loop, one worker task per URL (see tasks.crawl.run).
+"""The crawl's dispatcher and workers: one event loop, one worker task per URL (tasks.crawl.run starts it).
 
 The dispatcher (Crawler.run) is the only code that touches the statistics, the raw store and the
 frontier; workers (Crawler._visit) wait for robots.txt, politeness and the network, and bring a
@@ -16,9 +16,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from tasks.crawl.config import CrawlConfig
 from tasks.crawl.frontier import Frontier, FrontierEntry, Scope, SiteAlias, extract_links, normalize_url
 from tasks.crawl.http import (
     RETRY_STATUSES,
@@ -32,9 +32,6 @@ from tasks.crawl.politeness import MIN_REQUEST_SECONDS, ROBOTS_MAX_REDIRECTS, Po
 from tasks.crawl.recrawl import REFRESH_COUNTS, PreviousCrawl
 from tasks.crawl.sitemap import ACCEPT_SITEMAP, SITEMAP_CONTENT_TYPES, SitemapError, parse_sitemap
 from tasks.crawl.warc import FetchRecord, RawStore
-
-if TYPE_CHECKING:
-    from tasks.crawl.run import CrawlConfig
 
 logger = logging.getLogger(__name__)
 

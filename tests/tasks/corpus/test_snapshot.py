@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from tasks.clean.quality import QualityConfig
 from tasks.corpus.snapshot import DROP_REASONS, SNAPSHOT_SCHEMA, CorpusConfig, build_snapshot, read_snapshot
+from tasks.crawl.config import CrawlConfig
 from tasks.crawl.local_site import PYTHON_DOCS
-from tasks.crawl.run import CrawlConfig
 from tasks.parallel import local_map
 from tests.tasks.site_fixtures import BROKEN_TEXT, MOJIBAKE_TEXT, PARAGRAPH_B, PARAGRAPH_C, make_site, serve_site
 

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from tasks.corpus.snapshot import CorpusConfig, build_snapshot, read_snapshot
-from tasks.crawl.run import FAIL_REASONS, CrawlConfig, crawl, saved_pages
+from tasks.crawl.config import CrawlConfig
+from tasks.crawl.dispatcher import FAIL_REASONS
+from tasks.crawl.run import crawl, saved_pages
 from tasks.crawl.warc import WarcRecord, iter_warc_records
 from tasks.parallel import local_map
 from tests.tasks.site_fixtures import (

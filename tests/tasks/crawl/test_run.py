@@ -13,15 +13,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from tasks.crawl.run import (
-    CrawlConfig,
-    Robots,
-    WarcRawStore,
-    crawl,
-    extract_links,
-    normalize_url,
-    saved_pages,
-)
+from tasks.crawl.config import CrawlConfig
+from tasks.crawl.frontier import extract_links, normalize_url
+from tasks.crawl.politeness import Robots
+from tasks.crawl.run import crawl, saved_pages
+from tasks.crawl.warc import WarcRawStore
 from tests.tasks.site_fixtures import ConcurrencyProbe, make_site, serve_site, serve_slow_site
 
 
@@ -211,8 +207,8 @@ def test_killed_crawl_resumes_from_saved_batches(tmp_path: Path, per_host: int) 
     with serve_site(site_root) as site:
         cfg = _config(site.base_url, raw_batch_pages=2, max_concurrency_per_host=per_host)
         cfg = cfg.model_copy(update={"delay_seconds": 0.2})
-        script = ("import sys; from pathlib import Path; from tasks.crawl.run import CrawlConfig, crawl; "
-                  "crawl(CrawlConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))")
+        script = ("import sys; from pathlib import Path; from tasks.crawl.config import CrawlConfig; "
+                  "from tasks.crawl.run import crawl; crawl(CrawlConfig.model_validate_json(sys.argv[1]), Path(sys.argv[2]))")
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
         child = subprocess.Popen([sys.executable, "-c", script, cfg.model_dump_json(), str(raw)], env=env)
         deadline = time.monotonic() + 60

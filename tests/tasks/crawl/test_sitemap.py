@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.crawl.run import CrawlConfig, crawl, saved_pages
+from tasks.crawl.config import CrawlConfig
+from tasks.crawl.run import crawl, saved_pages
 from tasks.crawl.sitemap import MAX_SITEMAP_URLS, SitemapError, parse_sitemap
 from tasks.crawl.warc import WarcRawStore
 from tests.tasks.site_fixtures import make_site, serve_site
