@@ -185,7 +185,7 @@ def datatrove_params(corpus: CorpusConfig) -> dict:
     q, near, pii = corpus.quality, corpus.near_dedup, corpus.pii
     rep, gq, c4, fw = q.gopher_repetition, q.gopher_quality, q.c4, q.fineweb
     return {
-        # tasks/clean/steps.py FixMojibake: ftfy's own defaults, no HTML unescaping, NFC (datatrove's defaults differ)
+        # tasks/clean/normalize.py FixMojibake: ftfy's own defaults, no HTML unescaping, NFC (datatrove's defaults differ)
         "ftfy": {"unescape_html": False, "normalization": "NFC", "fix_latin_ligatures": True,
                  "fix_character_width": True, "uncurl_quotes": True, "fix_line_breaks": True},
         "gopher_repetition": {

@@ -1,8 +1,9 @@
-"""Text repair and normalisation, and the document filters; every dropped document is counted by reason.
+"""The cleaning steps' signatures and the pipeline that runs them; every dropped document is counted by reason.
 
 A step is a TextFix (text -> text, applied to text and title), a DocumentFix (document -> document:
 rewrites the text alone or records fields such as the language) or a Filter (doc -> bool |
-(bool, reason)); CleanPipeline runs them in order and keeps the counts, so a new rule is a new small class.
+(bool, reason)); CleanPipeline runs them in order and keeps the counts, so a new rule is a new small class
+(normalize.py holds the text repairs and the default pipeline, the other modules of tasks/clean/ the rest).
 It also keeps, per step, documents and UTF-8 text bytes in and out (StepCount), and a few dropped
 documents per reason and a few kept ones (ExampleSample) for the cleaning report.
 """
@@ -11,20 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
-import ftfy
-
-from tasks.clean.text_stats import split_words
-
-_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")  # whitespace except newline (tabs, NBSP, ...)
-_BLANK_LINES = re.compile(r"\n{2,}")
 EXCERPT_CHARS = 300  # characters of text an Example keeps
 EXAMPLES_PER_REASON = 3  # dropped documents a CleanPipeline keeps per drop reason, and kept ones
 
@@ -188,60 +181,6 @@ class Filter:
         raise NotImplementedError
 
 
-class FixMojibake(TextFix):
-    """ftfy: undo mojibake (UTF-8 read as cp1252), strip control chars, unify line breaks."""
-
-    name = "ftfy"
-
-    def __init__(self) -> None:
-        # text is already extracted, so '&amp;' is literal text (e.g. docs about HTML) and stays
-        self.config = ftfy.TextFixerConfig(unescape_html=False, normalization="NFC")
-
-    def fix(self, text: str) -> str:
-        return ftfy.fix_text(text, config=self.config)
-
-
-class NormalizeUnicode(TextFix):
-    """Unicode NFC, so the same character always has the same code points."""
-
-    name = "nfc"
-
-    def fix(self, text: str) -> str:
-        return unicodedata.normalize("NFC", text)
-
-
-class NormalizeWhitespace(TextFix):
-    """Collapse runs of spaces/tabs, strip every line, drop blank lines (paragraphs = '\\n'-separated)."""
-
-    name = "whitespace"
-
-    def fix(self, text: str) -> str:
-        lines = (_HORIZONTAL_SPACE.sub(" ", line).strip() for line in text.split("\n"))
-        return _BLANK_LINES.sub("\n", "\n".join(lines)).strip("\n")
-
-
-class NonEmpty(Filter):
-    """Drop documents with no text left."""
-
-    name = "empty"
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return (True, "") if doc.text.strip() else (False, "empty")
-
-
-class MinWords(Filter):
-    """Drop documents with fewer than min_words words (whitespace-separated; each character in Chinese,
-    Japanese, Thai and other scripts written without spaces)."""
-
-    name = "too_few_words"
-
-    def __init__(self, min_words: int) -> None:
-        self.min_words = min_words
-
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
-        return (True, "") if len(split_words(doc.text)) >= self.min_words else (False, "too_few_words")
-
-
 @dataclass(frozen=True, slots=True)
 class Dropped:
     """A document a filter dropped: the step, its reason and the document as that step saw it."""
@@ -348,15 +287,3 @@ class CleaningAccount:
     def bytes_out(self) -> int:
         """UTF-8 bytes of text that came out of the last step (0 before any step)."""
         return self.steps[-1].bytes_out if self.steps else 0
-
-
-def default_pipeline(min_words: int) -> CleanPipeline:
-    """ftfy -> NFC -> whitespace -> drop empty -> drop short."""
-    return CleanPipeline([FixMojibake(), NormalizeUnicode(), NormalizeWhitespace(), NonEmpty(), MinWords(min_words)])
-
-
-def clean_text(text: str) -> str:
-    """The text fixes of the default pipeline on one string (for the CLI and quick checks)."""
-    for step in (FixMojibake(), NormalizeUnicode(), NormalizeWhitespace()):
-        text = step.fix(text)
-    return text

@@ -7,9 +7,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tasks.clean.extract import ExtractConfig
 from tasks.clean.langid import LanguageConfig, language_steps
 from tasks.clean.minhash import NearDedupConfig
+from tasks.clean.normalize import default_pipeline
 from tasks.clean.pii import PiiConfig, RedactPii
 from tasks.clean.quality import QualityConfig, quality_steps
-from tasks.clean.steps import CleanPipeline, default_pipeline
+from tasks.clean.steps import CleanPipeline
 from tasks.corpus.hf_datasets import HuggingFaceSource
 from tasks.corpus.local_files import match_patterns
 from tasks.corpus.warc_files import WarcSourceConfig

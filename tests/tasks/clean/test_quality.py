@@ -16,8 +16,9 @@ from tasks.clean.gopher import (
     duplicate_ngram_char_fraction,
     top_ngram_char_fraction,
 )
+from tasks.clean.normalize import MinWords
 from tasks.clean.quality import QUALITY_DROP_REASONS, QualityConfig, quality_steps
-from tasks.clean.steps import CleanPipeline, Document, MinWords
+from tasks.clean.steps import CleanPipeline, Document
 from tasks.clean.text_stats import words_of
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tasks.clean.normalize import MinWords, NonEmpty, default_pipeline
 from tasks.clean.steps import (
     EXCERPT_CHARS,
     CleaningAccount,
@@ -11,13 +12,8 @@ from tasks.clean.steps import (
     DocumentFix,
     Example,
     ExampleSample,
-    MinWords,
-    NonEmpty,
-    NormalizeWhitespace,
     StepCount,
     account_batch_step,
-    clean_text,
-    default_pipeline,
     sample_examples,
 )
 
@@ -26,18 +22,6 @@ NOW = datetime(2024, 1, 1, tzinfo=UTC)
 
 def _doc(text: str, title: str | None = None) -> Document:
     return Document(url="http://h/", source="crawl", title=title, text=text, fetched_at=NOW)
-
-
-def test_clean_text_fixes_mojibake_and_normalises() -> None:
-    assert clean_text("cafÃ© naÃ¯ve") == "café naïve"
-    assert clean_text("cafe\u0301") == "café"  # NFC: e + combining accent -> é
-    assert clean_text("Tom &amp; Jerry") == "Tom &amp; Jerry"  # extracted text is not HTML-unescaped again
-
-
-def test_whitespace_one_paragraph_per_line() -> None:
-    text = "  first \t line  \r\n\n\n\n second\u00a0\u00a0line \n\n  \n third"
-    assert NormalizeWhitespace().fix(text) == "first line\nsecond line\nthird"
-    assert clean_text(text) == "first line\nsecond line\nthird"
 
 
 def test_pipeline_counts_every_drop_reason() -> None:
