@@ -7,6 +7,8 @@ charset.py), ftfy, Unicode and whitespace normalisation (normalize.py), language
 text_stats.py), exact dedup keys (exact_dedup.py), MinHash near-dedup (minhash.py) and PII redaction
 (pii.py). The corpus stage (tasks/corpus/) shards and runs them.
 
-Must not import MLflow, Prefect, the artifact store, the crawler or torch: every step is a plain
-function of its input, testable on a string.
+Must not import MLflow, Prefect, torch, the artifact store or another stage's package: every step is
+a plain function of its input, testable on a string. From the rest of tasks/ it imports tasks.text
+(script ranges, sentence marks) and the sentence splitter of tasks/tokens/sentences.py, so C4 counts
+sentences as the tokenize stage splits them.
 """

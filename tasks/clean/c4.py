@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean.steps import Document, DocumentFix, Filter
-from tasks.clean.text_stats import CJK_END_MARKS, UNSPACED_SCRIPT, lines_of, split_words
+from tasks.clean.text_stats import UNSPACED_SCRIPT, lines_of, split_words
+from tasks.text import CJK_END_MARKS
 from tasks.tokens.sentences import split_paragraph
 
 # ---------------------------------------------------------------- C4 (Raffel et al. 2020, tfds c4_utils.py)

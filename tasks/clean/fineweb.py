@@ -7,7 +7,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.clean.steps import Document, Filter
-from tasks.clean.text_stats import CJK_END_MARKS, Fraction, duplicates, lines_of, mostly_unspaced, split_words
+from tasks.clean.text_stats import Fraction, duplicates, lines_of, mostly_unspaced, split_words
+from tasks.text import CJK_END_MARKS
 
 # ---------------------------------------------------------------- FineWeb (Penedo et al. 2024, datatrove)
 

@@ -8,14 +8,12 @@ from typing import Annotated
 
 from pydantic import Field
 
+from tasks.text import UNSPACED_SCRIPTS
+
 PUNCTUATION = string.punctuation + "…“”‘’«»„–—·•" + "。，、；：！？「」『』（）《》〈〉【】～・"  # CJK last
-# Character-class ranges: kana and CJK ideographs (tasks.tokens.sentences adds Hangul for its sentence ends),
-# then the scripts written without spaces between words: Thai, Lao, Myanmar, Khmer, kana, CJK ideographs.
-KANA_AND_IDEOGRAPHS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
-_UNSPACED = "\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff" + KANA_AND_IDEOGRAPHS
-UNSPACED_SCRIPT = re.compile(f"[{_UNSPACED}]")
-_PIECES = re.compile(f"[{_UNSPACED}]|[^{_UNSPACED}]+")  # one unspaced-script character, or a run of others
-CJK_END_MARKS = ("。", "！", "？", "．", "」", "』")  # full-width sentence ends (and closing quotes after them)
+UNSPACED_SCRIPT = re.compile(f"[{UNSPACED_SCRIPTS}]")
+# one unspaced-script character, or a run of others
+_PIECES = re.compile(f"[{UNSPACED_SCRIPTS}]|[^{UNSPACED_SCRIPTS}]+")
 PARAGRAPH_BREAK = re.compile(r"\n{2,}")
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 NgramSize = Annotated[int, Field(ge=1, le=50)]

@@ -4,5 +4,6 @@ shards.py runs the stage (build_token_shards, TokenizeConfig) and owns the token
 instances stage reads; tokenizer.py trains, saves and loads the tokenizer; sentences.py splits
 documents into sentences (its splitter also counts sentences for C4's page filter).
 
-Must not import MLflow, Prefect, torch or another stage.
+Must not import MLflow, Prefect, torch or another stage's package; from the rest of tasks/ it uses
+tasks.text (the script ranges and sentence marks cleaning uses too) and tasks.parallel (the shard map).
 """

@@ -20,18 +20,10 @@ from dataclasses import dataclass
 
 import blingfire
 
-from tasks.clean.text_stats import KANA_AND_IDEOGRAPHS
+from tasks.text import CJK_TERMINATORS, CLOSING_PUNCTUATION, HANGUL_SYLLABLES, KANA_AND_IDEOGRAPHS, OTHER_TERMINATORS
 
-# Full-width and half-width CJK sentence terminators.
-CJK_TERMINATORS = "。！？｡"
-# Terminators blingfire does not split after: full-width full stop, danda, double danda, Arabic full stop
-# (Urdu), Ethiopic full stop, Myanmar section mark.
-OTHER_TERMINATORS = "．।॥۔።။"
-# Closing quotes/brackets that belong to the sentence before them, e.g. 他说：“你好。”. ASCII " and '
-# are left out: they open sentences as often as they close them.
-CLOSING_PUNCTUATION = "”’」』）〕】》〉)］｝"
 # Kana, CJK ideographs and Hangul syllables: an ASCII . ! ? straight before one of these ends a sentence.
-CJK_CHARACTERS = KANA_AND_IDEOGRAPHS + "\uac00-\ud7af"
+CJK_CHARACTERS = KANA_AND_IDEOGRAPHS + HANGUL_SYLLABLES
 _CLOSERS = re.escape(CLOSING_PUNCTUATION)
 
 
