@@ -1,4 +1,4 @@
-"""The corpus flow: Crawl and read the configured sources, extract, clean and deduplicate into a Parquet snapshot."""
+"""The corpus stage as a Prefect flow (its work is tasks/corpus/): sources -> cleaned, deduplicated Parquet snapshot."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The evaluate flow: fine-tune the pretrained model and a from-scratch twin on a downstream task."""
+"""The evaluate stage as a Prefect flow (its work is tasks/evaluate/): fine-tune pretrained vs. from-scratch models."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The instances flow: Generate MLM/NSP training instances from the token shards."""
+"""The instances stage as a Prefect flow (its work is tasks/instances/): MLM/NSP instances from token shards."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pretrain flow: Pretrain BERT on the instance shards and export a Hugging Face model."""
+"""The pretrain stage as a Prefect flow (its work is model/ and tasks/pretrain/): train BERT, export a HF model."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What every stage flow does: run one stage with its work as a Prefect task, tracked in MLflow.
+"""One stage run as a Prefect flow (tasks/stages.py's run_stage, its work a Prefect task, tracked in MLflow).
 
 Sharded work goes to `flows.dask_map.shard_map`: local processes inside the stage's build task, or, on a
 Dask cluster, the stage's work in the flow itself with one Prefect task run per shard.

@@ -1,4 +1,4 @@
-"""The tokenize flow: train or load the WordPiece tokenizer and write Arrow token shards.
+"""The tokenize stage as a Prefect flow (its work is tasks/tokens/): a WordPiece tokenizer and Arrow token shards.
 
 Named tokens.py, not tokenize.py, which would shadow the stdlib module when flows/ is on sys.path.
 """

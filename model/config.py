@@ -1,4 +1,4 @@
-"""The pretrain stage's one typed config: BERT size, objective, optimisation, precision and bookkeeping."""
+"""The pretrain stage's config (one section of tasks/config.py's PipelineConfig): BERT size, optimisation, precision."""
 
 from __future__ import annotations
 

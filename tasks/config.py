@@ -17,7 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from model.config import PretrainConfig, override_size
 from tasks.artifacts import missing_backend
-from tasks.corpus.snapshot import CorpusConfig
+from tasks.corpus.config import CorpusConfig
 from tasks.evaluate.evaluation import EvaluateConfig
 from tasks.instances.generate import InstancesConfig
 from tasks.parallel import ParallelConfig

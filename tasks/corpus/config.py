@@ -1,4 +1,4 @@
-"""The corpus stage's config: where documents come from, how they are cleaned, and how the work is sharded."""
+"""The corpus stage's config (one section of tasks/config.py's PipelineConfig): sources, cleaning, sharding."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""The crawl's one typed config: seeds and scope, politeness, retries and limits, sitemaps.
+"""The crawl's config (the crawl section of tasks/corpus/config.py's CorpusConfig): seeds, scope, politeness, limits.
 
-One part of the corpus stage's CorpusConfig (tasks/corpus/config.py), itself one part of the
-PipelineConfig (tasks/config.py); every field is validated before a crawl starts.
+Every field is validated before a crawl starts.
 """
 
 from __future__ import annotations
