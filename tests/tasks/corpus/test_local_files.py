@@ -1,0 +1,102 @@
+"""tasks/corpus/local_files.py: txt, jsonl, parquet and html files as documents, and source patterns."""
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.clean.extract import ExtractConfig
+from tasks.corpus.local_files import HtmlPage, local_items, read_local_files, resolve_patterns
+
+
+def _read(patterns: list[str]) -> tuple[list, Counter]:
+    counts: Counter[str] = Counter()
+    return list(read_local_files(patterns, ExtractConfig(), counts)), counts
+
+
+def test_txt_joins_hard_wrapped_paragraphs(tmp_path: Path) -> None:
+    (tmp_path / "wrapped.txt").write_text("First paragraph\nwraps here.\n\nSecond one.\n")
+    (tmp_path / "lines.txt").write_text("line one\nline two\n")
+    docs, _ = _read([str(tmp_path / "*.txt")])
+    by_name = {Path(d.url).name: d for d in docs}
+    assert by_name["wrapped.txt"].text == "First paragraph wraps here.\nSecond one."
+    assert by_name["lines.txt"].text == "line one\nline two\n"  # no blank lines: every line is a paragraph
+    assert by_name["lines.txt"].url == (tmp_path / "lines.txt").as_uri()
+    assert by_name["lines.txt"].source == "local" and by_name["lines.txt"].fetched_at.tzinfo is not None
+
+
+def test_txt_files_in_other_encodings_are_decoded(tmp_path: Path) -> None:
+    french = "Le café est très bon. Nous sommes allés à la plage, où il faisait très chaud."
+    (tmp_path / "notepad.txt").write_bytes(french.encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "bom.txt").write_bytes(french.encode("utf-8-sig"))
+    (tmp_path / "latin1.txt").write_bytes(french.encode("latin-1"))  # charset detection, windows-1252 on a tie
+    docs, _ = _read([str(tmp_path / "*.txt")])
+    assert [d.text for d in docs] == [french] * 3
+
+
+def test_jsonl_with_a_bom_and_a_cut_emoji_is_read(tmp_path: Path) -> None:
+    lines = '{"text": "first line"}\n{"text": "an emoji cut in half: \\ud83d", "title": "\\udc00"}\n'
+    (tmp_path / "docs.jsonl").write_bytes(lines.encode("utf-8-sig"))
+    docs, _ = _read([str(tmp_path / "docs.jsonl")])
+    # A lone surrogate is valid JSON but not text (Arrow refuses it): it becomes U+FFFD.
+    assert [(d.title, d.text) for d in docs] == [(None, "first line"), ("\ufffd", "an emoji cut in half: \ufffd")]
+    (tmp_path / "latin1.jsonl").write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1\.jsonl:1: not UTF-8 .*re-encode"):
+        _read([str(tmp_path / "latin1.jsonl")])
+
+
+def test_jsonl_and_parquet_records(tmp_path: Path) -> None:
+    lines = [{"text": "from jsonl", "url": "https://example.org/1", "title": "One"}, {"text": "no url"}]
+    (tmp_path / "docs.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
+    pq.write_table(pa.table({"text": ["row one", None, "row three"], "other": [1, 2, 3]}), tmp_path / "t.parquet")
+    docs, _ = _read([str(tmp_path / "docs.jsonl"), str(tmp_path / "t.parquet")])
+    assert [(d.url, d.title, d.text) for d in docs] == [
+        ("https://example.org/1", "One", "from jsonl"),
+        ((tmp_path / "docs.jsonl").as_uri() + "#line=2", None, "no url"),
+        ((tmp_path / "t.parquet").as_uri() + "#row=1", None, "row one"),
+        ((tmp_path / "t.parquet").as_uri() + "#row=3", None, "row three"),
+    ]
+
+
+def test_html_files_are_extracted_and_failures_counted(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text("<html><head><title>T</title></head><body><p>Hello there.</p></body></html>")
+    (tmp_path / "empty.htm").write_text("<html><body></body></html>")
+    docs, counts = _read([str(tmp_path / "*.htm*")])
+    assert [(d.title, d.text) for d in docs] == [("T", "Hello there.")]
+    assert counts["extract_empty"] == 1
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"title": "no text"}\n')
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: .*'text'"):
+        _read([str(tmp_path / "bad.jsonl")])
+
+
+def test_patterns_must_match_supported_files(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(ValueError) as info:
+        resolve_patterns([str(tmp_path / "*.nothing"), str(tmp_path / "*.csv")])
+    message = str(info.value)
+    assert "*.nothing' matches no file" in message  # every problem in one message
+    assert "data.csv" in message and ".jsonl" in message
+
+
+# ---------------------------------------------------------------------------------------------
+# WARC and WET files
+
+
+def test_local_items_leave_html_unextracted(tmp_path: Path) -> None:
+    (tmp_path / "a.html").write_bytes(b"<html><body><p>Hi there.</p></body></html>")
+    (tmp_path / "b.txt").write_text("Plain text.")
+    items = list(local_items([str(tmp_path / "*")]))
+    assert isinstance(items[0], HtmlPage) and items[0].body.startswith(b"<html>") and items[0].source == "local"
+    assert items[1].text == "Plain text." and items[1].url == (tmp_path / "b.txt").resolve().as_uri()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face datasets
+
+
