@@ -48,7 +48,7 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     data_root: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, PurePath) else v)] = "data"
-    """Where every stage's artifacts live as <stage>/<id>/: a local folder or an fsspec URL (s3://bucket/prefix)."""
+    """Where every stage's artifacts live, as STAGE/ID/: a local folder or an fsspec URL (s3://bucket/prefix)."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     """MLflow experiment and store."""
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)

@@ -40,7 +40,7 @@ class ExtractConfig(BaseModel):
     )
     """XPath expressions whose elements are removed before extraction (default: Sphinx '¶' permalinks)."""
     include_tables: bool = True
-    """Keep the text of <table> elements."""
+    """Keep the text of HTML table elements."""
     workers: int = Field(default=1, ge=1)
     """Processes extracting pages in parallel (spawned: a script calling this needs `if __name__ == "__main__"`)."""
     timeout_seconds: float | None = Field(default=10.0, gt=0)

@@ -53,7 +53,7 @@ class HuggingFaceSource(BaseModel):
     text_column: str = Field(default="text", min_length=1)
     """Column holding the document text; rows whose text is null are skipped."""
     url_column: str | None = None
-    """Column holding the document url; None (or a null value) gives hf://<label>/<split>/<row index>."""
+    """Column holding the document url; None (or a null value) gives hf://LABEL/SPLIT/ROW_INDEX."""
     title_column: str | None = None
     """Column holding the document title; None for no titles."""
     label: str | None = Field(default=None, min_length=1)

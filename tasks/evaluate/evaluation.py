@@ -48,7 +48,7 @@ class EvaluateConfig(BaseModel):
     tasks: list[TaskConfig] = Field(default_factory=lambda: [UrlSectionTask()], min_length=1)
     """Downstream tasks: {type: url-section} (offline, from the snapshot), {type: glue, task: rte}, {type: files, ...}."""
     compare_models: list[Path] = Field(default=[])
-    """Further pretrained model folders (Hugging Face format, e.g. data/pretrain/<id>/model) to fine-tune too."""
+    """Further pretrained model folders (Hugging Face format, e.g. data/pretrain/ID/model) to fine-tune too."""
     max_seq_length: int = Field(default=128, ge=8, le=8192)
     """Tokens per example including [CLS] and [SEP]; must not exceed the model's position embeddings."""
     learning_rates: list[float] = Field(default=[1e-4, 3e-4, 1e-3], min_length=1)

@@ -24,3 +24,22 @@ def test_deployment_parameters_are_valid_pipeline_configs() -> None:
     assert {"pipeline", "corpus", "tokenize", "instances", "pretrain", "evaluate", "corpus-refresh"} <= set(names)
     refresh = next(d for d in spec["deployments"] if d["name"] == "corpus-refresh")
     assert refresh["parameters"]["refresh"] is True and refresh["schedules"][0]["cron"]
+
+
+def test_form_descriptions_have_no_angle_brackets() -> None:
+    """The Prefect form drops any <...> from a field's description as if it were an HTML tag."""
+    descriptions = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("description"), str):
+                descriptions.append(node["description"])
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(PipelineConfig.model_json_schema())
+    assert len(descriptions) > 100  # every field has its docstring as description
+    assert [d for d in descriptions if "<" in d] == []
