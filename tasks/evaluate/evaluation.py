@@ -17,14 +17,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-from model.finetune import FinetuneSettings, finetune
+from model.finetune_data import FinetuneSettings
 from tasks.evaluate.file_tasks import FileTask, build_file_task
 from tasks.evaluate.glue import GlueTask, build_glue_task
 from tasks.evaluate.intrinsic import IntrinsicConfig, intrinsic_evaluation
@@ -32,6 +30,12 @@ from tasks.evaluate.results import plot_results, render_results
 from tasks.evaluate.task_data import TaskData
 from tasks.evaluate.task_metrics import score
 from tasks.evaluate.url_section import UrlSectionTask, build_url_task
+
+if TYPE_CHECKING:
+    import torch
+
+# torch and transformers are imported where a model is built or read, not here: loading or checking a config
+# (every pretrainflow command, serve's deploy) must not pay their ~5 CPU-s and ~650 MB
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,9 @@ def build_task(task: TaskConfig, tokenizer: Any, max_seq_length: int, snapshot_d
 
 def build_classifier(init_from: Path | None, config_dir: Path, num_labels: int, seed: int) -> torch.nn.Module:
     """A sequence classifier/regressor from init_from's weights, or (None) config_dir's architecture at random."""
+    import torch
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
     torch.manual_seed(seed)  # the new head (and, from scratch, every weight) is drawn from here
     if init_from is not None:
         # the pretraining heads (MLM, NSP) are dropped; the encoder and pooler are loaded
@@ -142,6 +149,8 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 def _check_models(cfg: EvaluateConfig, models: dict[str, Path]) -> None:
+    from transformers import AutoConfig
+
     problems = []
     for name, folder in models.items():
         if not (folder / "config.json").is_file():
@@ -175,6 +184,8 @@ class _Runner:
             record = json.loads(path.read_text(encoding="utf-8"))
             logger.info("reusing finished run %s", path.name)
         else:
+            from model.finetune import finetune
+
             classifier = build_classifier(init_from, config_dir, data.num_labels, seed)
             settings = self.cfg.finetune.model_copy(update={"learning_rate": learning_rate})
             eval_sets = {"dev": data.splits["dev"], "test": data.splits["test"]}
@@ -230,6 +241,8 @@ def run_evaluation(
     runs_dir.mkdir(parents=True, exist_ok=True)
 
     # every task is read, checked and encoded (with each model's tokenizer) before any training
+    from transformers import AutoTokenizer
+
     tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in models.items()}
     tokenizers[SCRATCH] = tokenizers[PRETRAINED]
     data = {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir)

@@ -11,18 +11,20 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from transformers import PreTrainedTokenizerBase
 
-from model.finetune import LabelledExamples
+from model.finetune_data import LabelledExamples
 from tasks.evaluate.task_data import SPLITS, TaskData, TaskKind
 from tasks.evaluate.task_metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DATA_FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {"classification": ("accuracy", "macro_f1"),

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from transformers import PreTrainedTokenizerBase
 
 from tasks.evaluate.file_tasks import DATA_FILE_SUFFIXES, Rows, cap_rows, carve_dev, finish_task, read_rows
 from tasks.evaluate.task_data import TaskData, TaskKind
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForPreTraining, AutoTokenizer, pipeline
+
+if TYPE_CHECKING:  # imported where a model is read: IntrinsicConfig is part of every config load
+    import torch
 
 
 class IntrinsicConfig(BaseModel):
@@ -49,15 +50,26 @@ def read_validation_instances(instances_dir: Path, limit: int) -> pa.Table | Non
 
 def _padded(rows: list[list[int]], device: torch.device) -> torch.Tensor:
     """(batch, longest row) long tensor, 0-padded."""
+    import torch
+
     out = torch.zeros((len(rows), max(map(len, rows))), dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
     return out.to(device)
 
 
-@torch.no_grad()
 def mlm_metrics(model_dir: Path, table: pa.Table, batch_size: int = 32) -> dict[str, float]:
     """MLM loss/accuracy/perplexity over every masked position and NSP accuracy, one pass, eval mode."""
+    import torch
+
+    with torch.no_grad():
+        return _mlm_metrics(model_dir, table, batch_size)
+
+
+def _mlm_metrics(model_dir: Path, table: pa.Table, batch_size: int) -> dict[str, float]:
+    import torch
+    from transformers import AutoModelForPreTraining
+
     model = AutoModelForPreTraining.from_pretrained(model_dir).eval()
     device = next(model.parameters()).device
     columns = {name: table[name].to_pylist() for name in table.column_names}
@@ -111,6 +123,8 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
     """Up to `count` held-out sentences with their longest whole word masked, and the model's top_k guesses."""
     if count == 0:
         return []
+    from transformers import AutoTokenizer, pipeline
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     unmasker = pipeline("fill-mask", model=str(model_dir), tokenizer=tokenizer, device=-1, top_k=top_k)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))

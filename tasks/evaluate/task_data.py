@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from model.finetune import LabelledExamples
+from model.finetune_data import LabelledExamples
 
 SPLITS = ("train", "dev", "test")
 TaskKind = Literal["classification", "regression"]

@@ -12,15 +12,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from transformers import PreTrainedTokenizerBase
 
-from model.finetune import LabelledExamples
+from model.finetune_data import LabelledExamples
 from tasks.evaluate.task_data import SPLITS, TaskData
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 class UrlSectionTask(BaseModel):

@@ -3,7 +3,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification
 
-from model.finetune import FinetuneSettings, LabelledExamples, evaluate, finetune, total_steps
+from model.finetune import evaluate, finetune, total_steps
+from model.finetune_data import FinetuneSettings, LabelledExamples
 from tasks.evaluate.task_metrics import macro_f1, pearson, score
 
 
