@@ -1,17 +1,28 @@
-"""Run one function over shards: in this process, or on all local cores.
+"""How a stage's work runs: its main steps one after another, and one function over shards.
+
+A stage names its main steps (read sources, clean shards, deduplicate, ...) with `run_step(name, fn)`:
+`fn` takes no arguments (a closure over what it needs) and its result comes back. Plainly (`run_inline`)
+a step is a call with its duration logged; flows pass a runner that makes each step a Prefect task run,
+so the run graph shows the steps and their durations. `retries` is for steps that read over a network.
 
 Sharded stages express their parallel work as `map_shards(fn, items)`: `fn` is a module-level function
 (so it pickles) taking one small picklable item (a shard spec) and returning its result; results come
 back in item order, so what a stage writes never depends on which worker finished first. The stage
 code does not know where it runs: the CLI passes `local_map`, flows can pass a map that submits the
-shards through Prefect's task runner (a Dask cluster).
+shards through Prefect's task runner (a Dask cluster). A step that maps shards says so (`sharded=True`):
+on Dask its shards are the task runs.
 """
 
 from __future__ import annotations
 
+import contextvars
+import logging
+import logging.handlers
 import multiprocessing
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -20,6 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 T = TypeVar("T")
 R = TypeVar("R")
+logger = logging.getLogger(__name__)
+
+
+class StepRunner(Protocol):
+    """Runs one named step of a stage and returns its result."""
+
+    def __call__(self, name: str, fn: Callable[[], R], /, *, retries: int = 0, sharded: bool = False) -> R: ...
+
+
+def run_inline(name: str, fn: Callable[[], R], /, *, retries: int = 0, sharded: bool = False) -> R:
+    """A step in this thread, once (retries are for runners that can wait and try again); its duration logged."""
+    started = time.monotonic()
+    result = fn()
+    logger.info("step %s: %.1f s", name, time.monotonic() - started)
+    return result
 
 
 class ShardMap(Protocol):
@@ -61,7 +87,12 @@ def serial_map(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
 
 
 def local_map(workers: int = 0) -> ShardMap:
-    """A map over `workers` spawned processes (0 = one per core); one worker or one item runs in-process."""
+    """A map over `workers` spawned processes (0 = one per core); one worker or one item runs in-process.
+
+    The workers' log records come back to this process and are handled here by the logger that made
+    them, in the caller's context: they reach this process's terminal and, inside a Prefect task run,
+    that run's logs, as the records of in-process work do.
+    """
     workers = workers or os.cpu_count() or 1
 
     def run(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
@@ -70,7 +101,30 @@ def local_map(workers: int = 0) -> ShardMap:
         # spawn, not fork: the parent may hold threads (Prefect's API server, torch pools) whose locks a
         # forked child would inherit held
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context) as pool:
-            return list(pool.map(fn, items))
+        records = context.Queue()
+        relay = threading.Thread(target=_relay_records, args=(records, contextvars.copy_context()),
+                                 name="shard-log-relay", daemon=True)
+        relay.start()
+        level = logging.getLogger("tasks").getEffectiveLevel()
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
+                                     initializer=_send_records_to, initargs=(records, level)) as pool:
+                return list(pool.map(fn, items))
+        finally:
+            records.put(None)
+            relay.join()
 
     return run
+
+
+def _send_records_to(records: multiprocessing.Queue, level: int) -> None:
+    """In a worker: every log record at `level` or above goes to the parent's queue (message formatted)."""
+    root = logging.getLogger()
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.setLevel(level)
+
+
+def _relay_records(records: multiprocessing.Queue, caller: contextvars.Context) -> None:
+    """In the parent: hand each worker record to its logger, in the context of the code that started the map."""
+    while (record := records.get()) is not None:
+        caller.run(logging.getLogger(record.name).handle, record)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 
 from tasks.artifacts import MANIFEST, Artifact, ArtifactStore, artifact_id, code_version, folder_digest
 from tasks.config import PipelineConfig
-from tasks.parallel import ShardMap, serial_map
+from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
+from tasks.summary import StageOutcome, stage_line
 from tasks.tracking import MetricLogger, Tracker, flatten
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class StageContext:
     log_metrics: MetricLogger | None = None
     map_shards: ShardMap = serial_map  # sharded work: in-process, local processes or Dask
     progress: Progress | None = None  # long stages report (done, total) here (a Prefect progress artifact)
+    run_step: StepRunner = run_inline  # the stage's main steps: plain calls, or Prefect task runs
 
 
 # (config, input artifact dirs, output dir, context) -> statistics
@@ -42,19 +45,20 @@ StageWork = Callable[[PipelineConfig, dict[str, Path], Path, StageContext], dict
 def _corpus(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.corpus.snapshot import build_snapshot
 
-    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=ctx.map_shards)
+    return build_snapshot(cfg.corpus, out, parent_dir=inputs.get("parent"), map_shards=ctx.map_shards,
+                          run_step=ctx.run_step)
 
 
 def _tokenize(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.tokens.shards import build_token_shards
 
-    return build_token_shards(cfg.tokenize, inputs["corpus"], out, map_shards=ctx.map_shards)
+    return build_token_shards(cfg.tokenize, inputs["corpus"], out, map_shards=ctx.map_shards, run_step=ctx.run_step)
 
 
 def _instances(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.instances.generate import build_instances
 
-    return build_instances(cfg.instances, inputs["tokenize"], out, map_shards=ctx.map_shards)
+    return build_instances(cfg.instances, inputs["tokenize"], out, map_shards=ctx.map_shards, run_step=ctx.run_step)
 
 
 def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
@@ -62,18 +66,19 @@ def _pretrain(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: Stag
     if cfg.parallel.nproc_per_node > 1:
         from tasks.pretrain.torchrun import pretrain_under_torchrun
 
-        return pretrain_under_torchrun(cfg.pretrain, cfg.parallel.nproc_per_node, inputs["instances"], tokenizer,
-                                       out, ctx.log_metrics)
+        return ctx.run_step("train under torchrun", lambda: pretrain_under_torchrun(
+            cfg.pretrain, cfg.parallel.nproc_per_node, inputs["instances"], tokenizer, out, ctx.log_metrics))
     from model.train import pretrain
 
-    return pretrain(cfg.pretrain, inputs["instances"], tokenizer, out, ctx.log_metrics, ctx.progress)
+    return ctx.run_step("train", lambda: pretrain(cfg.pretrain, inputs["instances"], tokenizer, out, ctx.log_metrics,
+                                                  ctx.progress))
 
 
 def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: StageContext) -> dict:
     from tasks.evaluate.evaluation import run_evaluation
 
     return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, ctx.log_metrics,
-                          instances_dir=inputs["instances"])
+                          instances_dir=inputs["instances"], run_step=ctx.run_step)
 
 
 @dataclass(frozen=True)
@@ -210,6 +215,13 @@ class StageResult:
     cache_hit: bool
     stats: dict[str, Any]
     mlflow_run_id: str | None = None
+    seconds: float = 0.0  # wall time of the whole stage run
+    mlflow_url: str | None = None  # the MLflow run's page, when the store is a tracking server
+
+    def outcome(self) -> StageOutcome:
+        """The run as the summaries (log line, pipeline table) show it."""
+        return StageOutcome(self.stage, self.artifact_id, self.cache_hit, self.seconds, self.stats,
+                            self.mlflow_run_id, self.mlflow_url)
 
 
 def run_stage(
@@ -223,12 +235,26 @@ def run_stage(
     map_shards: ShardMap = serial_map,
     refresh: bool = False,
     progress: Progress | None = None,
+    run_step: StepRunner = run_inline,
 ) -> StageResult:
-    """Build one stage's artifact (or find it cached) and record the run.
+    """Build one stage's artifact (or find it cached) and record the run; its summary line is logged.
 
     refresh (corpus only): build a new snapshot from the newest one of this config's family (re-crawl
     with conditional requests, dedup against it); with no snapshot yet, build the first one.
+    run_step runs the stage's main steps (plain calls, or a flow's task runs).
     """
+    started = time.monotonic()
+    result = _run_stage(name, cfg, tracker, parent_run_id, tags, execute, map_shards, refresh, progress, run_step)
+    result.seconds = time.monotonic() - started
+    if tracker is not None and result.mlflow_run_id:
+        result.mlflow_url = tracker.run_url(result.mlflow_run_id)
+    log.info("%s", stage_line(result.outcome()))
+    return result
+
+
+def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_run_id: str | None,
+               tags: dict[str, str] | None, execute: StageWork | None, map_shards: ShardMap, refresh: bool,
+               progress: Progress | None, run_step: StepRunner) -> StageResult:
     stage = STAGES[name]
     if refresh and not stage.refreshable:
         refreshable = [s.name for s in STAGES.values() if s.refreshable]
@@ -273,7 +299,7 @@ def run_stage(
         if run_id:
             tracker.log_params(run_id, flatten(config_dump))
         metric_logger = tracker.metric_logger(run_id) if run_id else None
-        context = StageContext(metric_logger, map_shards, progress)
+        context = StageContext(metric_logger, map_shards, progress, run_step)
         interval = cfg.tracking.system_metrics_interval_s
         with tracker.system_metrics(run_id, interval) if run_id and interval else nullcontext():
             stats = (execute or stage.work)(cfg, input_paths, staging, context)

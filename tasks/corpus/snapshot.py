@@ -19,6 +19,7 @@ import logging
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,7 +35,7 @@ from tasks.clean.steps import Document, ExampleSample, StepCount
 from tasks.corpus.clean_shard import EXTRACT_DROP_REASONS, CleanShardSpec, clean_shard, read_account, url_hash
 from tasks.corpus.cleaning_report import write_cleaning_report_of
 from tasks.corpus.config import CorpusConfig, clean_pipeline
-from tasks.corpus.dedup import DEDUP_REASONS, dedup_shards
+from tasks.corpus.dedup import DEDUP_REASONS, DedupResult, dedup_shards
 from tasks.corpus.hf_datasets import read_hf_datasets
 from tasks.corpus.local_files import HtmlPage, local_items
 from tasks.corpus.warc_files import WARC_COUNTS, warc_items
@@ -49,7 +50,7 @@ from tasks.corpus.write import (
     write_shard,
 )
 from tasks.crawl.run import crawl, saved_pages
-from tasks.parallel import ShardMap, serial_map
+from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
 
 __all__ = ["DROP_REASONS", "SNAPSHOT_SCHEMA", "CorpusConfig", "build_snapshot", "clean_pipeline", "read_snapshot"]
 
@@ -150,13 +151,25 @@ def _merge_accounts(work: Path, shards: int) -> tuple[list[StepCount], dict[str,
     return steps, examples, counts
 
 
+@dataclass
+class _Deduplicated:
+    """The merged cleaning account of every shard, the dedup result and the output shard count."""
+
+    steps: list[StepCount]
+    examples: dict[str, ExampleSample]
+    counts: Counter[str]
+    dedup: DedupResult
+    shards: int
+
+
 def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = None,
-                   map_shards: ShardMap = serial_map) -> dict[str, int | float]:
+                   map_shards: ShardMap = serial_map, run_step: StepRunner = run_inline) -> dict[str, int | float]:
     """Build the corpus snapshot in out_dir (raw crawl in out_dir/raw); returns the stage statistics.
 
     With parent_dir (the previous snapshot), documents that duplicate or near-duplicate a parent
     document of another url are dropped, and changes.json lists the urls added, changed and removed.
-    map_shards runs the cleaning and writing shards (in process, on local cores, or on a cluster).
+    map_shards runs the cleaning and writing shards (in process, on local cores, or on a cluster);
+    run_step runs the five steps: read sources, clean shards, deduplicate, write snapshot, report.
     """
     out_dir = Path(out_dir)
     parent_dir = Path(parent_dir) if parent_dir is not None else None
@@ -164,23 +177,46 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     if parent_dir is not None:
         check_parent(parent_dir, cfg)
     work = out_dir / WORK_DIR
-    split = _split(cfg, out_dir, work, parent_dir)
+    # the crawl reads over the network; a retry resumes it from the pages it archived
+    split = run_step("read sources", lambda: _split(cfg, out_dir, work, parent_dir), retries=1)
     dropped_dir = out_dir / "dropped" if cfg.write_dropped else None
     specs = [CleanShardSpec(shard, work, cfg, dropped_dir) for shard in range(split["shards"])]
-    cleaned = map_shards(clean_shard, specs)
+    cleaned = run_step("clean shards", lambda: map_shards(clean_shard, specs), sharded=True)
+    deduplicated = run_step("deduplicate", lambda: _deduplicate(cfg, work, split, dropped_dir, parent_dir))
+    written = run_step("write snapshot", lambda: _write_snapshot(cfg, work, out_dir, deduplicated.shards, map_shards),
+                       sharded=True)
+    stats = run_step("report", lambda: _report(out_dir, split, cleaned, deduplicated, written, parent_dir))
+    remove_tree(work)
+    logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
+    return stats
+
+
+def _deduplicate(cfg: CorpusConfig, work: Path, split: dict, dropped_dir: Path | None,
+                 parent_dir: Path | None) -> _Deduplicated:
+    """Merge the shards' cleaning accounts, rank and deduplicate every kept document, plan the output shards."""
     steps, examples, counts = _merge_accounts(work, split["shards"])
     counts.update(split["counts"])
-
     dedup = dedup_shards(work, split["shards"], cfg.near_dedup, parent_dir)
     counts.update(dedup.counts())
     if dropped_dir is not None:
         write_dedup_dropped(work, dropped_dir, dedup.shard_of_rank, dedup.row_of_rank, dedup.reason, DEDUP_REASONS,
                             split["shards"])
     shards = write_plans(work, dedup.kept_ranks, dedup.shard_of_rank, dedup.row_of_rank, cfg.documents_per_shard)
+    return _Deduplicated(steps, examples, counts, dedup, shards)
+
+
+def _write_snapshot(cfg: CorpusConfig, work: Path, out_dir: Path, shards: int, map_shards: ShardMap) -> list[dict]:
+    """documents-NNNNN.parquet from the plans (one shard per item), then the minhash index."""
     written = map_shards(write_shard, [WriteShardSpec(s, work, out_dir, cfg.near_dedup) for s in range(shards)])
     if cfg.near_dedup.enabled:
         write_index(work, out_dir, shards, cfg.near_dedup)  # the next refresh dedups against this snapshot
+    return written
 
+
+def _report(out_dir: Path, split: dict, cleaned: list[bool], deduplicated: _Deduplicated, written: list[dict],
+            parent_dir: Path | None) -> dict[str, int | float]:
+    """The cleaning report and plots, changes.json for a refresh, and the stage statistics."""
+    steps, examples, counts, dedup = deduplicated.steps, deduplicated.examples, deduplicated.counts, deduplicated.dedup
     words = array("q")
     languages: Counter[str | None] = Counter()
     for part in written:
@@ -198,7 +234,7 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     stats["documents_in"] = split["items"]
     stats["work_shards"] = split["shards"]
     stats["shards_reused"] = sum(not fresh for fresh in cleaned)
-    stats["shards"] = shards
+    stats["shards"] = deduplicated.shards
     stats.update({f"dropped_{reason}": n for reason, n in drop_counts.items()})
     stats.update({f"lines_removed_{reason}": counts[reason] for reason in C4_LINE_REASONS})
     stats.update({kind: counts[kind] for kind in PII_COUNTS})
@@ -210,6 +246,4 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
     stats["bytes_out"] = dedup.steps[-1].bytes_out if dedup.steps else 0  # UTF-8 bytes of text in the snapshot
     if parent_dir is not None:
         stats.update(refresh_changes(out_dir, parent_dir))
-    remove_tree(work)
-    logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
     return stats

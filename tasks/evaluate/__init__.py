@@ -5,5 +5,6 @@ url-section task (url_section.py), GLUE (glue.py) and local files (file_tasks.py
 TaskData (task_data.py) scored by task_metrics.py; intrinsic.py measures MLM accuracy and perplexity on
 held-out instances, results.py writes the table and chart. Fine-tuning itself is model/finetune.py.
 
-Must not import MLflow or Prefect: tasks/stages.py logs every fine-tuning run.
+Must not import MLflow or Prefect: tasks/stages.py logs every fine-tuning run. From the rest of tasks/
+it uses tasks.parallel (how its steps run) and tasks/corpus/hf_datasets.py (Hugging Face offline).
 """

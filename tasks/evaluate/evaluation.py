@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -30,6 +31,7 @@ from tasks.evaluate.results import plot_results, render_results
 from tasks.evaluate.task_data import TaskData
 from tasks.evaluate.task_metrics import score
 from tasks.evaluate.url_section import UrlSectionTask, build_url_task
+from tasks.parallel import StepRunner, run_inline
 
 if TYPE_CHECKING:
     import torch
@@ -231,8 +233,13 @@ def run_evaluation(
     out_dir: Path,
     log_metrics: Callable[[dict[str, float], int], None] | None = None,
     instances_dir: Path | None = None,
+    run_step: StepRunner = run_inline,
 ) -> dict[str, int | float]:
-    """Every task x (pretrained models + scratch); write results.json/.md/.png and runs/*.json."""
+    """Every task x (pretrained models + scratch); write results.json/.md/.png and runs/*.json.
+
+    run_step runs the steps: read tasks, one fine-tuning step per task and model (its learning-rate grid
+    and seeds), one intrinsic step per pretrained model, and the report.
+    """
     started = time.perf_counter()
     model_dir, snapshot_dir, out_dir = Path(model_dir), Path(snapshot_dir), Path(out_dir)
     models = model_names(model_dir, cfg.compare_models)
@@ -241,12 +248,7 @@ def run_evaluation(
     runs_dir.mkdir(parents=True, exist_ok=True)
 
     # every task is read, checked and encoded (with each model's tokenizer) before any training
-    from transformers import AutoTokenizer
-
-    tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in models.items()}
-    tokenizers[SCRATCH] = tokenizers[PRETRAINED]
-    data = {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir)
-            for task in cfg.tasks for name, tokenizer in tokenizers.items()}
+    data = run_step("read tasks", lambda: _read_tasks(cfg, models, snapshot_dir))
 
     runner = _Runner(cfg, runs_dir, log_metrics)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
@@ -255,16 +257,37 @@ def run_evaluation(
         summary[task.name] = {}
         for name in [*models, SCRATCH]:
             init_from = None if name == SCRATCH else models[name]
-            row, records = evaluate_model_on_task(runner, data[task.name, name], name, init_from, model_dir)
+            row, records = run_step(f"fine-tune {task.name} {name}", partial(
+                evaluate_model_on_task, runner, data[task.name, name], name, init_from, model_dir))
             summary[task.name][name] = row
             runs += records
+    intrinsic = {name: run_step(f"intrinsic {name}", partial(intrinsic_evaluation, folder, instances_dir,
+                                                                   cfg.intrinsic))
+                 for name, folder in models.items()}
+    return run_step("report", lambda: _report(cfg, data, summary, runs, intrinsic, models, out_dir, runner.index,
+                                              time.perf_counter() - started))
+
+
+def _read_tasks(cfg: EvaluateConfig, models: dict[str, Path], snapshot_dir: Path) -> dict[tuple[str, str], TaskData]:
+    """Every task read, checked and encoded with each model's tokenizer, keyed (task, model)."""
+    from transformers import AutoTokenizer
+
+    tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in models.items()}
+    tokenizers[SCRATCH] = tokenizers[PRETRAINED]
+    return {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir)
+            for task in cfg.tasks for name, tokenizer in tokenizers.items()}
+
+
+def _report(cfg: EvaluateConfig, data: dict[tuple[str, str], TaskData], summary: dict[str, dict[str, dict[str, Any]]],
+            runs: list[dict[str, Any]], intrinsic: dict[str, Any], models: dict[str, Path], out_dir: Path,
+            run_count: int, seconds: float) -> dict[str, int | float]:
+    """results.json, results.md, results.png and splits.json; returns the stage statistics."""
     tasks_info = {}
     for task in cfg.tasks:
         task_data = data[task.name, PRETRAINED]
         tasks_info[task.name] = {"kind": task_data.kind, "metrics": list(task_data.metrics),
                                  "labels": task_data.label_names, "majority_rate": task_data.majority_rate(),
                                  **task_data.info}
-    intrinsic = {name: intrinsic_evaluation(folder, instances_dir, cfg.intrinsic) for name, folder in models.items()}
     results = {
         "models": {name: str(folder) for name, folder in models.items()},
         "tasks": tasks_info,
@@ -282,7 +305,7 @@ def run_evaluation(
     plot_results(results, out_dir / "results.png")
     if data and (split_ids := data[cfg.tasks[0].name, PRETRAINED].split_ids):
         _write_atomic(out_dir / "splits.json", json.dumps(split_ids, indent=1))
-    return _stats(results, runner.index, time.perf_counter() - started)
+    return _stats(results, run_count, seconds)
 
 
 def _json_number(value: Any) -> Any:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -36,7 +37,7 @@ from tasks.artifacts import remove_tree
 from tasks.instances import kernels
 from tasks.instances.masking import MaskingVocabulary, masking_vocabulary
 from tasks.instances.token_index import build_split_index, numpy_values, open_split_index
-from tasks.parallel import ShardMap, serial_map
+from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
 from tasks.tokens.shards import SPLITS, TOKENIZER_DIRNAME, read_stream, token_dtype, write_stream_atomically
 from tasks.tokens.tokenizer import CLS, SEP, load_tokenizer, special_token_ids
 
@@ -285,8 +286,11 @@ def _segmenter(cfg: InstancesConfig, tokenizer_dir: Path):
 
 
 def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
-                    map_shards: ShardMap = serial_map) -> dict[str, int | float]:
-    """Make instances for the train and validation token shards; finished shards are reused."""
+                    map_shards: ShardMap = serial_map, run_step: StepRunner = run_inline) -> dict[str, int | float]:
+    """Make instances for the train and validation token shards; finished shards are reused.
+
+    run_step runs two steps per split: index its tokens, generate its instances.
+    """
     tokens_dir, out_dir = Path(tokens_dir), Path(out_dir)
     if not (tokens_dir / "train").is_dir():
         raise FileNotFoundError(f"tokens_dir {str(tokens_dir)!r} has no train/ folder of token shards")
@@ -297,7 +301,8 @@ def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
     index_dir = out_dir / INDEX_DIRNAME
     stats: dict[str, int | float] = {}
     for split in SPLITS:
-        arrays = build_split_index(tokens_dir, split, index_dir, vocab.is_continuation, segmenter)
+        arrays = run_step(f"index {split} tokens",
+                          partial(build_split_index, tokens_dir, split, index_dir, vocab.is_continuation, segmenter))
         sentence_tokens = np.asarray(arrays.sentence_offsets)[np.asarray(arrays.document_offsets)]
         units = plan_units(np.diff(sentence_tokens), cfg)
         specs = [
@@ -306,7 +311,9 @@ def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
             for unit, (first, last) in enumerate(units)
         ]
         totals: dict[str, int] = {}
-        for counts in map_shards(make_instance_shard, specs):
+        shard_counts = run_step(f"generate {split} instances", partial(map_shards, make_instance_shard, specs),
+                                sharded=True)
+        for counts in shard_counts:
             for key, value in counts.items():
                 totals[key] = totals.get(key, 0) + value
         logger.info("%s: %d instances in %d shards", split, totals["instances"], len(specs))

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tokenizers import Tokenizer
 
-from tasks.parallel import ShardMap, serial_map
+from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
 from tasks.tokens.sentences import split_document
 from tasks.tokens.tokenizer import (
     SEP,
@@ -389,14 +389,17 @@ def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Pa
 
 
 def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *,
-                       map_shards: ShardMap = serial_map) -> dict[str, int | float]:
-    """Train or load the tokenizer, then sentence-split and tokenize the snapshot into token shards."""
+                       map_shards: ShardMap = serial_map, run_step: StepRunner = run_inline) -> dict[str, int | float]:
+    """Train or load the tokenizer, then sentence-split and tokenize the snapshot into token shards.
+
+    run_step runs the three steps: train tokenizer, split documents (train/validation), encode shards.
+    """
     snapshot_dir, out_dir = Path(snapshot_dir), Path(out_dir)
     snapshot_files(snapshot_dir)  # fail before any work when the snapshot is missing
     out_dir.mkdir(parents=True, exist_ok=True)
-    prepare_tokenizer(cfg, snapshot_dir, out_dir / TOKENIZER_DIRNAME)
+    run_step("train tokenizer", lambda: prepare_tokenizer(cfg, snapshot_dir, out_dir / TOKENIZER_DIRNAME))
     tokenizer = load_tokenizer(out_dir / TOKENIZER_DIRNAME)
-    specs, input_documents = plan_token_shards(cfg, snapshot_dir, out_dir)
+    specs, input_documents = run_step("split documents", lambda: plan_token_shards(cfg, snapshot_dir, out_dir))
 
     stats: dict[str, int | float] = {
         "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
@@ -406,7 +409,8 @@ def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *
     for split in SPLITS:
         stats.update({f"{split}_{key}": 0 for key in ("documents", "sentences", "tokens", "unk_tokens")})
         stats[f"{split}_shards"] = sum(spec.split == split for spec in specs)
-    for spec, shard_stats in zip(specs, map_shards(make_token_shard, specs)):
+    encoded = run_step("encode shards", lambda: map_shards(make_token_shard, specs), sharded=True)
+    for spec, shard_stats in zip(specs, encoded):
         for key in ("documents", "sentences", "tokens", "unk_tokens"):
             stats[f"{spec.split}_{key}"] += shard_stats[key]
     for split in SPLITS:

@@ -26,7 +26,8 @@ ALLOWED_IMPORTS = {
     "tasks.tokens": ("tasks.text", "tasks.parallel"),
     "tasks.instances": ("tasks.tokens", "tasks.parallel", "tasks.artifacts"),
     "tasks.pretrain": ("model",),
-    "tasks.evaluate": ("model", "tasks.corpus.hf_datasets"),  # the one place that switches Hugging Face offline
+    # hf_datasets: the one place that switches Hugging Face offline
+    "tasks.evaluate": ("model", "tasks.parallel", "tasks.corpus.hf_datasets"),
     "model": (),
 }
 # Outside libraries a package must not load, checked in a fresh interpreter: the data packages run

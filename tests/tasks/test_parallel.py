@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextvars
+import logging
 import os
 
 import pytest
@@ -15,6 +17,26 @@ def square_with_pid(item: int) -> tuple[int, int]:
     return item * item, os.getpid()
 
 
+def square_and_log(item: int) -> int:
+    logging.getLogger("tasks.test_shard").info("shard %d done in pid %d", item, os.getpid())
+    return item * item
+
+
+RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="none")
+
+
+class ContextRecorder(logging.Handler):
+    """Keeps each record's message with the context variable seen where it was handled (as Prefect's handler reads
+    its run context)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[str, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((record.getMessage(), RUN_ID.get()))
+
+
 def test_serial_map_runs_in_this_process_in_order():
     assert serial_map(square_with_pid, [3, 1, 2]) == [(9, os.getpid()), (1, os.getpid()), (4, os.getpid())]
 
@@ -25,6 +47,23 @@ def test_local_map_runs_items_in_other_processes_and_keeps_item_order():
     assert [square for square, _ in results] == [i * i for i in items]
     pids = {pid for _, pid in results}
     assert os.getpid() not in pids and 1 <= len(pids) <= 2
+
+
+def test_local_map_relays_worker_records_to_their_logger_in_the_callers_context():
+    recorder = ContextRecorder()
+    logger, project = logging.getLogger("tasks.test_shard"), logging.getLogger("tasks")
+    logger.addHandler(recorder)
+    project.setLevel(logging.INFO)  # workers send what the parent's tasks logger lets through
+    token = RUN_ID.set("the caller's run")
+    try:
+        assert local_map(2)(square_and_log, [1, 2, 3]) == [1, 4, 9]
+    finally:
+        RUN_ID.reset(token)
+        logger.removeHandler(recorder)
+        project.setLevel(logging.NOTSET)
+    assert sorted(message.split(" in pid ")[0] for message, _ in recorder.seen) == [f"shard {i} done" for i in (1, 2, 3)]
+    assert {int(message.split(" in pid ")[1]) for message, _ in recorder.seen} - {os.getpid()}  # from the workers
+    assert {run for _, run in recorder.seen} == {"the caller's run"}
 
 
 def test_local_map_with_one_worker_or_one_item_stays_in_process():

@@ -67,3 +67,12 @@ def test_reading_a_store_never_creates_one_or_an_experiment(tmp_path):
     assert missing_store(str(store)).endswith(f"for a SQLite store give sqlite:///{store}")  # a plain path
     reader = Tracker(uri, create=False)
     assert reader.experiment_id is None and reader.client.get_experiment_by_name("pretrainflow") is None
+
+
+def test_run_url_points_at_a_tracking_server_and_is_none_for_a_local_store(tmp_path):
+    local = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with local.run("stage") as run_id:
+        assert local.run_url(run_id) is None  # a SQLite store has no web page of its own
+    served = Tracker.__new__(Tracker)  # the address arithmetic only: no server is needed to form the link
+    served.tracking_uri, served.experiment_id = "http://127.0.0.1:5000/", "7"
+    assert served.run_url("abc") == "http://127.0.0.1:5000/#/experiments/7/runs/abc"
