@@ -1,21 +1,30 @@
-"""The pipeline flow: the five stage flows in order, under one MLflow parent run."""
+"""The pipeline flow: the five stage flows in order, under one MLflow parent run, summed up in one artifact."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from flows.corpus import corpus_flow
 from flows.evaluate import evaluate_flow
 from flows.instances import instances_flow
 from flows.pretrain import pretrain_flow
-from flows.stage import tracker_for
+from flows.runs import label_flow_run, run_name, run_tags
+from flows.stage import refused, start_flow, tracker_for
 from flows.tokens import tokenize_flow
-from tasks.config import PipelineConfig
+from tasks.config import ConfigError, PipelineConfig
 from tasks.stages import resolve_ids
+from tasks.summary import StageOutcome, evaluation_tables, pipeline_markdown, stage_line
 from tasks.tracking import flatten
+
+# named, not __name__: a worker loads this file as its deployments' entrypoint under another module name
+log = logging.getLogger("flows.pipeline")
 
 STAGE_FLOWS = {
     "corpus": corpus_flow,
@@ -26,17 +35,39 @@ STAGE_FLOWS = {
 }
 
 
-@flow(name="pipeline", log_prints=True)
-def pipeline_flow(config: PipelineConfig) -> dict[str, Any]:
+@flow(name="pipeline", log_prints=True, validate_parameters=False)
+def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
     """Corpus -> tokenize -> instances -> pretrain -> evaluate; each stage is skipped if cached."""
+    try:
+        config = start_flow(config)
+        ids = resolve_ids(config)
+    except ConfigError as err:
+        return refused(err)
+    name = run_name("pipeline", config, ids["evaluate"])
+    label_flow_run(name, run_tags("pipeline", config))
     tracker = tracker_for(config)
-    ids = resolve_ids(config)
     tags = {"prefect_flow_run_id": str(flow_run.id), **{f"artifact.{k}": v for k, v in ids.items()}}
     results: dict[str, Any] = {}
     with tracker.run("pipeline", tags=tags) as parent_run_id:
         tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
-        for name, stage_flow in STAGE_FLOWS.items():
-            results[name] = stage_flow(config, parent_run_id=parent_run_id)
+        for stage, stage_flow in STAGE_FLOWS.items():
+            results[stage] = stage_flow(config, parent_run_id=parent_run_id)
+            log.info("%s", stage_line(_outcome(results[stage])))
         cache_hits = sum(r["cache_hit"] for r in results.values())
         tracker.log_metrics(parent_run_id, {"stages_cached": cache_hits, "stages_built": len(results) - cache_hits})
+    results_md = Path(results["evaluate"]["path"]) / "results.md"
+    parent_url = tracker.run_url(parent_run_id)
+    summary = pipeline_markdown(name, [_outcome(r) for r in results.values()],
+                                evaluation_tables(results_md.read_text()) if results_md.is_file() else None,
+                                parent_run=(parent_run_id, parent_url))
+    create_markdown_artifact(key="pipeline-summary", markdown=summary,
+                             description=f"{len(results)} stages, {cache_hits} cached; MLflow run {parent_run_id}")
+    log.info("pipeline %s: %d stages built, %d cached; MLflow parent run %s", name, len(results) - cache_hits,
+             cache_hits, parent_url or parent_run_id)
     return {"mlflow_run_id": parent_run_id, "stages": results}
+
+
+def _outcome(result: dict[str, Any]) -> StageOutcome:
+    """A stage flow's returned data as the summaries show it."""
+    return StageOutcome(result["stage"], result["artifact_id"], result["cache_hit"], result["seconds"],
+                        result["stats"], result["mlflow_run_id"], result["mlflow_url"])

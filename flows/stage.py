@@ -1,24 +1,40 @@
-"""One stage run as a Prefect flow (tasks/stages.py's run_stage, its work a Prefect task, tracked in MLflow).
+"""One stage run as a Prefect flow (tasks/stages.py's run_stage, its main steps task runs, tracked in MLflow).
 
-Sharded work goes to `flows.dask_map.shard_map`: local processes inside the stage's build task, or, on a
-Dask cluster, the stage's work in the flow itself with one Prefect task run per shard.
+Every flow takes its config unvalidated (`validate_parameters=False`) and checks it on its first line:
+a value that breaks a rule the server's schema check cannot see (pretrain.max_steps below warmup_steps)
+ends the run Failed with one message naming the field, in the run's logs and state, without a traceback.
+The run is then named after what it builds and tagged (flows.runs). The stage's main steps are task runs,
+so the run graph shows them with their durations; sharded work runs in local processes inside its step,
+or, on a Dask cluster, as one task run per shard (`flows.dask_map.shard_map`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.runtime import flow_run
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
+from prefect.exceptions import Abort
+from prefect.runtime import deployment, flow_run
+from prefect.states import Failed
 
 from flows.dask_map import shard_map
-from tasks.config import PipelineConfig
-from tasks.stages import STAGES, run_stage
+from flows.logs import send_project_logs
+from flows.runs import label_flow_run, reap_dead_runs, run_name, run_tags
+from tasks.config import ConfigError, PipelineConfig, validate_config
+from tasks.parallel import StepRunner
+from tasks.stages import MissingInputError, resolve_ids, run_stage
 from tasks.tracking import Tracker
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 
 def tracker_for(config: PipelineConfig) -> Tracker:
@@ -26,27 +42,81 @@ def tracker_for(config: PipelineConfig) -> Tracker:
     return Tracker(config.tracking.tracking_uri, config.tracking.experiment)
 
 
-def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | None,
-                      refresh: bool = False) -> dict[str, Any]:
+def start_flow(config: PipelineConfig | dict[str, Any]) -> PipelineConfig:
+    """A flow's first line: its log lines go to the run, runs whose process died are marked Crashed, and its
+    config is validated (raises ConfigError)."""
+    send_project_logs()
+    try:
+        reap_dead_runs(f"flow run {flow_run.name}")
+    except Exception as err:  # the API refused or timed out: the run itself can go on
+        log.warning("could not check for flow runs left Running by dead processes: %s", err)
+    if isinstance(config, PipelineConfig):
+        return config
+    return validate_config(config, "of this flow run")
+
+
+def refused(err: Exception) -> State:
+    """End a flow that cannot start Failed, with the problem as its state message and one log line.
+
+    A deployment run's process would add Prefect's "Engine execution exited with unexpected exception" and a
+    traceback for any Failed run; for a refusal, which says all there is in one line, the state is set here
+    and the engine is told it is settled (Abort carrying the state: it logs "Finished in state Failed(...)"
+    and exits 0). A direct call gets the Failed state back (the CLI checks configs before it calls).
+    """
+    log.error("%s", err)
+    failed = Failed(message=str(err))
+    if not deployment.id:
+        return failed
+    with get_client(sync_client=True) as client:
+        settled = client.set_flow_run_state(flow_run.id, failed, force=True).state
+    abort = Abort(str(err))
+    abort.state = settled  # the engine adopts it instead of reporting the run itself
+    raise abort
+
+
+def task_steps(on_dask: bool) -> StepRunner:
+    """A step runner that makes each step a task run of the current flow (retried `retries` times, 10 s apart)."""
+
+    def run_step(name: str, fn: Callable[[], R], /, *, retries: int = 0, sharded: bool = False) -> R:
+        if sharded and on_dask:
+            # its shards are the task runs: shards submitted from inside a task run would drag that run's
+            # context (asyncio tasks) along and could not be pickled to the workers
+            return fn()
+        # no input hashing or result storage: the artifact store caches, by content id
+        step = task(fn, name=name, task_run_name=name, cache_policy=NO_CACHE, retries=retries,
+                    retry_delay_seconds=10)
+        return step()
+
+    return run_step
+
+
+def run_stage_in_flow(name: str, config: PipelineConfig | dict[str, Any], parent_run_id: str | None,
+                      refresh: bool = False) -> dict[str, Any] | State:
     """Run stage `name` inside the current flow (refresh: a new snapshot on the newest one); return plain data."""
-    # Caching is the artifact store's job (content-addressed ids), not Prefect's: no input hashing.
-    build = task(STAGES[name].work, name=f"build-{name}", cache_policy=NO_CACHE)
-    # On Dask the stage's work runs in the flow itself and each shard is a task run of the flow: a shard
-    # submitted from inside a task run drags that run's context (asyncio tasks) along and cannot be pickled.
-    # Locally the whole work is one task run, its shards local processes.
-    execute = None if config.parallel.dask_address else build
-    with shard_map(config.parallel) as map_shards:
-        result = run_stage(
-            name,
-            config,
-            tracker=tracker_for(config),
-            parent_run_id=parent_run_id,
-            tags={"prefect_flow_run_id": str(flow_run.id)},
-            execute=execute,
-            map_shards=map_shards,
-            refresh=refresh,
-            progress=ProgressArtifact(name),
-        )
+    try:
+        config = start_flow(config)
+        planned = resolve_ids(config)[name]
+    except ConfigError as err:
+        return refused(err)
+    label_flow_run(run_name(name, config, planned), run_tags(name, config, planned))
+    try:
+        with shard_map(config.parallel) as map_shards:
+            result = run_stage(
+                name,
+                config,
+                tracker=tracker_for(config),
+                parent_run_id=parent_run_id,
+                tags={"prefect_flow_run_id": str(flow_run.id)},
+                map_shards=map_shards,
+                refresh=refresh,
+                progress=ProgressArtifact(name),
+                run_step=task_steps(on_dask=bool(config.parallel.dask_address)),
+            )
+    except MissingInputError as err:
+        return refused(err)
+    label_flow_run(run_name(name, config, result.artifact_id, result.cache_hit),
+                   run_tags(name, config, result.artifact_id, result.cache_hit),
+                   drop=run_tags(name, config, planned))
     publish_reports(name, result.artifact_id, result.path)
     return {
         "stage": result.stage,
@@ -55,6 +125,8 @@ def run_stage_in_flow(name: str, config: PipelineConfig, parent_run_id: str | No
         "cache_hit": result.cache_hit,
         "stats": result.stats,
         "mlflow_run_id": result.mlflow_run_id,
+        "mlflow_url": result.mlflow_url,
+        "seconds": result.seconds,
     }
 
 
@@ -81,5 +153,10 @@ class ProgressArtifact:
 def publish_reports(stage: str, artifact_id: str, path: Path) -> None:
     """Show the artifact's top-level markdown reports (tables, cleaning report) in the Prefect UI."""
     for report in sorted(path.glob("*.md")):
-        key = re.sub(r"[^a-z0-9-]+", "-", f"{stage}-{report.stem}".lower())  # Prefect's key alphabet
-        create_markdown_artifact(key=key, markdown=report.read_text(), description=f"{stage}/{artifact_id}")
+        create_markdown_artifact(key=artifact_key(f"{stage}-{report.stem}"), markdown=report.read_text(),
+                                 description=f"{stage}/{artifact_id}")
+
+
+def artifact_key(text: str) -> str:
+    """A Prefect artifact key: lowercase letters, digits and dashes."""
+    return re.sub(r"[^a-z0-9-]+", "-", text.lower())

@@ -7,6 +7,7 @@ problem is reported at once, naming the field, the bad value and what would be v
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from pathlib import Path, PurePath
@@ -47,6 +48,9 @@ class PipelineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
+    name: str | None = Field(default=None, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """A short name for this config (letters, digits, _ . -): Prefect flow runs are named after it, e.g.
+    pipeline-demo-1a2b3c4d. Never part of an artifact id."""
     data_root: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, PurePath) else v)] = "data"
     """Where every stage's artifacts live, as STAGE/ID/: a local folder or an fsspec URL (s3://bucket/prefix)."""
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -115,12 +119,18 @@ def resolve_preset(name_or_path: str | Path) -> Path:
     return candidate
 
 
-def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> PipelineConfig:
-    """Load a preset (name or path, or none for pure defaults), apply `a.b=value` overrides, validate."""
+def load_config(preset: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                base: tuple[str, dict[str, Any]] | None = None) -> PipelineConfig:
+    """Load a preset (name or path, or none for pure defaults), apply `a.b=value` overrides, validate.
+
+    base: (where it comes from, a mapping) to start from instead of a preset, e.g. a deployment's form values.
+    """
     source = "defaults"
     tree: dict[str, Any] = {}
     problems: list[str] = []
-    if preset is not None:
+    if base is not None:
+        source, tree = base[0], copy.deepcopy(base[1])
+    elif preset is not None:
         path = resolve_preset(preset)
         source = str(path)
         try:

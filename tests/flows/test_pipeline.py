@@ -67,6 +67,21 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert "model" in {f.path for f in tracker.client.list_artifacts(children["pretrain"].info.run_id)}
 
     assert "evaluate-results" in asyncio.run(prefect_artifact_keys())
+    view = asyncio.run(prefect_view(parent.data.tags["prefect_flow_run_id"]))
+    ids = {name: result["artifact_id"] for name, result in stages.items()}
+    assert view["name"] == f"pipeline-tiny-{ids['evaluate'][:8]}" and {"pipeline", "config:tiny"} <= view["tags"]
+    assert view["subflows"] == {f"{name}-{ids[name]}": {f"stage:{name}", "config:tiny", f"artifact:{name}/{ids[name]}",
+                                                         "built"} for name in STAGES}
+    # the stages' main steps are task runs with durations; the project's own log lines are in the runs' logs
+    assert {"read sources", "clean shards", "deduplicate", "write snapshot", "report", "train tokenizer",
+            "encode shards", "generate train instances", "train", "fine-tune url-section pretrained",
+            "fine-tune url-section scratch"} <= set(view["task_runs"])
+    assert any(line.startswith(f"corpus: built {ids['corpus']} in ") for line in view["logs"]["tasks.stages"])
+    assert any(line.startswith("pretraining ") for line in view["logs"]["model.train"])  # from the training thread
+    assert view["logs"]["flows.pipeline"]  # the pipeline's own summary line
+    summary = view["artifacts"]["pipeline-summary"]
+    assert all(f"| {name} | built | `{ids[name]}` |" in summary for name in STAGES)
+    assert "## Fine-tuning: pretrained vs. from scratch" in summary
 
     listing = subprocess.run(
         [sys.executable, "-m", "flows.cli", "artifacts", "--data-root", str(store.root), "--verify"],
@@ -85,6 +100,10 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
     second_children = tracker.child_runs(second["mlflow_run_id"])
     assert {r.data.tags["cache_hit"] for r in second_children} == {"true"}
+    cached = asyncio.run(prefect_view(tracker.client.get_run(second["mlflow_run_id"]).data.tags["prefect_flow_run_id"]))
+    assert set(cached["subflows"]) == {f"{name}-{ids[name]} (cached)" for name in STAGES}
+    assert all("cached" in tags and "built" not in tags for tags in cached["subflows"].values())
+    assert "| corpus | cached |" in cached["artifacts"]["pipeline-summary"]
 
 
 def test_stages_rebuilt_in_fresh_processes_are_byte_identical(prefect_harness, tiny_config, tmp_path):
@@ -120,3 +139,34 @@ async def prefect_artifact_keys() -> set[str]:
 
     async with get_client() as client:
         return {a.key for a in await client.read_artifacts()}
+
+
+async def prefect_view(flow_run_id: str) -> dict:
+    """A pipeline flow run as the Prefect UI shows it: name, tags, its subflows (name -> tags), the task runs
+    under them, their log lines by logger, and its artifacts' markdown."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        subflows = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+        run_ids = [run.id, *(s.id for s in subflows)]
+        task_runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=run_ids)))
+        logs: dict[str, list[str]] = {}
+        for record in await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids))):
+            logs.setdefault(record.name, []).append(record.message)
+        artifacts = await client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    return {"name": run.name, "tags": set(run.tags), "subflows": {s.name: set(s.tags) for s in subflows},
+            "task_runs": {t.name: t.total_run_time.total_seconds() for t in task_runs}, "logs": logs,
+            "artifacts": {a.key: a.data for a in artifacts}}
+
