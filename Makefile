@@ -13,7 +13,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: demo test test-fast install python-docs clean serve bench bench-corpus bench-instances bench-pretrain
+.PHONY: demo test test-fast install python-docs clean serve ui-check bench bench-corpus bench-instances bench-pretrain bench-serve
 
 install: $(STAMP)
 
@@ -44,6 +44,14 @@ test: install python-docs
 test-fast: install
 	$(BIN)/python -m pytest -q -m 'not slow'
 
+# The Prefect UI in Debian's headless Chromium (apt) driven by Playwright (pip, no browser download): serves,
+# runs the tiny pipeline, checks the pages a user opens; screenshots in ui-check/ (~3 min, not part of `make test`)
+ui-check: install python-docs
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[ui]'
+	$(BIN)/python -m pytest -q -s tests/ui/check_prefect_ui.py
+
 # Crawl rate and cleaning throughput, ours vs datatrove (its own venv in .bench/, built on first use).
 bench-corpus: install python-docs
 	$(BIN)/python bench/corpus_bench.py
@@ -56,7 +64,11 @@ bench-instances: install python-docs
 bench-pretrain: install
 	PYTHONPATH=. $(BIN)/python bench/pretrain_speed.py
 
-bench: bench-corpus bench-instances bench-pretrain
+# Start-up time and memory of `pretrainflow serve`, first start and restarts (3 starts, ~2 min).
+bench-serve: install
+	$(BIN)/python bench/serve_bench.py
+
+bench: bench-corpus bench-instances bench-pretrain bench-serve
 
 clean:
-	rm -rf data mlflow.db mlartifacts mlruns .pytest_cache
+	rm -rf data mlflow.db mlartifacts mlruns .pytest_cache ui-check

@@ -79,9 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MLflow store the server uses; default: the embedded one ($MLFLOW_TRACKING_URI or ./mlflow.db)")
     serve.add_argument("--artifact-root", type=Path, default=Path("mlruns"),
                        help="MLflow artifact folder for new experiments")
+    serve.add_argument("--data-root", default="data",
+                       help="where runs started from the UI write their artifacts (the deployments' form value; "
+                            "a folder, made absolute, or an fsspec URL); default: ./data")
     serve.add_argument("--no-deploy", dest="deploy", action="store_false",
                        help="do not register deployments/prefect.yaml")
     serve.set_defaults(handler=cmd_serve)
+
+    trigger = with_config(sub.add_parser(
+        "trigger", help="run a deployment on the served Prefect: its form's config plus --set overrides, checked first"))
+    trigger.add_argument("deployment", help="pipeline, corpus, ..., corpus-refresh, or FLOW/DEPLOYMENT")
+    trigger.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 unless it completes")
+    trigger.set_defaults(handler=cmd_trigger)
 
     compare = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics per stage")
     compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (pipeline or stage runs)")
@@ -174,11 +183,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
            (("prefect", args.prefect_port), ("mlflow", args.mlflow_port)) if not 0 <= port <= 65535]
     if bad:
         raise ConfigError("serve", bad)
+    data_root = args.data_root if "://" in args.data_root else str(Path(args.data_root).resolve())
     options = ServeOptions(host=args.host, prefect_port=args.prefect_port, mlflow_port=args.mlflow_port, pool=args.pool,
                            tracking_uri=resolve_tracking_uri(args.tracking_uri),
-                           artifact_root=args.artifact_root.resolve(),
+                           artifact_root=args.artifact_root.resolve(), data_root=data_root,
                            deploy=args.deploy)
     return run_until_stopped(options)
+
+
+def cmd_trigger(args: argparse.Namespace) -> int:
+    import os
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise ConfigError("trigger", ["a deployment runs on a Prefect server and its worker: start "
+                                      "`pretrainflow serve` and set PREFECT_API_URL to the API address it prints"])
+    from flows.trigger import trigger, wait_for
+
+    run = trigger(args.deployment, args.config, args.overrides)
+    print(f"created flow run {run.name} ({run.id}): {api_url.removesuffix('/api')}/runs/flow-run/{run.id}", flush=True)
+    if not args.wait:
+        return 0
+    run = wait_for(run.id)
+    print(f"flow run {run.name}: {run.state.type.value} {run.state.message or ''}".rstrip())
+    return 0 if run.state.is_completed() else 1
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

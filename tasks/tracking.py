@@ -17,12 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
-from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-
+# mlflow is imported where a run is touched: resolving a store's URI (`serve`, `compare`'s checks) needs
+# only this module, and mlflow costs ~1 CPU-s and ~60 MB to import
 _BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params per log_batch call
 _PARAM_BATCH = 100
 _PARAM_CHARS = 6000  # MLflow's limit on one param value
@@ -89,6 +85,8 @@ class Tracker:
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "pretrainflow", create: bool = True):
         """create=False only reads: the experiment is not created (experiment_id None when it does not exist)."""
+        from mlflow.tracking import MlflowClient
+
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
@@ -102,6 +100,8 @@ class Tracker:
         self, name: str, parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None
     ) -> str:
         """Create a run (nested under parent_run_id if given) and return its id."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
         all_tags = {k: str(v) for k, v in (tags or {}).items()}
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
@@ -132,12 +132,16 @@ class Tracker:
 
     def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
         """Log flat params in batches; long values are cut to MLflow's limit."""
+        from mlflow.entities import Param
+
         items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
         for start in range(0, len(items), _PARAM_BATCH):
             self.client.log_batch(run_id, params=items[start : start + _PARAM_BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log numeric metrics in one batch; non-numbers are skipped."""
+        from mlflow.entities import Metric
+
         now = int(time.time() * 1000)
         items = [
             Metric(k, float(v), now, step)
@@ -166,6 +170,8 @@ class Tracker:
         return lambda metrics, step: self.log_metrics(run_id, metrics, step)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
@@ -180,6 +186,9 @@ class Tracker:
 
     def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
         """Register a folder the run logged as a new version of model `name`; returns the version."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+
         try:
             self.client.create_registered_model(name)
         except MlflowException as err:
@@ -189,6 +198,8 @@ class Tracker:
         return str(self.client.create_model_version(name, source, run_id).version)
 
     def run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.get_run(run_id)
         except MlflowException:
@@ -201,6 +212,8 @@ class Tracker:
 
     def nested_runs(self, parent_run_id: str) -> list[RunRecord]:
         """The runs nested directly under a parent run (in the parent's experiment), oldest first."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
         parent = self.client.get_run(parent_run_id)
         runs = self.client.search_runs(
             [parent.info.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'",
@@ -210,6 +223,8 @@ class Tracker:
 
     def child_runs(self, parent_run_id: str) -> list[Any]:
         """The runs nested directly under a parent run."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
         )
