@@ -92,8 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
     trigger.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 unless it completes")
     trigger.set_defaults(handler=cmd_trigger)
 
-    compare = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics per stage")
+    compare = sub.add_parser("compare", help="runs side by side: params, artifacts, cache hits and metrics per stage")
     compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (pipeline or stage runs)")
+    shown = compare.add_mutually_exclusive_group()
+    shown.add_argument("--all", dest="only_differences", action="store_false", default=None,
+                       help="every row (the default with three runs or more)")
+    shown.add_argument("--diff", dest="only_differences", action="store_true",
+                       help="only rows whose values differ (the default with two runs)")
     compare.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     compare.set_defaults(handler=cmd_compare)
 
@@ -221,7 +226,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     unknown = [run_id for run_id in args.run_ids if not tracker.run_exists(run_id)]
     if unknown:
         raise ConfigError("RUN_ID", [f"no MLflow run {run_id!r} in {tracker.tracking_uri}" for run_id in unknown])
-    print(format_table(compare_runs(tracker, args.run_ids)))
+    comparison = compare_runs(tracker, args.run_ids)
+    only_differences = len(args.run_ids) == 2 if args.only_differences is None else args.only_differences
+    print(format_table(comparison.differing() if only_differences else comparison))
     return 0
 
 
@@ -252,7 +259,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tasks.tracking import resolve_tracking_uri
+    from tasks.tracking import ML_LAYOUT, Tracker, resolve_tracking_uri
 
     config = _config(args)
     started = time.monotonic()
@@ -270,10 +277,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"validation {tokens.get('validation_tokens')})")
     print(f"model:   {Path(stages['pretrain']['path']) / 'model'}")
     print("\n" + (table.read_text() if table.is_file() else "(no evaluation table)"))
-    print("Open the runs:")
-    print(f"  MLflow:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
-          f"   -> http://127.0.0.1:5000  (parent run {result['mlflow_run_id']})")
-    print("  Prefect: .venv/bin/prefect server start --host 127.0.0.1 --port 4200   -> http://127.0.0.1:4200")
+    experiment = Tracker(tracking_uri, config.tracking.experiment, create=False).experiment_id
+    print("Open the runs: `make serve` serves both UIs on these stores, then")
+    print(f"  MLflow:  http://127.0.0.1:5000/#/experiments/{experiment}/runs/{result['mlflow_run_id']}?{ML_LAYOUT}")
+    print(f"  Prefect: http://127.0.0.1:4200/runs/flow-run/{result['prefect_flow_run_id']}")
     print("  Artifacts: .venv/bin/pretrainflow artifacts --config demo")
     return 0
 

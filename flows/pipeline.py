@@ -20,8 +20,8 @@ from flows.stage import refused, start_flow, tracker_for
 from flows.tokens import tokenize_flow
 from tasks.config import ConfigError, PipelineConfig
 from tasks.stages import resolve_ids
-from tasks.summary import StageOutcome, evaluation_tables, pipeline_markdown, stage_line
-from tasks.tracking import flatten
+from tasks.summary import StageOutcome, evaluation_tables, pipeline_markdown, pipeline_metrics, stage_line
+from tasks.tracking import DESCRIPTION, flatten
 
 # named, not __name__: a worker loads this file as its deployments' entrypoint under another module name
 log = logging.getLogger("flows.pipeline")
@@ -48,23 +48,28 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
     tracker = tracker_for(config)
     tags = {"prefect_flow_run_id": str(flow_run.id), **{f"artifact.{k}": v for k, v in ids.items()}}
     results: dict[str, Any] = {}
-    with tracker.run("pipeline", tags=tags) as parent_run_id:
+    with tracker.run(name, tags={**tags, "stage": "pipeline"}) as parent_run_id:
         tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
         for stage, stage_flow in STAGE_FLOWS.items():
             results[stage] = stage_flow(config, parent_run_id=parent_run_id)
             log.info("%s", stage_line(_outcome(results[stage])))
         cache_hits = sum(r["cache_hit"] for r in results.values())
-        tracker.log_metrics(parent_run_id, {"stages_cached": cache_hits, "stages_built": len(results) - cache_hits})
-    results_md = Path(results["evaluate"]["path"]) / "results.md"
-    parent_url = tracker.run_url(parent_run_id)
-    summary = pipeline_markdown(name, [_outcome(r) for r in results.values()],
-                                evaluation_tables(results_md.read_text()) if results_md.is_file() else None,
-                                parent_run=(parent_run_id, parent_url))
+        outcomes = [_outcome(r) for r in results.values()]
+        results_md = Path(results["evaluate"]["path"]) / "results.md"
+        parent_url = tracker.run_url(parent_run_id)
+        summary = pipeline_markdown(name, outcomes,
+                                    evaluation_tables(results_md.read_text()) if results_md.is_file() else None,
+                                    parent_run=(parent_run_id, parent_url))
+        # what the pipeline produced, so the runs table sorts and compares pipelines by it
+        tracker.log_metrics(parent_run_id, {"stages_cached": cache_hits, "stages_built": len(results) - cache_hits,
+                                            **pipeline_metrics(outcomes)})
+        tracker.log_text(parent_run_id, summary, "summary.md")
+        tracker.set_tags(parent_run_id, {DESCRIPTION: summary})  # shown on the run's overview page
     create_markdown_artifact(key="pipeline-summary", markdown=summary,
                              description=f"{len(results)} stages, {cache_hits} cached; MLflow run {parent_run_id}")
     log.info("pipeline %s: %d stages built, %d cached; MLflow parent run %s", name, len(results) - cache_hits,
              cache_hits, parent_url or parent_run_id)
-    return {"mlflow_run_id": parent_run_id, "stages": results}
+    return {"mlflow_run_id": parent_run_id, "prefect_flow_run_id": str(flow_run.id), "stages": results}
 
 
 def _outcome(result: dict[str, Any]) -> StageOutcome:

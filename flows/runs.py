@@ -14,13 +14,10 @@ runs of this host whose process is gone (`reap_dead_runs`), with a message sayin
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable, Iterable
 from uuid import UUID
 
-import psutil
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -35,20 +32,18 @@ from prefect.client.schemas.objects import FlowRun, State, StateType
 from prefect.runtime import flow_run
 from prefect.states import Cancelled, Cancelling, Crashed
 
+from tasks import liveness
 from tasks.config import PipelineConfig
+from tasks.summary import run_name as _run_name
 
 log = logging.getLogger(__name__)
-HOST_LABEL, PID_LABEL, STARTED_LABEL = "pretrainflow.host", "pretrainflow.pid", "pretrainflow.process_started"
 _UNFINISHED = [StateType.RUNNING, StateType.PENDING, StateType.CANCELLING]
 
 
 def run_name(kind: str, config: PipelineConfig, artifact_id: str, cached: bool = False) -> str:
-    """`corpus-<id>` for a stage (`... (cached)` on a cache hit), `pipeline-<config name>-<id[:8]>` for a pipeline."""
-    if kind == "pipeline":
-        name = "-".join(part for part in ("pipeline", config.name, artifact_id[:8]) if part)
-    else:
-        name = f"{kind}-{artifact_id}"
-    return name + (" (cached)" if cached else "")
+    """`corpus-<id>` for a stage (`... (cached)` on a cache hit), `pipeline-<config name>-<id[:8]>` for a pipeline
+    (the names MLflow's runs get too)."""
+    return _run_name(kind, artifact_id, config.name, cached)
 
 
 def run_tags(kind: str, config: PipelineConfig, artifact_id: str | None = None,
@@ -74,35 +69,21 @@ def label_flow_run(name: str, tags: Iterable[str], drop: Iterable[str] = ()) -> 
         current = client.read_flow_run(run_id)
         kept = [tag for tag in current.tags if tag not in set(drop)]
         client.update_flow_run(run_id, name=name, tags=sorted({*kept, *tags}))
-        client.update_flow_run_labels(run_id, _this_process())
-
-
-def _this_process() -> dict[str, str]:
-    return {HOST_LABEL: socket.gethostname(), PID_LABEL: str(os.getpid()),
-            STARTED_LABEL: str(int(psutil.Process().create_time()))}
-
-
-def _process_is_gone(labels: dict) -> bool:
-    """Whether the process a run's labels name has ended (a live process with that pid started later is another)."""
-    try:
-        process = psutil.Process(int(labels[PID_LABEL]))
-        return int(process.create_time()) != int(labels[STARTED_LABEL])
-    except (psutil.NoSuchProcess, ValueError, KeyError):
-        return True
+        client.update_flow_run_labels(run_id, liveness.this_process())
 
 
 def reap_dead_runs(starter: str) -> list[str]:
     """Mark Crashed (Cancelled if it was cancelling) every unfinished flow run of this host whose process has
     ended, and its unfinished task runs; return the runs' names. `starter` says who noticed, for the message."""
-    host, reaped = socket.gethostname(), []
+    reaped = []
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED))), limit=200)
         for run in runs:
             labels = dict(run.labels or {})
-            if labels.get(HOST_LABEL) != host or not _process_is_gone(labels):
+            if not liveness.on_this_host(labels) or not liveness.is_gone(labels):
                 continue
-            message = (f"the process that ran this flow (pid {labels.get(PID_LABEL)} on {host}) is gone: killed, "
+            message = (f"the process that ran this flow ({liveness.describe(labels)}) is gone: killed, "
                        f"or the machine restarted; marked Crashed when {starter} started")
             client.set_flow_run_state(run.id, Crashed(message=message), force=True)
             _crash_task_runs(client, run.id, message)
@@ -130,7 +111,7 @@ def cancel_unfinished_runs(work_pool: str, timeout_s: float = 60.0) -> list[Flow
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_UNFINISHED))), limit=200)
 
         runs = [r for r in unfinished() if r.work_pool_name == work_pool]
-        pids = {dict(r.labels or {}).get(PID_LABEL) for r in runs} - {None}
+        pids = {dict(r.labels or {}).get(liveness.PID) for r in runs} - {None}
         for run in runs:
             if run.state.type != StateType.CANCELLING:
                 client.set_flow_run_state(run.id, Cancelling(message="pretrainflow serve is stopping"), force=True)
@@ -139,10 +120,9 @@ def cancel_unfinished_runs(work_pool: str, timeout_s: float = 60.0) -> list[Flow
         while runs and time.monotonic() < deadline:
             time.sleep(1)
             runs = [r for r in unfinished() if r.work_pool_name == work_pool]
-        host = socket.gethostname()
         for run in unfinished():  # subflows run in their parent's process: cancelled with it
             labels = dict(run.labels or {})
-            if labels.get(HOST_LABEL) == host and labels.get(PID_LABEL) in pids and _process_is_gone(labels):
+            if liveness.on_this_host(labels) and labels.get(liveness.PID) in pids and liveness.is_gone(labels):
                 message = "cancelled with its parent flow run: pretrainflow serve stopped"
                 client.set_flow_run_state(run.id, Cancelled(message=message), force=True)
                 _crash_task_runs(client, run.id, message, Cancelled)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from tasks.tracking import resolve_tracking_uri
+from tasks.tracking import ML_LAYOUT, resolve_tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def serve(options: ServeOptions, env: Mapping[str, str] | None = None) -> Iterat
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.runs import cancel_unfinished_runs, reap_dead_runs
+    from tasks.tracking import Tracker
 
     base_env = {**os.environ, **QUIET_ENV, **(env or {})}
     prefect_port = options.prefect_port or free_port(options.host)
@@ -130,6 +131,8 @@ def serve(options: ServeOptions, env: Mapping[str, str] | None = None) -> Iterat
         pids["prefect worker"] = worker.pid
         _wait_healthy({"mlflow server": (f"{mlflow_url}/health", mlflow)}, options.startup_timeout_s)
         done("MLflow server up")
+        for name in Tracker(options.tracking_uri, create=False).reap_dead_runs("pretrainflow serve"):
+            log.warning("MLflow run %s was left RUNNING by a process that is gone: marked FAILED", name)
         try:
             yield Served(api_url, f"http://{options.host}:{prefect_port}", mlflow_url, pids)
         finally:
@@ -226,7 +229,7 @@ def run_until_stopped(options: ServeOptions) -> int:
         with serve(options) as served:
             print("\npretrainflow is served:", flush=True)
             print(f"  Prefect UI:  {served.prefect_ui_url}   (API {served.prefect_api_url}, pool {options.pool!r})")
-            print(f"  MLflow UI:   {served.mlflow_url}   (store {options.tracking_uri})")
+            print(f"  MLflow UI:   {served.mlflow_url}/#/experiments?{ML_LAYOUT}   (store {options.tracking_uri})")
             print(f"  runs started from the UI write to {options.data_root} and log to the MLflow server above")
             print(f"  run a deployment:  PREFECT_API_URL={served.prefect_api_url} "
                   f"{BIN / 'prefect'} deployment run 'pipeline/pipeline'")

@@ -43,16 +43,19 @@ def tracker_for(config: PipelineConfig) -> Tracker:
 
 
 def start_flow(config: PipelineConfig | dict[str, Any]) -> PipelineConfig:
-    """A flow's first line: its log lines go to the run, runs whose process died are marked Crashed, and its
-    config is validated (raises ConfigError)."""
+    """A flow's first line: its log lines go to the run, its config is validated (raises ConfigError), and the
+    Prefect and MLflow runs whose process died are marked Crashed and FAILED."""
     send_project_logs()
+    if not isinstance(config, PipelineConfig):
+        config = validate_config(config, "of this flow run")
+    starter = f"flow run {flow_run.name}"
     try:
-        reap_dead_runs(f"flow run {flow_run.name}")
-    except Exception as err:  # the API refused or timed out: the run itself can go on
-        log.warning("could not check for flow runs left Running by dead processes: %s", err)
-    if isinstance(config, PipelineConfig):
-        return config
-    return validate_config(config, "of this flow run")
+        reap_dead_runs(starter)
+        for name in tracker_for(config).reap_dead_runs(starter):
+            log.warning("MLflow run %s was left RUNNING by a process that is gone: marked FAILED", name)
+    except Exception as err:  # a store refused or timed out: the run itself can go on
+        log.warning("could not check for runs left running by dead processes: %s", err)
+    return config
 
 
 def refused(err: Exception) -> State:

@@ -5,7 +5,9 @@ documents out), corpus/ (the corpus stage), tokens/ (the tokenize stage), instan
 stage), pretrain/ (launching model/ under torchrun), evaluate/ (the evaluate stage). The few seams every
 stage shares sit at the top: config.py (the pipeline config), stages.py (the stage table and one stage
 run), artifacts.py (the on-disk layout), tracking.py (the only module that imports MLflow) and
-parallel.py (how a stage's steps and shards run), beside text.py (script ranges and sentence marks that
-cleaning and tokenizing share) and summary.py (the words a run reports itself in). Nothing in tasks/
+parallel.py (how a stage's steps and shards run). Beside them: text.py (script ranges and sentence marks
+that cleaning and tokenizing share), and what runs record of themselves: summary.py (names, summary lines
+and tables), lineage.py (a stage run's reports, datasets and registered model versions in MLflow) and
+liveness.py (which process a run belongs to, for runs left running by a dead one). Nothing in tasks/
 imports Prefect: flows/ wraps these functions.
 """

@@ -8,7 +8,6 @@ in `execute` wrapped as a Prefect task; tests and the CLI call it plain.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import MANIFEST, Artifact, ArtifactStore, artifact_id, code_version, folder_digest
+from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version, folder_digest
 from tasks.config import PipelineConfig
+from tasks.lineage import record_stage_run
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
-from tasks.summary import StageOutcome, stage_line
-from tasks.tracking import MetricLogger, Tracker, flatten
+from tasks.summary import StageOutcome, run_name, stage_line
+from tasks.tracking import DESCRIPTION, MetricLogger, Tracker, flatten
 
 log = logging.getLogger(__name__)
 
@@ -246,9 +246,12 @@ def run_stage(
     started = time.monotonic()
     result = _run_stage(name, cfg, tracker, parent_run_id, tags, execute, map_shards, refresh, progress, run_step)
     result.seconds = time.monotonic() - started
+    line = stage_line(result.outcome())
     if tracker is not None and result.mlflow_run_id:
         result.mlflow_url = tracker.run_url(result.mlflow_run_id)
-    log.info("%s", stage_line(result.outcome()))
+        tracker.set_tags(result.mlflow_run_id, {DESCRIPTION: line})  # the run's description in the UI
+        line = stage_line(result.outcome())
+    log.info("%s", line)
     return result
 
 
@@ -285,16 +288,30 @@ def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_r
         **(tags or {}),
     }
     config_dump = stage_config(cfg, name)
+    lineage = {up: ids[up] for up in ("corpus", "tokenize", "instances")}  # the data a model came from
+
+    def record(run_id: str, artifact: Artifact, built: bool) -> None:
+        read = {up: store.get(up, up_id) for up, up_id in inputs.items()}
+        record_stage_run(tracker, run_id, artifact, read, store.location, built=built, config_name=cfg.name,
+                         registered_model=cfg.tracking.registered_model, lineage=lineage)
+
     if store.exists(name, own_id):
         artifact = store.get(name, own_id)
         log.info("%s: cache hit, artifact %s already at %s", name, own_id, artifact.path)
-        run_id = _record_cache_hit(tracker, artifact, config_dump, parent_run_id, run_tags)
+        run_id = None
+        if tracker is not None:  # a short run saying the stage was skipped, with the evidence of what it found
+            with tracker.run(run_name(name, own_id, cached=True), parent_run_id,
+                             {**run_tags, "cache_hit": "true"}) as run_id:
+                tracker.log_params(run_id, flatten(config_dump))
+                tracker.log_metrics(run_id, artifact.stats)
+                record(run_id, artifact, built=False)
         return StageResult(name, own_id, artifact.path, True, artifact.stats, run_id)
 
     staging = store.staging_dir(name, own_id)
     log.info("%s: building artifact %s in %s", name, own_id, staging)
     # the run ends FAILED if building or logging raises (a SIGKILL leaves it RUNNING, and no artifact)
-    run = tracker.run(name, parent_run_id, {**run_tags, "cache_hit": "false"}) if tracker else nullcontext(None)
+    run = (tracker.run(run_name(name, own_id), parent_run_id, {**run_tags, "cache_hit": "false"}) if tracker
+           else nullcontext(None))
     with run as run_id:
         if run_id:
             tracker.log_params(run_id, flatten(config_dump))
@@ -307,52 +324,6 @@ def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_r
                                 extra=manifest_extra)
         if run_id:
             tracker.log_metrics(run_id, stats)
-            _log_reports(tracker, run_id, artifact, cfg.tracking.registered_model)
+            record(run_id, artifact, built=True)
     log.info("%s: artifact %s written to %s", name, own_id, artifact.path)
     return StageResult(name, own_id, artifact.path, False, stats, run_id)
-
-
-def _record_cache_hit(
-    tracker: Tracker | None, artifact: Artifact, config_dump: dict, parent_run_id: str | None, tags: dict
-) -> str | None:
-    """A short run saying the stage was skipped, so the parent run still shows its whole lineage: the
-    config, the statistics and the manifest of the artifact it found (its reports stay with the run that built it)."""
-    if tracker is None:
-        return None
-    with tracker.run(artifact.stage, parent_run_id, {**tags, "cache_hit": "true"}) as run_id:
-        tracker.log_params(run_id, flatten(config_dump))
-        tracker.log_metrics(run_id, artifact.stats)
-        tracker.log_artifact(run_id, artifact.path / MANIFEST)
-    return run_id
-
-
-_REPORT_SUFFIXES = (".md", ".json", ".png", ".html")
-_REPORT_MAX_BYTES = 5_000_000
-
-
-def _log_reports(tracker: Tracker, run_id: str, artifact: Artifact, registered_model: str | None) -> None:
-    """Upload the manifest, the small top-level reports (tables, plots) and an exported model."""
-    for path in sorted(artifact.path.iterdir()):
-        if path.is_file() and path.suffix in _REPORT_SUFFIXES and path.stat().st_size <= _REPORT_MAX_BYTES:
-            tracker.log_artifact(run_id, path)
-    _log_child_runs(tracker, run_id, artifact.path / "runs")
-    model_dir = artifact.path / "model"  # the Hugging Face export of the pretrain stage
-    if model_dir.is_dir():
-        tracker.log_artifact(run_id, model_dir, "model")
-        if registered_model:
-            version = tracker.register_model(run_id, "model", registered_model)
-            tracker.set_tags(run_id, {"registered_model": f"{registered_model}/{version}"})
-
-
-def _log_child_runs(tracker: Tracker, run_id: str, runs_dir: Path) -> None:
-    """One nested run per runs/*.json record (the evaluate stage's fine-tuning runs): text and the
-    learning rate/seed as params, every other number as a metric."""
-    if not runs_dir.is_dir():
-        return
-    for path in sorted(runs_dir.glob("*.json")):
-        record = json.loads(path.read_text())
-        params = {k: v for k, v in record.items() if not isinstance(v, (int, float)) or k in ("learning_rate", "seed")}
-        metrics = {k: float(v) for k, v in record.items() if k not in params and isinstance(v, (int, float))}
-        with tracker.run(path.stem, run_id, {"stage_child": "true"}) as child:
-            tracker.log_params(child, params)
-            tracker.log_metrics(child, metrics)

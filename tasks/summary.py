@@ -16,7 +16,7 @@ HEADLINE = {
     "corpus": ("documents", "words", "documents_in", "pages_fetched"),
     "tokenize": ("tokens", "vocab_size", "unk_rate"),
     "instances": ("train_instances", "validation_instances"),
-    "pretrain": ("steps", "train_loss", "validation_mlm_accuracy", "validation_perplexity"),
+    "pretrain": ("steps", "train_loss", "validation_mlm_loss", "validation_mlm_accuracy", "validation_perplexity"),
     "evaluate": ("*_pretrained_test_*", "*_pretrained_gain_*", "pretrained_mlm_accuracy"),
 }
 _HEADLINE_MAX = 6
@@ -35,14 +35,34 @@ class StageOutcome:
     mlflow_url: str | None = None  # the run's page in the MLflow UI, when there is one
 
 
-def headline(stage: str, stats: Mapping[str, Any]) -> dict[str, Any]:
-    """The few statistics of HEADLINE[stage] present in stats (no _std spreads), in pattern order."""
+def run_name(kind: str, artifact_id: str, config_name: str | None = None, cached: bool = False) -> str:
+    """What a run is called in Prefect and MLflow alike: `corpus-<artifact id>`, with ` (cached)` when the stage
+    found its artifact built; `pipeline-<config name>-<first 8 of the evaluate id>` for a pipeline."""
+    if kind == "pipeline":
+        name = "-".join(part for part in ("pipeline", config_name, artifact_id[:8]) if part)
+    else:
+        name = f"{kind}-{artifact_id}"
+    return name + (" (cached)" if cached else "")
+
+
+def headline(stage: str, stats: Mapping[str, Any], limit: int | None = _HEADLINE_MAX) -> dict[str, Any]:
+    """The statistics of HEADLINE[stage] present in stats (no _std spreads), in pattern order, at most `limit`."""
     chosen: dict[str, Any] = {}
     for pattern in HEADLINE.get(stage, ()):
         for name in sorted(stats):
             if fnmatchcase(name, pattern) and not name.endswith("_std") and name not in chosen:
                 chosen[name] = stats[name]
-    return dict(list(chosen.items())[:_HEADLINE_MAX])
+    return dict(list(chosen.items())[:limit])
+
+
+def pipeline_metrics(outcomes: Sequence[StageOutcome]) -> dict[str, float]:
+    """A pipeline run's own metrics: each stage's headline statistics and duration, as `<stage>.<name>`."""
+    metrics: dict[str, float] = {}
+    for o in outcomes:
+        metrics.update({f"{o.stage}.{k}": float(v) for k, v in headline(o.stage, o.stats, limit=None).items()
+                        if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        metrics[f"{o.stage}.seconds"] = o.seconds
+    return metrics
 
 
 def format_value(value: Any) -> str:

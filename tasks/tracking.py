@@ -8,14 +8,17 @@ what a single `log_metric` does, and 1000 single calls take ~53 s against a loop
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
+
+from tasks import liveness
 
 # mlflow is imported where a run is touched: resolving a store's URI (`serve`, `compare`'s checks) needs
 # only this module, and mlflow costs ~1 CPU-s and ~60 MB to import
@@ -69,6 +72,31 @@ MetricLogger = Callable[[dict[str, float], int], None]
 
 
 @dataclass(frozen=True)
+class DatasetRecord:
+    """An artifact as an MLflow dataset: the UI lists it among a run's datasets with its digest and context."""
+
+    name: str  # stage/artifact id
+    digest: str  # the artifact id: the same data has the same digest in every run that used it
+    uri: str  # the artifact's folder (or fsspec URL)
+    columns: list[dict[str, Any]]  # MLflow colspecs of its shards: {"name": ..., "type": ...[, "items": ...]}
+    rows: int | None  # documents or instances
+
+
+# The experiment holds model training runs: MLflow 3's UI opens it in its model-training layout (runs,
+# models, datasets) instead of the GenAI one (traces, evaluation runs), and shows the description.
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "pretrainflow: BERT pretraining from raw text. Each pipeline run is a parent run named "
+                           "pipeline-CONFIG-ID with one nested run per stage (corpus, tokenize, instances, "
+                           "pretrain, evaluate), each named after the artifact it built or found cached.",
+}
+# The UI opens a link in its model-training layout (runs, models, registry) with this query; its GenAI layout
+# (traces, evaluation runs) is the default otherwise, whatever the experiment's kind.
+ML_LAYOUT = "workflowType=machine_learning"
+DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's (or experiment's) description
+
+
+@dataclass(frozen=True)
 class RunRecord:
     """What one run holds, read back: its name, params, latest metric values and tags."""
 
@@ -93,7 +121,10 @@ class Tracker:
         if found or not create:
             self.experiment_id = found.experiment_id if found else None
         else:
-            self.experiment_id = self.client.create_experiment(experiment)
+            self.experiment_id = self.client.create_experiment(experiment, tags=EXPERIMENT_TAGS)
+        if found and create and any(found.tags.get(k) is None for k in EXPERIMENT_TAGS):  # made by an older version
+            for key, value in EXPERIMENT_TAGS.items():
+                self.client.set_experiment_tag(self.experiment_id, key, value)
         self.experiment = experiment
 
     def start_run(
@@ -102,7 +133,7 @@ class Tracker:
         """Create a run (nested under parent_run_id if given) and return its id."""
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
+        all_tags = {**liveness.this_process(), **{k: str(v) for k, v in (tags or {}).items()}}
         if parent_run_id:
             all_tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
         run = self.client.create_run(self.experiment_id, tags=all_tags, run_name=name)
@@ -112,7 +143,38 @@ class Tracker:
         """The run's page in the MLflow UI when the store is a tracking server; None for a local store (no UI)."""
         if not self.tracking_uri.startswith(("http://", "https://")):
             return None
-        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
+        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}?{ML_LAYOUT}"
+
+    def reap_dead_runs(self, starter: str) -> list[str]:
+        """End FAILED every RUNNING run of this experiment whose process (of this host) is gone, tagged with why;
+        returns their names. `starter` says who noticed, for the tag."""
+        if self.experiment_id is None:
+            return []
+        reaped = []
+        for run in self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=500):
+            label = run.data.tags
+            if not liveness.on_this_host(label) or not liveness.is_gone(label):
+                continue
+            self.set_tags(run.info.run_id, {"pretrainflow.failed_because": (
+                f"the process that ran it ({liveness.describe(label)}) is gone: killed, or the machine restarted; "
+                f"marked FAILED when {starter} started")})
+            self.end_run(run.info.run_id, failed=True)
+            reaped.append(run.info.run_name or run.info.run_id)
+        return reaped
+
+    def log_datasets(self, run_id: str, datasets: Sequence[DatasetRecord], context: str) -> None:
+        """Record artifacts as datasets of the run, with `context` ("input": it read them; "output": it wrote them,
+        as MLflow records datasets only among a run's inputs)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        entries = [DatasetInput(Dataset(
+            name=d.name, digest=d.digest, source_type="local" if "://" not in d.uri else d.uri.split("://")[0],
+            source=json.dumps({"uri": d.uri}),
+            schema=json.dumps({"mlflow_colspec": d.columns}),
+            profile=json.dumps({"num_rows": d.rows}) if d.rows is not None else None,
+        ), tags=[InputTag("mlflow.data.context", context)]) for d in datasets]
+        if entries:
+            self.client.log_inputs(run_id, datasets=entries)
 
     def end_run(self, run_id: str, failed: bool = False) -> None:
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
@@ -184,8 +246,7 @@ class Tracker:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self.client.log_text(run_id, text, artifact_file)
 
-    def register_model(self, run_id: str, artifact_path: str, name: str) -> str:
-        """Register a folder the run logged as a new version of model `name`; returns the version."""
+    def _ensure_registered_model(self, name: str) -> None:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
 
@@ -194,8 +255,57 @@ class Tracker:
         except MlflowException as err:
             if err.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
                 raise
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-        return str(self.client.create_model_version(name, source, run_id).version)
+
+    def log_fill_mask_model(self, run_id: str, model_dir: Path, registered_model: str | None,
+                            example: str) -> str | None:
+        """Log a Hugging Face BERT folder as MLflow's transformers flavour (a fill-mask pipeline, with a
+        signature and `example` as input example), so `mlflow.pyfunc.load_model` and `mlflow models serve`
+        answer fill-mask requests; register it as a new version of `registered_model` and return the version."""
+        import mlflow
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+        from transformers import pipeline
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.set_verbosity_error()  # the pooler and NSP head a fill-mask pipeline drops: expected
+        fill_mask = pipeline("fill-mask", model=str(model_dir))
+        signature = ModelSignature(inputs=Schema([ColSpec("string")]), outputs=Schema([ColSpec("string")]))
+        if registered_model:
+            self._ensure_registered_model(registered_model)
+        with mlflow_uri(self.tracking_uri):  # log_model writes through mlflow's module-level client
+            info = mlflow.transformers.log_model(
+                transformers_model=fill_mask, name="fill-mask-model", signature=signature, input_example=[example],
+                pip_requirements=[f"mlflow=={mlflow.__version__}", _requirement("transformers"),
+                                  _requirement("torch"), _requirement("tokenizers")],
+                registered_model_name=registered_model, run_id=run_id,
+            )
+        return str(info.registered_model_version) if registered_model else None
+
+    def update_model_version(self, name: str, version: str, description: str | None = None,
+                             tags: Mapping[str, Any] | None = None) -> None:
+        """Set a registered version's description and tags."""
+        if description is not None:
+            self.client.update_model_version(name, version, description=description)
+        for key, value in (tags or {}).items():
+            self.client.set_model_version_tag(name, version, key, str(value))
+
+    def model_versions(self, name: str, tag: str, value: str) -> list[tuple[str, dict[str, str]]]:
+        """(version, tags) of the versions of `name` whose tag equals value, newest first."""
+        found = self.client.search_model_versions(f"name = '{name}' and tags.`{tag}` = '{value}'")
+        return [(str(v.version), dict(v.tags)) for v in sorted(found, key=lambda v: -int(v.version))]
+
+    def aliased_version(self, name: str, alias: str) -> tuple[str, dict[str, str]] | None:
+        """(version, tags) that `alias` points at, or None."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(name, alias)
+        except MlflowException:
+            return None
+        return str(version.version), dict(version.tags)
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
 
     def run_exists(self, run_id: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -233,6 +343,34 @@ class Tracker:
 def _record(run: Any) -> RunRecord:
     return RunRecord(run.info.run_id, run.info.run_name or "", run.info.experiment_id, dict(run.data.params),
                      dict(run.data.metrics), dict(run.data.tags))
+
+
+@contextmanager
+def mlflow_uri(tracking_uri: str) -> Iterator[None]:
+    """mlflow's module-level functions (log_model, pyfunc.load_model) on `tracking_uri` inside the block only.
+
+    mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, which every process started later would inherit
+    (a torchrun launch, the CLI's next run in a test): both are put back on the way out.
+    """
+    import mlflow
+
+    environ = os.environ.get("MLFLOW_TRACKING_URI")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if environ is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = environ
+
+
+def _requirement(package: str) -> str:
+    from importlib import metadata
+
+    return f"{package}=={metadata.version(package).split('+')[0]}"  # torch 2.13.0+cpu: the CPU wheel's suffix dropped
 
 
 def _param_value(value: Any) -> str:

@@ -122,4 +122,4 @@ def test_sigterm_ends_the_runs_failed_and_crashed_not_running(tmp_path):
     assert "Finished in state Crashed" in text and "Traceback" not in text
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="pretrainflow", create=False)
     runs = tracker.client.search_runs([e.experiment_id for e in tracker.client.search_experiments()])
-    assert {r.info.run_name: r.info.status for r in runs} == {"corpus": "FAILED"}
+    assert [(r.data.tags["stage"], r.info.status) for r in runs] == [("corpus", "FAILED")]

@@ -13,7 +13,7 @@ from tasks.artifacts import ArtifactStore, file_sha256
 from tasks.config import load_config
 from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.stages import STAGES
-from tasks.tracking import Tracker
+from tasks.tracking import Tracker, mlflow_uri
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,8 +48,10 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     tracker = Tracker(tiny_config.tracking.tracking_uri, tiny_config.tracking.experiment)
     parent = tracker.client.get_run(first["mlflow_run_id"])
     assert parent.info.status == "FINISHED"
-    children = {r.info.run_name: r for r in tracker.child_runs(first["mlflow_run_id"])}
+    ids = {name: result["artifact_id"] for name, result in stages.items()}
+    children = {r.data.tags["stage"]: r for r in tracker.child_runs(first["mlflow_run_id"])}
     assert set(children) == set(STAGES)
+    assert_explained_in_mlflow(tracker, parent, children, ids)
     for name, run in children.items():
         assert run.info.status == "FINISHED"
         assert run.data.tags["artifact_id"] == stages[name]["artifact_id"]
@@ -64,11 +66,9 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert {"manifest.json", "results.md"} <= artifacts
     assert "validation_mlm_accuracy" in children["pretrain"].data.metrics
     assert children["pretrain"].data.tags["registered_model"] == "pretrainflow-bert/1"
-    assert "model" in {f.path for f in tracker.client.list_artifacts(children["pretrain"].info.run_id)}
 
     assert "evaluate-results" in asyncio.run(prefect_artifact_keys())
     view = asyncio.run(prefect_view(parent.data.tags["prefect_flow_run_id"]))
-    ids = {name: result["artifact_id"] for name, result in stages.items()}
     assert view["name"] == f"pipeline-tiny-{ids['evaluate'][:8]}" and {"pipeline", "config:tiny"} <= view["tags"]
     assert view["subflows"] == {f"{name}-{ids[name]}": {f"stage:{name}", "config:tiny", f"artifact:{name}/{ids[name]}",
                                                          "built"} for name in STAGES}
@@ -100,6 +100,14 @@ def test_tiny_pipeline_builds_every_artifact_tracks_every_stage_and_then_hits_th
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
     second_children = tracker.child_runs(second["mlflow_run_id"])
     assert {r.data.tags["cache_hit"] for r in second_children} == {"true"}
+    assert {r.info.run_name for r in second_children} == {f"{name}-{ids[name]} (cached)" for name in STAGES}
+    cached_corpus = next(r for r in second_children if r.data.tags["stage"] == "corpus")
+    evidence = {f.path for f in tracker.client.list_artifacts(cached_corpus.info.run_id)}
+    assert {"manifest.json", "cleaning_report.md", "document_length.png", "languages.png"} <= evidence
+    cached_tokenize = next(r for r in second_children if r.data.tags["stage"] == "tokenize")
+    assert _datasets(tracker, cached_tokenize.info.run_id) == {(f"corpus/{ids['corpus']}", "input"),
+                                                               (f"tokenize/{ids['tokenize']}", "output")}
+    assert [str(v.version) for v in tracker.client.search_model_versions("name = 'pretrainflow-bert'")] == ["1"]
     cached = asyncio.run(prefect_view(tracker.client.get_run(second["mlflow_run_id"]).data.tags["prefect_flow_run_id"]))
     assert set(cached["subflows"]) == {f"{name}-{ids[name]} (cached)" for name in STAGES}
     assert all("cached" in tags and "built" not in tags for tags in cached["subflows"].values())
@@ -169,4 +177,59 @@ async def prefect_view(flow_run_id: str) -> dict:
     return {"name": run.name, "tags": set(run.tags), "subflows": {s.name: set(s.tags) for s in subflows},
             "task_runs": {t.name: t.total_run_time.total_seconds() for t in task_runs}, "logs": logs,
             "artifacts": {a.key: a.data for a in artifacts}}
+
+
+def _datasets(tracker: Tracker, run_id: str) -> set[tuple[str, str]]:
+    """(dataset name, context) of a run's datasets."""
+    inputs = tracker.client.get_run(run_id).inputs.dataset_inputs
+    return {(d.dataset.name, next(t.value for t in d.tags if t.key == "mlflow.data.context")) for d in inputs}
+
+
+def assert_explained_in_mlflow(tracker: Tracker, parent, children: dict, ids: dict[str, str]) -> None:
+    """What the MLflow UI shows of a tiny pipeline run: names, the parent's outcomes and summary, datasets,
+    the experiment's kind, and a registered model version that loads as a pyfunc and fills a mask."""
+    import mlflow
+
+    assert parent.info.run_name == f"pipeline-tiny-{ids['evaluate'][:8]}"
+    assert {name: run.info.run_name for name, run in children.items()} == {n: f"{n}-{i}" for n, i in ids.items()}
+    metrics = parent.data.metrics
+    for name in ("corpus.documents", "corpus.words", "tokenize.tokens", "instances.train_instances",
+                 "pretrain.validation_mlm_loss", "pretrain.validation_mlm_accuracy", "pretrain.seconds",
+                 "evaluate.url-section_pretrained_test_accuracy", "evaluate.url-section_pretrained_gain_accuracy"):
+        assert name in metrics, name
+    assert metrics["corpus.documents"] == children["corpus"].data.metrics["documents"]
+    summary = tracker.client.download_artifacts(parent.info.run_id, "summary.md")
+    text = open(summary).read()
+    assert text.startswith(f"# pipeline-tiny-{ids['evaluate'][:8]}") and f"| corpus | built | `{ids['corpus']}` |" in text
+    assert "## Fine-tuning: pretrained vs. from scratch" in text
+
+    run_of = {name: run.info.run_id for name, run in children.items()}
+    assert _datasets(tracker, run_of["corpus"]) == {(f"corpus/{ids['corpus']}", "output")}
+    assert _datasets(tracker, run_of["tokenize"]) == {(f"corpus/{ids['corpus']}", "input"),
+                                                      (f"tokenize/{ids['tokenize']}", "output")}
+    assert _datasets(tracker, run_of["instances"]) == {(f"tokenize/{ids['tokenize']}", "input"),
+                                                       (f"instances/{ids['instances']}", "output")}
+    assert _datasets(tracker, run_of["pretrain"]) == {(f"tokenize/{ids['tokenize']}", "input"),
+                                                      (f"instances/{ids['instances']}", "input")}
+    assert _datasets(tracker, run_of["evaluate"]) == {(f"corpus/{ids['corpus']}", "input"),
+                                                      (f"instances/{ids['instances']}", "input")}
+    snapshot = next(d.dataset for d in tracker.client.get_run(run_of["tokenize"]).inputs.dataset_inputs
+                    if d.dataset.name.startswith("corpus/"))
+    assert snapshot.digest == ids["corpus"] and '"num_rows": ' in snapshot.profile and '"text"' in snapshot.schema
+
+    experiment = tracker.client.get_experiment(tracker.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert experiment.tags["mlflow.note.content"].startswith("pretrainflow")
+
+    version = tracker.client.get_model_version("pretrainflow-bert", "1")
+    assert {f"artifact.{n}": ids[n] for n in ("corpus", "tokenize", "instances", "pretrain")}.items() <= \
+        version.tags.items()
+    assert {"validation_mlm_accuracy", "parameters", "shape", "url-section.test_accuracy",
+            "url-section.gain_accuracy", "downstream.score"} <= set(version.tags)
+    assert ids["corpus"] in version.description and "fill-mask" in version.description
+    assert set(tracker.client.get_registered_model("pretrainflow-bert").aliases) == {"newest", "best"}
+    with mlflow_uri(tracker.tracking_uri):
+        fill_mask = mlflow.pyfunc.load_model("models:/pretrainflow-bert@best")
+    [guess] = fill_mask.predict(["the [MASK] of a function is the value it returns."])
+    assert isinstance(guess, str) and guess  # the tiny model's best guess for the masked word
 

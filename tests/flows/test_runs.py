@@ -15,6 +15,7 @@ import pytest
 from flows.runs import run_name, run_tags
 from tasks.config import load_config
 from tasks.crawl.local_site import PYTHON_DOCS
+from tasks.tracking import Tracker
 from tests.flows.test_cli import CLI
 
 
@@ -48,7 +49,7 @@ def test_a_run_whose_process_was_killed_is_marked_crashed_by_the_next_start(tmp_
         killed = subprocess.Popen([CLI, "run", "corpus", "--config", "tiny"], cwd=tmp_path, env=env, stdout=out,
                                   stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 300
-        while "corpus: building artifact" not in log.read_text():  # named, labelled and working
+        while "serving /usr/share/doc" not in log.read_text():  # named, labelled, tracked and crawling
             assert killed.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         os.killpg(killed.pid, signal.SIGKILL)  # the CLI, its temporary Prefect server and shard workers
@@ -68,3 +69,11 @@ def test_a_run_whose_process_was_killed_is_marked_crashed_by_the_next_start(tmp_
     runs = sorted((state, run, message) for run, state, message in json.loads(states.stdout.splitlines()[-1]))
     assert [(state, run) for state, run, _ in runs] == [("COMPLETED", name), ("CRASHED", name)]  # the rerun finished
     assert f"(pid {killed.pid} on " in runs[1][2] and "is gone" in runs[1][2]
+
+    # its MLflow run, left RUNNING too, is FAILED with a tag saying why
+    assert f"MLflow run {name} was left RUNNING by a process that is gone: marked FAILED" in rerun.stderr
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", create=False)
+    mlflow_runs = sorted((r.info.status, r.info.run_name, r.data.tags.get("pretrainflow.failed_because", ""))
+                         for r in tracker.client.search_runs([tracker.experiment_id]))
+    assert [(status, run) for status, run, _ in mlflow_runs] == [("FAILED", name), ("FINISHED", name)]
+    assert f"(pid {killed.pid} on " in mlflow_runs[0][2]

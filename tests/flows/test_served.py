@@ -18,7 +18,7 @@ from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.stages import STAGES
 from tasks.tracking import Tracker
 from tests.flows.test_cli import CLI
-from tests.flows.test_pipeline import prefect_view
+from tests.flows.test_pipeline import assert_explained_in_mlflow, prefect_view
 
 pytestmark = [
     pytest.mark.slow,
@@ -63,9 +63,10 @@ def test_a_deployment_run_explains_itself_and_bad_configs_are_refused_before_the
         assert f"MLflow run {served.mlflow_url}/#/experiments/" in corpus_line
         assert all(f"| {name} | built | `{ids[name]}` |" in view["artifacts"]["pipeline-summary"] for name in STAGES)
         assert (sorted((REPO_ROOT / "data").rglob("*")) if (REPO_ROOT / "data").is_dir() else []) == checkout_data
-        runs = Tracker(served.mlflow_url).client.search_runs(
-            [Tracker(served.mlflow_url).experiment_id], filter_string=f"tags.prefect_flow_run_id = '{run_id}'")
-        assert [r.info.run_name for r in runs] == ["pipeline"]
+        tracker = Tracker(served.mlflow_url)  # the same, through the MLflow server the UI shows
+        [parent] = tracker.client.search_runs([tracker.experiment_id], f"tags.prefect_flow_run_id = '{run_id}'")
+        children = {r.data.tags["stage"]: r for r in tracker.child_runs(parent.info.run_id)}
+        assert_explained_in_mlflow(tracker, parent, children, ids)
 
         # the same rule broken in the form (the server's schema check cannot see it): the run is created,
         # and ends Failed at its first line with one message, in its state and logs, and no traceback

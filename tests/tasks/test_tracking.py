@@ -1,4 +1,5 @@
-from tasks.tracking import Tracker, flatten, missing_store
+from tasks.tracking import Tracker, flatten, missing_store, mlflow_uri
+from tests.tasks.eval_fixtures import model_dir, snapshot_dir  # noqa: F401 (fixtures)
 
 
 def test_flatten_nested_config():
@@ -29,18 +30,24 @@ def test_failed_block_marks_run_failed(tmp_path):
     assert tracker.client.get_run(run_id).info.status == "FAILED"
 
 
-def test_register_model_creates_versions_of_one_name(tmp_path):
+def test_a_fill_mask_model_is_registered_as_versions_that_load_tag_alias_and_are_found(tmp_path, model_dir):  # noqa: F811
+    import mlflow
+
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test")
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}")
     versions = []
-    for _ in range(2):
-        with tracker.run("pretrain") as run_id:
-            tracker.log_artifact(run_id, model, "model")
-            versions.append(tracker.register_model(run_id, "model", "bert"))
+    for step in range(2):
+        with tracker.run(f"pretrain-{step}") as run_id:
+            versions.append(tracker.log_fill_mask_model(run_id, model_dir, "bert", "the [MASK] sat on the mat."))
+            tracker.update_model_version("bert", versions[-1], f"model {step}", {"artifact.pretrain": f"p{step}"})
     assert versions == ["1", "2"]
-    assert tracker.client.get_model_version("bert", "2").run_id == run_id
+    tracker.set_alias("bert", "newest", "2")
+    assert tracker.aliased_version("bert", "newest") == ("2", {"artifact.pretrain": "p1"})
+    assert tracker.aliased_version("bert", "best") is None
+    assert [version for version, _ in tracker.model_versions("bert", "artifact.pretrain", "p0")] == ["1"]
+    assert tracker.client.get_model_version("bert", "1").description == "model 0"
+    with mlflow_uri(tracker.tracking_uri):
+        [guess] = mlflow.pyfunc.load_model("models:/bert@newest").predict(["the [MASK] sat on the mat."])
+    assert isinstance(guess, str) and guess  # a fill-mask pipeline's top token
 
 
 def test_system_metrics_are_sampled_into_the_run_while_the_block_runs(tmp_path):
@@ -75,4 +82,4 @@ def test_run_url_points_at_a_tracking_server_and_is_none_for_a_local_store(tmp_p
         assert local.run_url(run_id) is None  # a SQLite store has no web page of its own
     served = Tracker.__new__(Tracker)  # the address arithmetic only: no server is needed to form the link
     served.tracking_uri, served.experiment_id = "http://127.0.0.1:5000/", "7"
-    assert served.run_url("abc") == "http://127.0.0.1:5000/#/experiments/7/runs/abc"
+    assert served.run_url("abc") == "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
