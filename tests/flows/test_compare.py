@@ -33,20 +33,30 @@ def test_compare_shows_the_differing_param_and_each_stages_metrics_side_by_side(
     tracker = Tracker(uri)
     first, second = pipeline_run(tracker, tmp_path, 20), pipeline_run(tracker, tmp_path, 400)
 
-    rows = {(section, name): values for section, name, values in compare_runs(tracker, [first, second]).rows}
+    comparison = compare_runs(tracker, [first, second])
+    rows = {(section, name): values for section, name, values in comparison.rows}
     assert rows[("params", "corpus.min_words")] == ["20", "400"]
     assert ("params", "data_root") not in rows  # equal params are not shown
-    assert rows[("pipeline", "stages_built")] == ["1", "1"]
+    assert rows[("run", "stages_built")] == ["1", "1"]
     documents = rows[("corpus", "documents")]
     assert int(documents[0]) > int(documents[1])  # a higher min_words keeps fewer documents
     assert rows[("corpus", "cache_hit")] == ["false", "false"]
     first_id, second_id = rows[("corpus", "artifact_id")]
     assert first_id != second_id
 
+    assert [name for name, _ in comparison.runs] == ["pipeline", "pipeline"]
+    assert rows[("corpus", "artifact_id")] == [first_id, second_id]
+
+    # two runs: only what differs, under the runs' names and ids
     assert main(["compare", first, second, "--tracking-uri", uri]) == 0
-    printed = capsys.readouterr().out
-    assert first[:8] in printed.splitlines()[0] and second[:8] in printed.splitlines()[0]
-    assert "corpus.min_words" in printed and first_id in printed and second_id in printed
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split()[2:] == ["pipeline", "pipeline"] and printed[1].split() == [first[:8], second[:8]]
+    shown = {tuple(line.split()[:2]) for line in printed[3:]}
+    assert {("params", "corpus.min_words"), ("corpus", "artifact_id"), ("corpus", "documents")} <= shown
+    assert ("run", "stages_built") not in shown and ("corpus", "cache_hit") not in shown  # equal in both
+    assert main(["compare", first, second, "--all", "--tracking-uri", uri]) == 0
+    everything = {tuple(line.split()[:2]) for line in capsys.readouterr().out.splitlines()[3:]}
+    assert {("run", "stages_built"), ("corpus", "cache_hit")} <= everything
 
 
 def test_compare_refuses_an_unknown_run_id_naming_it(tmp_path, capsys):
