@@ -50,7 +50,7 @@ ui-check: install python-docs
 	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[ui]'
-	$(BIN)/python -m pytest -q -s tests/ui/check_prefect_ui.py
+	$(BIN)/python -m pytest -q -s tests/ui/check_ui.py
 
 # Crawl rate and cleaning throughput, ours vs datatrove (its own venv in .bench/, built on first use).
 bench-corpus: install python-docs
