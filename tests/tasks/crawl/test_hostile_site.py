@@ -32,7 +32,7 @@ def _responses(raw_dir: Path) -> Iterator[WarcRecord]:
 def _config(base_url: str, **overrides) -> CrawlConfig:
     settings = dict(
         seeds=[base_url], allow_private_addresses=True, delay_seconds=0.0, max_bytes=1_000_000,
-        timeout_seconds=2.0, request_deadline_seconds=1.0, max_retries=MAX_RETRIES, backoff_seconds=0.05,
+        timeout_seconds=4.0, request_deadline_seconds=4.0, max_retries=MAX_RETRIES, backoff_seconds=0.05,
         max_backoff_seconds=2.0, max_redirects=MAX_REDIRECTS, max_seconds=60.0,
     )
     return CrawlConfig(**{**settings, **overrides})
