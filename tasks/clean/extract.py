@@ -20,6 +20,7 @@ import trafilatura
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean.charset import declared_charsets, decode_text
+from tasks.clean.normalize import fix_mojibake
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def decode_html(body: bytes, content_type: str | None = None) -> str:
     """Decode an HTML body: BOM, then HTTP charset, then <meta> charset, then UTF-8, then detection.
 
     A declared charset that cannot decode the bytes is skipped; a declared charset that decodes
-    them into mojibake (UTF-8 served as latin-1) is kept, and ftfy repairs it in cleaning. A <meta>
+    them into mojibake (UTF-8 served as latin-1) is kept, and extract_html repairs it. A <meta>
     UTF-16/32 label means UTF-8, and latin-1 and ascii labels mean windows-1252, as in browsers.
     """
     declared = declared_charsets(body, content_type)
@@ -117,6 +118,20 @@ def parse_html(html: str) -> lxml.html.HtmlElement:
     # paragraph into two lines in trafilatura's output
     parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
     return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1), parser=parser)
+
+
+def _fix_mojibake(tree: lxml.html.HtmlElement) -> None:
+    """Undo mojibake in every text node (ftfy), before extraction alters it past ftfy's recognition.
+
+    UTF-8 read as latin-1 holds C1 controls ('—' reads 'â\\x80\\x94'), which trafilatura deletes as
+    unprintable, and 'à' read as windows-1252 ends in a no-break space, which _collapse_whitespace turns
+    into a space; either way a stray 'â' or 'Ã' would stay in the text that ftfy sees in cleaning.
+    """
+    for element in tree.iter():
+        if element.text and not element.text.isascii():  # ASCII cannot be mojibake: skip the cost of ftfy
+            element.text = fix_mojibake(element.text)
+        if element.tail and not element.tail.isascii():
+            element.tail = fix_mojibake(element.tail)
 
 
 def _collapse_whitespace(tree: lxml.html.HtmlElement) -> None:
@@ -148,6 +163,7 @@ def extract_html(html: str | bytes, url: str | None = None, cfg: ExtractConfig |
     """Main text and title of one HTML page; None if no main text was found. Raises on unparsable input."""
     cfg = cfg or ExtractConfig()
     tree = parse_html(decode_html(html) if isinstance(html, bytes) else html)
+    _fix_mojibake(tree)
     for xpath in cfg.prune_xpaths:
         for element in tree.xpath(xpath):
             element.drop_tree()  # keeps the element's tail text

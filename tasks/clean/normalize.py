@@ -16,6 +16,17 @@ from tasks.clean.text_stats import split_words
 
 _HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")  # whitespace except newline (tabs, NBSP, ...)
 _BLANK_LINES = re.compile(r"\n{2,}")
+# ftfy's mojibake repairs with its defaults (undoing UTF-8 read as latin-1 or windows-1252, also twice,
+# and C1 controls) and none of its other fixes: extraction runs them on HTML text (extract.py)
+_MOJIBAKE_ONLY = ftfy.TextFixerConfig(
+    unescape_html=False, remove_terminal_escapes=False, fix_latin_ligatures=False, fix_character_width=False,
+    uncurl_quotes=False, fix_line_breaks=False, fix_surrogates=False, remove_control_chars=False,
+    normalization=None, explain=False)
+
+
+def fix_mojibake(text: str) -> str:
+    """ftfy's mojibake repairs alone: 'itâ€™s' and 'itÃ¢â‚¬â„¢s' -> 'it’s'; other text is returned as is."""
+    return ftfy.fix_text(text, config=_MOJIBAKE_ONLY)
 
 
 class FixMojibake(TextFix):

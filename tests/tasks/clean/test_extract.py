@@ -5,6 +5,11 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.clean.extract import ExtractConfig, decode_html, extract_html, extract_page, extract_pages
+from tasks.clean.langid import LanguageConfig, language_steps
+from tasks.clean.normalize import default_pipeline
+from tasks.clean.quality import QualityConfig, quality_steps
+from tasks.clean.steps import CleanPipeline, Document, Dropped
+from tests.tasks.clean.documents import document
 
 FRENCH = ("<html><head><title>Café</title></head><body><p>Le café est délicieux et la crème brûlée aussi. "
           "Voilà une phrase naïve à l’été.</p><p>Les élèves étudient le français très sérieusement.</p></body></html>")
@@ -24,13 +29,76 @@ def test_decode_html_prefers_bom_then_header_then_meta() -> None:
 
 
 def test_decode_html_declared_latin1_keeps_mojibake_for_ftfy() -> None:
-    # browsers read latin-1 labels as cp1252; ftfy repairs this in cleaning
+    # browsers read latin-1 labels as cp1252; extract_html repairs this
     assert decode_html("café".encode(), "text/html; charset=ISO-8859-1") == "cafÃ©"
 
 
 def test_decode_html_skips_a_wrong_declared_charset_that_cannot_decode() -> None:
     body = FRENCH.encode("cp1252")  # declared utf-8, which these bytes are not
     assert decode_html(body, "text/html; charset=utf-8") == FRENCH
+
+
+# English with em dashes, curly quotes and French loanwords: the characters whose UTF-8 bytes mojibake mangles
+DINNER = [
+    "Dinner at the café near the station — à la carte, of course — felt like a lesson in déjà vu.",
+    "“Haven’t we been here before?” she asked, over a crème brûlée and two small cups of coffee.",
+    "The maître d’ only smiled — “Voilà,” he said — and poured the wine without another word.",
+    "It was the soufflé, I think, or perhaps the décor, that kept bringing us back every single year.",
+    "We walked home along the river afterwards, talking about nothing much until the lights went out.",
+]
+
+
+def _page(paragraphs: list[str], charset: str) -> bytes:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (f'<html><head><meta charset="{charset}"><title>Dinner — a review</title></head>'
+            f"<body><article>{body}</article></body></html>").encode()
+
+
+def _encoded_twice(text: str, codec: str) -> str:
+    """text as it reads after its UTF-8 bytes were decoded with codec: served as UTF-8, it is UTF-8 twice."""
+    return text.encode().decode(codec)
+
+
+def _clean(body: bytes, content_type: str | None, quality: bool = True) -> Document | Dropped:
+    """Extraction, then the corpus stage's cleaning up to the quality filters (PII and dedup aside)."""
+    extracted, reason = extract_page(body, content_type, "http://h/", ExtractConfig())
+    assert reason == ""
+    steps = [*default_pipeline(20).steps, *language_steps(LanguageConfig())]
+    steps += quality_steps(QualityConfig()) if quality else []
+    return CleanPipeline(steps).process_explained(document(extracted.text, extracted.title))
+
+
+# "latin-1": C1 controls in the text ('—' -> 'â\x80\x94'); "sloppy-windows-1252" (ftfy's codec): 'â€”'
+@pytest.mark.parametrize("codec", ["latin-1", "sloppy-windows-1252"])
+# the label in the HTTP header, in the <meta> alone, or replaced by the crawler's sniffed charset
+@pytest.mark.parametrize("content_type", ["text/html; charset=iso-8859-1", "text/html", "text/html; charset=utf-8"])
+def test_a_misdeclared_partly_double_encoded_page_cleans_as_if_served_right(codec: str, content_type: str) -> None:
+    served_right = _clean(_page(DINNER, "utf-8"), "text/html; charset=utf-8")
+    twice = [_encoded_twice(p, codec) if i % 2 else p for i, p in enumerate(DINNER)]
+    cleaned = _clean(_page(twice, "iso-8859-1"), content_type)
+    assert isinstance(cleaned, Document) and cleaned.language == "en"
+    assert cleaned.text == served_right.text and cleaned.title == served_right.title == "Dinner — a review"
+    assert not any(mark in cleaned.text for mark in ("â", "Ã", "Â", "\ufffd"))
+    assert cleaned.text.count("—") == 4 and '"Haven\'t we been here before?"' in cleaned.text  # ftfy uncurls quotes
+    assert "à la carte" in cleaned.text and "Voilà," in cleaned.text
+
+
+def test_a_short_english_review_with_french_loanwords_and_mojibake_stays_english() -> None:
+    # before extraction repaired it, its stray 'â's brought py3langid's English score under 0.65: dropped
+    review = ["Dinner at the café — à la carte, of course — was a lesson in déjà vu.",
+              "The maître d’ just smiled — “Voilà,” he said — and poured the wine.",
+              "“Encore?” — “Oui.” — and so the crème brûlée came back, with the café au lait."]
+    page = _page([_encoded_twice(p, "latin-1") for p in review], "iso-8859-1")
+    cleaned = _clean(page, "text/html; charset=iso-8859-1", quality=False)  # too short for Gopher's quality rules
+    assert isinstance(cleaned, Document), cleaned.reason
+    assert cleaned.language == "en" and cleaned.language_score >= LanguageConfig().min_score
+    assert "â" not in cleaned.text and cleaned.text.count("—") == 6
+
+
+def test_extraction_leaves_text_without_mojibake_as_it_is() -> None:
+    text = "“Quoted” — naïve café à la carte… 1½ °C, Grüße, SÃO PAULO, Москва, 東京"
+    page = f"<html><body><article><p>{text}</p><p>x\u00a0y &amp; z</p></article></body></html>".encode()
+    assert extract_html(page).text == f"{text}\nx y & z"
 
 
 def test_extract_keeps_one_block_per_line_and_joins_hard_wraps() -> None:

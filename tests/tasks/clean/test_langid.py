@@ -27,6 +27,16 @@ def test_identifies_each_language_confidently(text: str, language: str) -> None:
     assert score >= LanguageConfig().min_score
 
 
+def test_a_page_is_judged_by_its_whole_main_text_not_its_opening_or_title() -> None:
+    menu = "À la carte : café crème, croque-monsieur, pâté de campagne, crème brûlée, soufflé au fromage."
+    review = ("The small restaurant on the corner has changed hands three times in ten years, but the kitchen has "
+              "never closed for more than a week. Regulars say the new owners kept the recipes and the staff.")
+    assert identify_language(menu)[0] == "fr"
+    doc = LanguageId().apply(Document(url="http://h/", source="crawl", title="Café de la Paix",
+                                      text=f"{menu}\n{review}", fetched_at=NOW))
+    assert doc.language == "en" and doc.language_score >= LanguageConfig().min_score
+
+
 def test_pipeline_records_language_and_keeps_only_english() -> None:
     pipeline = CleanPipeline(language_steps(LanguageConfig()))
     kept = list(pipeline.run([_doc(ENGLISH), _doc(GERMAN), _doc(CHINESE), _doc(JAPANESE)]))

@@ -1,6 +1,8 @@
 """tasks/clean/normalize.py: the text repairs, one string at a time."""
 
-from tasks.clean.normalize import NormalizeWhitespace, clean_text
+import pytest
+
+from tasks.clean.normalize import NormalizeWhitespace, clean_text, fix_mojibake
 
 
 def test_clean_text_fixes_mojibake_and_normalises() -> None:
@@ -13,3 +15,16 @@ def test_whitespace_one_paragraph_per_line() -> None:
     text = "  first \t line  \r\n\n\n\n second\u00a0\u00a0line \n\n  \n third"
     assert NormalizeWhitespace().fix(text) == "first line\nsecond line\nthird"
     assert clean_text(text) == "first line\nsecond line\nthird"
+
+
+@pytest.mark.parametrize("codec", ["latin-1", "sloppy-windows-1252"])
+def test_fix_mojibake_undoes_utf8_read_once_or_twice(codec: str) -> None:
+    text = "“It’s done” — café"
+    once = text.encode().decode(codec)
+    assert fix_mojibake(once) == fix_mojibake(once.encode().decode(codec)) == text
+
+
+def test_fix_mojibake_leaves_every_other_fix_to_clean_text() -> None:
+    # no quote uncurling, NFC, HTML unescaping, width or ligature fixes: those run in cleaning, once
+    text = "“Quoted” it’s cafe\u0301 &amp; ﬁne ＡＢ naïve… SÃO PAULO Grüße Москва 東京"
+    assert fix_mojibake(text) == text
