@@ -3,7 +3,9 @@
 Nothing here unpickles arbitrary objects: weights are safetensors, and optimizer, scheduler, scaler
 and RNG states are dicts of tensors and plain values read back with `torch.load(weights_only=True)`;
 the trainer state (step, data position, config, metric history) is JSON. Each rank of a distributed
-run writes its own RNG file (`rng-<rank>.pt`); rank 0 writes the rest and publishes the folder.
+run writes its own RNG file (`rng-<rank>.pt`); rank 0 writes the rest, records every file's size and
+sha256 in the trainer state (model/checkpoint_integrity.py checks them before a resume) and publishes
+the folder.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import json
 import logging
 import os
 import random
-import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +25,16 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from model.checkpoint_integrity import (
+    TRAINER_STATE,
+    CheckpointError,
+    checkpoint_name,
+    damaged_checkpoint_message,
+    file_digests,
+    list_checkpoints,
+)
+
 logger = logging.getLogger(__name__)
-
-STEP_DIR = re.compile(r"^step-(\d+)$")
-TRAINER_STATE = "trainer_state.json"  # written last inside the tmp dir: its presence marks a complete checkpoint
-
-
-def checkpoint_name(step: int) -> str:
-    """Directory name of the checkpoint taken after `step` optimizer steps."""
-    return f"step-{step:06d}"
-
-
-def list_checkpoints(checkpoints_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints under `checkpoints_dir` as (step, path), oldest first."""
-    found = []
-    if Path(checkpoints_dir).is_dir():
-        for path in Path(checkpoints_dir).iterdir():
-            match = STEP_DIR.match(path.name)
-            if match and (path / TRAINER_STATE).is_file():
-                found.append((int(match.group(1)), path))
-    return sorted(found)
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> Path | None:
@@ -136,6 +129,8 @@ def finish_checkpoint(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "scaler": scaler_state},
         tmp / "optimizer.pt",
     )
+    # Every rank's rng-<rank>.pt is in place by now (the caller's barrier): digests cover them all.
+    trainer_state = {**trainer_state, "files": file_digests(tmp)}
     (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2, sort_keys=True))
     _sync_folder(tmp)  # on disk before older checkpoints are pruned: a power cut must leave one whole
     if final.exists():  # re-taken at the same step (e.g. a resumed run finishing): replace it
@@ -178,20 +173,34 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint into model/optimizer/scheduler, restore this rank's RNGs, return its trainer state.
 
-    The returned state carries the saved scaler state under "scaler" (empty when none).
+    The returned state carries the saved scaler state under "scaler" (empty when none). A file that
+    fails to load raises CheckpointError naming the checkpoint folder and the file.
     """
     path = Path(path)
-    load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
-    optim_state = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
-    # Kernel choices (fused/foreach) belong to this machine, not to the one that wrote the checkpoint.
-    kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(optim_state["optimizer"])
-    for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
-        group.update(kernel)
-    scheduler.load_state_dict(optim_state["scheduler"])
-    rng_path = path / f"rng-{rank}.pt"
-    if rng_path.is_file():  # absent when resuming with more processes than wrote it: keep the fresh seed
-        # RNG states must stay CPU ByteTensors whatever the training device.
-        restore_rng_state(torch.load(rng_path, map_location="cpu", weights_only=True))
+    with _naming_the_file(path, "model.safetensors"):
+        load_model(model, str(path / "model.safetensors"), strict=True, device=str(device))
+    with _naming_the_file(path, "optimizer.pt"):
+        optim_state = torch.load(path / "optimizer.pt", map_location=device, weights_only=True)
+        # Kernel choices (fused/foreach) belong to this machine, not to the one that wrote the checkpoint.
+        kernels = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in optimizer.param_groups]
+        optimizer.load_state_dict(optim_state["optimizer"])
+        for group, kernel in zip(optimizer.param_groups, kernels, strict=True):
+            group.update(kernel)
+        scheduler.load_state_dict(optim_state["scheduler"])
+    rng_name = f"rng-{rank}.pt"
+    if (path / rng_name).is_file():  # absent when resuming with more processes than wrote it: keep the fresh seed
+        with _naming_the_file(path, rng_name):
+            # RNG states must stay CPU ByteTensors whatever the training device.
+            restore_rng_state(torch.load(path / rng_name, map_location="cpu", weights_only=True))
     logger.info("resumed from checkpoint %s", path)
     return {**read_trainer_state(path), "scaler": optim_state.get("scaler", {})}
+
+
+@contextmanager
+def _naming_the_file(path: Path, name: str) -> Iterator[None]:
+    """Turn any failure loading file `name` of checkpoint `path` (SafetensorError, unpickling, a shape
+    mismatch) into a CheckpointError that names both and says what to do."""
+    try:
+        yield
+    except Exception as err:  # safetensors, torch.load and load_state_dict each raise their own kinds
+        raise CheckpointError(damaged_checkpoint_message(path, name, err)) from err

@@ -24,11 +24,11 @@ from model.bert import build_model, count_parameters, train_flops
 from model.checkpoint import (
     begin_checkpoint,
     finish_checkpoint,
-    latest_checkpoint,
     load_checkpoint,
     read_trainer_state,
     write_rng_state,
 )
+from model.checkpoint_integrity import STEP_DIR, checkpoint_name, newest_intact_checkpoint
 from model.config import PretrainConfig
 from model.cpu_allocator import keep_freed_memory
 from model.cpu_dropout import use_cpu_dropout
@@ -140,7 +140,7 @@ class Trainer:
         self.history: dict[str, list[list[float]]] = {"train/loss": [], "validation/mlm_loss": []}
         self.last_checkpoint: Path | None = None
         self.resumed_from_step = 0
-        resume_from = latest_checkpoint(self.checkpoints_dir)
+        resume_from = self._checkpoint_to_resume()
         if resume_from is not None:
             _check_resumable(read_trainer_state(resume_from), cfg, len(inputs.train), ctx.world_size, resume_from)
             saved = load_checkpoint(resume_from, self.model, self.optimizer, self.scheduler, device, ctx.rank)
@@ -159,6 +159,21 @@ class Trainer:
         if cfg.compile:
             self.training_model = torch.compile(self.training_model)
         self.train_loader, self.eval_loader = self._build_loaders()
+
+    def _checkpoint_to_resume(self) -> Path | None:
+        """The newest intact checkpoint, chosen by rank 0 and sent to every rank (collective).
+
+        Rank 0 alone verifies (and deletes damaged checkpoints) while the others wait in the all-reduce,
+        so no rank reads a folder being deleted and all resume from the same step, whatever each sees.
+        """
+        chosen = newest_intact_checkpoint(self.checkpoints_dir) if self.ctx.is_main else None
+        if not self.ctx.distributed:
+            return chosen
+        # Rank 0 sends its step (-1: none), every other rank -1: the max is rank 0's choice.
+        step = int(STEP_DIR.match(chosen.name).group(1)) if chosen is not None else -1
+        mine = torch.tensor([step if self.ctx.is_main else -1], dtype=torch.int64, device=self.device)
+        step = int(all_reduce_max(mine, self.ctx).item())
+        return self.checkpoints_dir / checkpoint_name(step) if step >= 0 else None
 
     def _build_loaders(self) -> tuple[DataLoader, DataLoader]:
         cfg, train = self.cfg, self.inputs.train

@@ -1,10 +1,14 @@
+import json
 import random
+import re
 
 import numpy as np
+import pytest
 import torch
 
 from model.bert import build_model
 from model.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
+from model.checkpoint_integrity import CheckpointError
 from model.optim import build_optimizer, build_scheduler
 from tests.model.conftest import tiny_config
 
@@ -109,5 +113,32 @@ def test_checkpoints_are_safetensors_and_loading_refuses_pickled_objects(tmp_pat
     assert sorted(p.name for p in path.iterdir()) == ["model.safetensors", "optimizer.pt", "rng-0.pt",
                                                       "trainer_state.json"]  # fmt: skip
     torch.save({"optimizer": Payload(), "scheduler": {}}, path / "optimizer.pt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(CheckpointError, match="optimizer.pt failed to load .*Weights only load failed") as refused:
+        load_checkpoint(path, *build(1), torch.device("cpu"))
+    assert isinstance(refused.value.__cause__, pickle.UnpicklingError)
+
+
+def test_a_checkpoint_for_another_model_names_the_folder_and_file(tmp_path):
+    model, optimizer, scheduler = build(0)
+    path = save_checkpoint(tmp_path, 1, model, optimizer, scheduler, {}, keep=2)
+    cfg = tiny_config()
+    other = build_model(cfg, vocab_size=50, pad_token_id=0)  # a tokenizer with 5 more tokens
+    other_optimizer = build_optimizer(other, cfg)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path, other, other_optimizer, build_scheduler(other_optimizer, cfg), torch.device("cpu"))
+    message = str(refused.value)
+    assert f"checkpoint {path}: {path / 'model.safetensors'} failed to load" in message
+    assert f"delete the folder {path} to resume from the checkpoint before it" in message
+
+
+def test_a_corrupt_header_in_a_checkpoint_from_before_digests_names_the_folder_and_file(tmp_path):
+    path = save_checkpoint(tmp_path, 1, *build(0), {}, keep=2)
+    state = json.loads((path / "trainer_state.json").read_text())
+    del state["files"]  # as written before digests were recorded: nothing to verify against
+    (path / "trainer_state.json").write_text(json.dumps(state))
+    weights = path / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:72] = bytes(b ^ 0xFF for b in data[8:72])  # the start of the JSON header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=re.escape(f"{weights} failed to load (SafetensorError")):
         load_checkpoint(path, *build(1), torch.device("cpu"))
