@@ -5,10 +5,12 @@ a per-page time limit (a shard on a worker thread, as under Dask, runs in a chil
 runs the CleanPipeline, and writes work/cleaned-NNNNN.arrow (the kept documents sorted by
 (url, content_hash, seq), each with the fixed-size keys the global dedup needs: 64-bit exact-dedup
 key, url hash, text bytes, example key, MinHash signature) and then work/cleaned-NNNNN.json (this
-shard's counts, step table and dropped examples), which marks it done. A shard whose JSON exists is
-not redone. Cleaned shards are uncompressed Arrow IPC files, read memory-mapped: the snapshot
-writers pick a few rows out of every shard, and a memory map reads only the pages those rows lie
-in, where a Parquet reader would decompress whole row groups.
+shard's counts, step table, dropped examples, and the size and sha256 of the files it wrote), which
+marks it done. A shard whose JSON exists is not redone unless one of its files no longer matches the
+JSON's record (tasks/pieces.py): then it is removed, with a warning, and cleaned again. Cleaned shards
+are uncompressed Arrow IPC files, read memory-mapped: the snapshot writers pick a few rows out of every
+shard, and a memory map reads only the pages those rows lie in, where a Parquet reader would decompress
+whole row groups.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from tasks.clean.pii import RedactPii
 from tasks.clean.steps import CleanPipeline, Document, Dropped, Example, StepCount, example_key
 from tasks.corpus.config import CorpusConfig, clean_pipeline
 from tasks.corpus.work_shards import input_path, write_json_atomically
+from tasks.pieces import piece_damage, piece_record, unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +103,53 @@ def cleaned_schema(cfg: CorpusConfig) -> pa.Schema:
     return pa.schema(fields)
 
 
+def _dropped_path(spec: CleanShardSpec) -> Path | None:
+    """dropped_dir/dropped-NNNNN.parquet, or None when dropped documents are not written."""
+    return None if spec.dropped_dir is None else spec.dropped_dir / f"dropped-{spec.shard:05d}.parquet"
+
+
+def _written_files(spec: CleanShardSpec) -> dict[str, Path]:
+    """The files a cleaning shard writes before its account, by the name its account records them under."""
+    files = {"cleaned": cleaned_path(spec.work, spec.shard)}
+    if (dropped := _dropped_path(spec)) is not None:
+        files["dropped"] = dropped
+    return files
+
+
+def _finished(spec: CleanShardSpec) -> bool:
+    """Whether the shard is done: its account is there and its files match the account's record.
+
+    A damaged shard is removed (its account first) with one warning, to be cleaned again.
+    """
+    account = account_path(spec.work, spec.shard)
+    if not account.exists():
+        return False
+    problem = _damage(spec, account)
+    if problem is None:
+        return True
+    logger.warning("damaged piece %s; removing cleaned shard %d and cleaning it again", problem, spec.shard)
+    for path in (account, *_written_files(spec).values()):
+        path.unlink(missing_ok=True)
+    return False
+
+
+def _damage(spec: CleanShardSpec, account: Path) -> str | None:
+    """'<path>: <what is wrong>' for the first file of a finished shard that differs from its record, or None."""
+    try:
+        records = json.loads(account.read_text()).get("pieces")
+    except (OSError, ValueError) as err:
+        return f"{account}: {unreadable(err)}"
+    if records is None:
+        return None  # an account written before accounts recorded their files: used unverified
+    for name, path in _written_files(spec).items():
+        if (problem := piece_damage(path, records.get(name))) is not None:
+            return f"{path}: {problem}"
+    return None
+
+
 def clean_shard(spec: CleanShardSpec) -> bool:
-    """Clean one input shard into work/cleaned-NNNNN.{parquet,json}; returns False if it was already done."""
-    if account_path(spec.work, spec.shard).exists():
+    """Clean one input shard into work/cleaned-NNNNN.{arrow,json}; returns False if it was already done."""
+    if _finished(spec):
         return False
     cfg = spec.cfg
     if cfg.extract.timeout_seconds is not None and threading.current_thread() is not threading.main_thread():
@@ -128,12 +175,13 @@ def clean_shard(spec: CleanShardSpec) -> bool:
             else:
                 kept.append((row["seq"], result))
     _write_cleaned(kept, cfg, cleaned_path(spec.work, spec.shard))
-    if spec.dropped_dir is not None:
-        _write_dropped(dropped, spec.dropped_dir / f"dropped-{spec.shard:05d}.parquet")
+    if (dropped_file := _dropped_path(spec)) is not None:
+        _write_dropped(dropped, dropped_file)
     account = {"documents_in": documents_in, "kept": len(kept), "counts": dict(_counts(pipeline, counts)),
                "steps": [[s.step, s.docs_in, s.docs_out, s.bytes_in, s.bytes_out] for s in pipeline.step_counts],
                "drop_examples": {reason: [[e.step, e.reason, e.url, e.excerpt] for e in examples]
-                                 for reason, examples in pipeline.examples().items()}}
+                                 for reason, examples in pipeline.examples().items()},
+               "pieces": {name: piece_record(path) for name, path in _written_files(spec).items()}}
     write_json_atomically(account, account_path(spec.work, spec.shard))
     return True
 

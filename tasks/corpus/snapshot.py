@@ -8,7 +8,11 @@ Sharded and streaming, in out_dir/work/ (deleted when the snapshot is complete):
 4. write: map_shards(write_shard) writes documents-NNNNN.parquet in (url, content_hash) order, then
    the minhash index, the cleaning report and, for a refresh, changes.json (tasks/corpus/write.py).
 Every file is written under a temporary name and renamed when complete, so a run killed at any point
-(SIGKILL included) resumes: the finished split and cleaned shards are reused, the rest redone.
+(SIGKILL included) resumes: the finished split and cleaned shards are reused, the rest redone. Each
+reused piece is first checked against the size and sha256 recorded when it was written (tasks/pieces.py):
+a damaged input shard is written again from the sources, a damaged cleaned shard cleaned again, a
+damaged crawl batch fetched again. Those records stay out of the snapshot: work/ and the crawl's
+sidecars are removed when it is complete.
 """
 
 from __future__ import annotations
@@ -39,7 +43,16 @@ from tasks.corpus.dedup import DEDUP_REASONS, DedupResult, dedup_shards
 from tasks.corpus.hf_datasets import read_hf_datasets
 from tasks.corpus.local_files import HtmlPage, local_items
 from tasks.corpus.warc_files import WARC_COUNTS, warc_items
-from tasks.corpus.work_shards import WORK_DIR, read_split, reset_work, split_sources, write_json_atomically
+from tasks.corpus.work_shards import (
+    WORK_DIR,
+    damaged_input_shards,
+    input_records,
+    read_split,
+    reset_work,
+    rewrite_input_shards,
+    split_sources,
+    write_json_atomically,
+)
 from tasks.corpus.write import (
     SNAPSHOT_SCHEMA,
     WriteShardSpec,
@@ -50,6 +63,7 @@ from tasks.corpus.write import (
     write_shard,
 )
 from tasks.crawl.run import crawl, saved_pages
+from tasks.crawl.warc import forget_batch_digests
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
 
 __all__ = ["DROP_REASONS", "SNAPSHOT_SCHEMA", "CorpusConfig", "build_snapshot", "clean_pipeline", "read_snapshot"]
@@ -80,15 +94,20 @@ def crawled_pages(raw_dir: Path) -> Iterator[HtmlPage]:
 
 
 def _source_items(cfg: CorpusConfig, raw_dir: Path, counts: Counter[str]) -> Iterator[Document | HtmlPage]:
-    """Every source's items in a fixed order: crawled pages, local files, WARC/WET files, HF datasets."""
-    if cfg.crawl.seeds or cfg.crawl.local_site:
-        yield from crawled_pages(raw_dir)
-    if cfg.local_files:
-        yield from local_items(cfg.local_files)
-    if cfg.warc.patterns:
-        yield from warc_items(cfg.warc, counts)
-    if cfg.hf_datasets:
-        yield from read_hf_datasets(cfg.hf_datasets)
+    """Every source's items in a fixed order: crawled pages, local files, WARC/WET files, HF datasets; each
+    configured source's count is counts["items_<source>"] (so an empty corpus can say which gave nothing)."""
+    sources = {
+        "crawl": (cfg.crawl.seeds or cfg.crawl.local_site) and (lambda: crawled_pages(raw_dir)),
+        "local_files": cfg.local_files and (lambda: local_items(cfg.local_files)),
+        "warc": cfg.warc.patterns and (lambda: warc_items(cfg.warc, counts)),
+        "hf_datasets": cfg.hf_datasets and (lambda: read_hf_datasets(cfg.hf_datasets)),
+    }
+    for source, items in sources.items():
+        if items:
+            counts[f"items_{source}"] += 0
+            for item in items():
+                counts[f"items_{source}"] += 1
+                yield item
 
 
 def _crawl(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None) -> dict[str, int]:
@@ -116,7 +135,7 @@ def _split(cfg: CorpusConfig, out_dir: Path, work: Path, parent_dir: Path | None
     """Crawl and split every source into input shards, unless a finished split for this config is in work/."""
     fingerprint = _fingerprint(cfg, parent_dir)
     done = read_split(work, fingerprint)
-    if done is not None:
+    if done is not None and _repair_input_shards(cfg, out_dir, work, done):
         logger.info("reusing the split in %s (%d shards)", work, done["shards"])
         return done
     crawl_stats: dict[str, int] = dict.fromkeys(_CRAWL_STATS, 0)
@@ -126,10 +145,20 @@ def _split(cfg: CorpusConfig, out_dir: Path, work: Path, parent_dir: Path | None
     counts: Counter[str] = Counter()
     shards, items = split_sources(_source_items(cfg, out_dir / "raw", counts), work, cfg.work_shard_documents)
     record = {"fingerprint": fingerprint, "shards": shards, "items": items, "counts": dict(counts),
-              "crawl": crawl_stats}
+              "crawl": crawl_stats, "pieces": input_records(work, shards)}
     write_json_atomically(record, work / "split.json")
     logger.info("split %d source items into %d shards", items, shards)
     return record
+
+
+def _repair_input_shards(cfg: CorpusConfig, out_dir: Path, work: Path, split: dict) -> bool:
+    """Write again, from the sources, the input shards of a finished split damaged since; False when the
+    split must be redone (a rewritten shard differs from its record: the sources changed)."""
+    damaged = damaged_input_shards(work, split)
+    if not damaged:
+        return True
+    items = _source_items(cfg, out_dir / "raw", Counter())  # the split's counts stay as recorded
+    return rewrite_input_shards(items, work, cfg.work_shard_documents, split, damaged)
 
 
 def _merge_accounts(work: Path, shards: int) -> tuple[list[StepCount], dict[str, ExampleSample], Counter[str]]:
@@ -187,6 +216,7 @@ def build_snapshot(cfg: CorpusConfig, out_dir: Path, parent_dir: Path | None = N
                        sharded=True)
     stats = run_step("report", lambda: _report(out_dir, split, cleaned, deduplicated, written, parent_dir))
     remove_tree(work)
+    forget_batch_digests(out_dir / "raw")  # the snapshot holds the same files as before digests were kept
     logger.info("snapshot %s: %d documents, %d words", out_dir, stats["documents"], stats["words"])
     return stats
 
@@ -232,6 +262,7 @@ def _report(out_dir: Path, split: dict, cleaned: list[bool], deduplicated: _Dedu
 
     stats: dict[str, int | float] = dict(split["crawl"])
     stats["documents_in"] = split["items"]
+    stats.update({key: n for key, n in sorted(split["counts"].items()) if key.startswith("items_")})  # per source
     stats["work_shards"] = split["shards"]
     stats["shards_reused"] = sum(not fresh for fresh in cleaned)
     stats["shards"] = deduplicated.shards

@@ -28,8 +28,9 @@ within their deadline (cut at the budget). Waits (host delays, backoff) notice a
 Resume works by replay: every fetch is recorded in the raw store (with the links found on the
 page), and a rerun walks the same frontier, taking pages from the store instead of the network.
 So a killed crawl restarts without refetching what it saved, and keeps the same pages as an
-uninterrupted one. Transient failures (5xx, 429, network errors, deadlines) are not saved, so a
-rerun tries those pages again.
+uninterrupted one. A batch of the store damaged on disk since it was written is removed with a
+warning and its pages fetched again (tasks.crawl.warc). Transient failures (5xx, 429, network errors,
+deadlines) are not saved, so a rerun tries those pages again.
 
 Sitemaps (cfg.sitemaps, and the Sitemap: lines of the seeds' robots.txt with use_robots_sitemaps)
 are frontier entries at depth 0, and the page URLs they list are depth-0 pages; both obey scope
@@ -79,7 +80,7 @@ def crawl(
             raise ValueError(f"previous_raw_dir {str(previous_raw_dir)!r} must differ from raw_dir: "
                              "a refresh writes a new raw store")
         previous = PreviousCrawl(Path(previous_raw_dir))
-    store = WarcRawStore(raw_dir, cfg.raw_batch_pages)
+    store = WarcRawStore(raw_dir, cfg.raw_batch_pages, discard_damaged=True)
     if cfg.local_site is None:
         return _run(Crawler(cfg, store, None, stop, previous).run(cfg.seeds))
     with serve_directory(cfg.local_site) as live_base:

@@ -7,7 +7,10 @@ it lists), and revalidated-at for a page a refresh crawl kept after a 304 (its r
 first fetch's WARC-Date). Records go into raw_dir/fetches-NNNNN.warc.gz after a warcinfo record,
 one gzip member per record (so each record is seekable, as in Common Crawl), one file per batch,
 written to a .tmp name and renamed into place: a crawl killed with SIGKILL leaves only whole
-batches, and a rerun refetches at most one batch.
+batches, and a rerun refetches at most one batch. Each batch's size and sha256 go into a sidecar
+(raw_dir/.digests/, tasks/pieces.py) when it is written; the crawl's store checks every batch against
+it when it opens, and a damaged or unreadable batch is removed with a warning: its pages are fetched
+again, the other batches' pages reused. The corpus stage removes the sidecars when its snapshot is done.
 
 The stored body is the decoded payload (Content-Encoding and chunking undone), so, as Common
 Crawl does, the original Content-Encoding, Transfer-Encoding and Content-Length headers are kept
@@ -21,6 +24,7 @@ import hashlib
 import io
 import logging
 import os
+import zlib
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,8 +33,11 @@ from pathlib import Path
 from typing import Protocol
 
 from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeaders, StatusAndHeadersParser
 from warcio.warcwriter import WARCWriter
+
+from tasks.pieces import discard_piece, forget_digests, record_piece, sidecar_damage, unreadable
 
 logger = logging.getLogger(__name__)
 
@@ -257,10 +264,13 @@ class WarcRawStore:
     """Raw store as batches raw_dir/fetches-NNNNN.warc.gz, each written atomically (tmp + rename).
 
     The in-memory index keeps every fetch without its body, so memory grows with the number of
-    URLs, not with page sizes; records() streams bodies back from the files.
+    URLs, not with page sizes; records() streams bodies back from the files. discard_damaged (the
+    crawl's own store, which it resumes from): a batch that differs from its sidecar, or cannot be
+    read, is removed with a warning and its fetches left out of the index, so the crawl fetches them
+    again; a reader of a finished store leaves its files alone.
     """
 
-    def __init__(self, raw_dir: Path, batch_size: int) -> None:
+    def __init__(self, raw_dir: Path, batch_size: int, discard_damaged: bool = False) -> None:
         self.raw_dir = Path(raw_dir)
         self.raw_dir.mkdir(parents=True, exist_ok=True)
         self.batch_size = batch_size
@@ -269,9 +279,11 @@ class WarcRawStore:
         self._pending: list[FetchRecord] = []
         batches = self._batches()
         for path in batches:
-            for record in read_fetches(path, with_body=False):
+            fetches = _sound_fetches(path) if discard_damaged else read_fetches(path, with_body=False)
+            for record in fetches:
                 self._index[record.url] = record
                 self._batch_of[record.url] = path
+        batches = self._batches()
         self._next_batch = int(batches[-1].name.split("-")[1].split(".")[0]) + 1 if batches else 0
         if batches:
             logger.info("raw store %s: %d fetches from %d batches", raw_dir, len(self._index), len(batches))
@@ -319,6 +331,7 @@ class WarcRawStore:
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, final)
+        record_piece(final)
         for record in self._pending:
             self._batch_of[record.url] = final
         self._next_batch += 1
@@ -330,3 +343,26 @@ class WarcRawStore:
             yield from read_fetches(path)
         yield from list(self._pending)
 
+
+# what reading a damaged gzip WARC can raise (warcio itself skips some damage with a message on stderr)
+_READ_ERRORS = (ArchiveLoadFailed, EOFError, OSError, ValueError, zlib.error)
+
+
+def _sound_fetches(path: Path) -> list[FetchRecord]:
+    """The fetches of a batch (without bodies) that matches its sidecar; [] after discarding a damaged one.
+
+    A batch without a sidecar (an older crawl's) is used unverified, unless it cannot be read.
+    """
+    problem = sidecar_damage(path)
+    if problem is None:
+        try:
+            return list(read_fetches(path, with_body=False))
+        except _READ_ERRORS as err:
+            problem = unreadable(err)
+    discard_piece(path, problem, "fetching its pages again")
+    return []
+
+
+def forget_batch_digests(raw_dir: Path) -> None:
+    """Remove the batches' sidecars once the raw store is final (the corpus stage's snapshot is done)."""
+    forget_digests(raw_dir)

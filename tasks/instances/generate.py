@@ -18,6 +18,9 @@ Work is cut into units: contiguous runs of the split's documents of about instan
 instances. Each unit is one output shard `<split>/instances-NNNNN.arrow`, made by one `map_shards`
 call from seeds derived from (seed, split, unit, pass) only, so the bytes never depend on the number of
 workers. Workers map the split's tokens read-only (tasks/instances/token_index.py) and hold one unit in memory.
+A rerun after a crash reuses the finished shards, each checked first against the size and sha256 recorded
+in a sidecar when it was written (tasks/pieces.py): a damaged one is made again. The sidecars go when
+the stage's work is done, with the token index.
 """
 
 from __future__ import annotations
@@ -38,7 +41,15 @@ from tasks.instances import kernels
 from tasks.instances.masking import MaskingVocabulary, masking_vocabulary
 from tasks.instances.token_index import build_split_index, numpy_values, open_split_index
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
-from tasks.tokens.shards import SPLITS, TOKENIZER_DIRNAME, read_stream, token_dtype, write_stream_atomically
+from tasks.pieces import forget_digests, record_piece
+from tasks.tokens.shards import (
+    SPLITS,
+    TOKENIZER_DIRNAME,
+    read_stream,
+    reuse_stream,
+    token_dtype,
+    write_stream_atomically,
+)
 from tasks.tokens.tokenizer import CLS, SEP, load_tokenizer, special_token_ids
 
 logger = logging.getLogger(__name__)
@@ -214,15 +225,16 @@ def instances_table(arrays: dict[str, np.ndarray], order: np.ndarray, schema: pa
 
 def make_instance_shard(spec: UnitSpec) -> dict[str, int]:
     """Write one unit's shuffled instance shard (unless already there); its counts, read back from it."""
-    if spec.out_path.exists():
-        logger.info("reusing %s", spec.out_path)
-    else:
+    table = reuse_stream(spec.out_path)
+    if table is None:
         arrays = make_unit_instances(spec)
         shuffle_seed = unit_seeds(spec.cfg.seed, spec.split, spec.unit, spec.cfg.dupe_factor)[-1]
         order = np.random.default_rng(shuffle_seed).permutation(len(arrays["labels"]))
         vocab_size = len(spec.vocab.is_special)
         write_stream_atomically(instances_table(arrays, order, instance_schema(vocab_size)), spec.out_path)
-    return instance_shard_counts(read_stream(spec.out_path), spec.vocab, spec.cfg.max_seq_length)
+        record_piece(spec.out_path)
+        table = read_stream(spec.out_path)
+    return instance_shard_counts(table, spec.vocab, spec.cfg.max_seq_length)
 
 
 COUNT_KEYS = ("instances", "tokens", "non_special", "masked", "as_mask", "as_random", "as_kept", "label_1", "label_0",
@@ -326,4 +338,6 @@ def build_instances(cfg: InstancesConfig, tokens_dir: Path, out_dir: Path, *,
         stats.update(split_statistics(split, totals, len(specs), cfg))
     stats["instances"] = stats["train_instances"] + stats["validation_instances"]
     remove_tree(index_dir)
+    for split in SPLITS:
+        forget_digests(out_dir / split)  # every shard is done: the output holds only the shards
     return stats

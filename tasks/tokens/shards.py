@@ -5,6 +5,10 @@ Output (the token-shards contract): `tokenizer/` (a Hugging Face BERT tokenizer 
 columns doc_id (string) and sentences (list<list<uint16|uint32>>: one inner list per sentence, WordPiece
 ids without special tokens). A document goes to validation when its content hash falls below
 `validation_fraction`, so the split is by document and stable across re-runs and snapshot growth.
+
+A rerun after a crash reuses the finished token shards, each checked first against the size and sha256
+recorded in a sidecar when it was written (tasks/pieces.py): a damaged one is encoded again. The
+sidecars are removed when every shard is done, so the output holds only the files above.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tokenizers import Tokenizer
 
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
+from tasks.pieces import discard_piece, forget_digests, record_piece, reusable_piece, unreadable
 from tasks.tokens.sentences import split_document
 from tasks.tokens.tokenizer import (
     SEP,
@@ -298,19 +303,32 @@ def _split_rows(path: Path, start: int, end: int, split: str, validation_fractio
         yield ([d for d, k in zip(columns["id"], keep) if k], [t for t, k in zip(columns["text"], keep) if k])
 
 
+def reuse_stream(path: Path) -> pa.Table | None:
+    """A finished Arrow stream piece that matches its recorded digest and reads, or None (a damaged one is
+    removed with a warning, to be written again)."""
+    if not reusable_piece(path):
+        return None
+    try:
+        table = read_stream(path)
+    except (OSError, pa.ArrowException) as err:  # a piece without a record (the recorded bytes do read)
+        discard_piece(path, unreadable(err))
+        return None
+    logger.info("reusing %s", path)
+    return table
+
+
 def make_token_shard(spec: TokenShardSpec) -> dict[str, int]:
     """Sentence-split and encode one shard's documents and write it (unless already there); its counts."""
     tokenizer = load_tokenizer(spec.tokenizer_dir)
-    if spec.out_path.exists():
-        logger.info("reusing %s", spec.out_path)
-        table = read_stream(spec.out_path)
-    else:
+    table = reuse_stream(spec.out_path)
+    if table is None:
         encoded = _EncodedDocuments()
         for path, start, end in spec.row_ranges:
             for doc_ids, texts in _split_rows(Path(path), start, end, spec.split, spec.validation_fraction, spec.batch_size):
                 encode_documents(tokenizer, doc_ids, texts, encoded)
         table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True)))
         write_stream_atomically(table, spec.out_path)
+        record_piece(spec.out_path)
     stats = token_shard_stats(table, tokenizer.token_to_id(UNK))
     logger.info("%s/%s: %d documents, %d sentences, %d tokens",
                 spec.split, spec.out_path.name, stats["documents"], stats["sentences"], stats["tokens"])
@@ -415,6 +433,7 @@ def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *
             stats[f"{spec.split}_{key}"] += shard_stats[key]
     for split in SPLITS:
         stats[f"{split}_empty_documents"] = input_documents[split] - stats[f"{split}_documents"]
+        forget_digests(out_dir / split)  # every shard is done: the output holds only the shards
     stats["tokens"] = stats["train_tokens"] + stats["validation_tokens"]
     stats["documents"] = stats["train_documents"] + stats["validation_documents"]
     unk = stats["train_unk_tokens"] + stats["validation_unk_tokens"]

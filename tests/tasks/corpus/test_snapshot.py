@@ -18,6 +18,7 @@ from tasks.corpus.snapshot import DROP_REASONS, SNAPSHOT_SCHEMA, CorpusConfig, b
 from tasks.crawl.config import CrawlConfig
 from tasks.crawl.local_site import PYTHON_DOCS
 from tasks.parallel import local_map
+from tests.tasks.piece_fixtures import Stopped, flip_bytes, stop_after, warnings_of
 from tests.tasks.site_fixtures import BROKEN_TEXT, MOJIBAKE_TEXT, PARAGRAPH_B, PARAGRAPH_C, make_site, serve_site
 
 CONTRACT_SCHEMA = pa.schema([
@@ -274,6 +275,39 @@ def test_a_killed_build_resumes_without_redoing_finished_shards(tmp_path: Path) 
     assert {k: v for k, v in stats.items() if k != "shards_reused"} == \
            {k: v for k, v in fresh.items() if k != "shards_reused"}
     assert not list(out.rglob("*.tmp")) and not (out / "work").exists()
+
+
+def _all_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_damaged_work_shards_are_rebuilt_not_used(tmp_path: Path, caplog) -> None:
+    cfg = _mixed_sources(tmp_path / "src").model_copy(update={"work_shard_documents": 5, "write_dropped": True})
+    fresh = build_snapshot(cfg, tmp_path / "fresh")
+    out = tmp_path / "out"
+    with pytest.raises(Stopped):
+        build_snapshot(cfg, out, run_step=stop_after("clean shards"))  # killed with every shard cleaned
+    work = out / "work"
+    damaged_input, damaged_cleaned = work / "input-00001.parquet", work / "cleaned-00002.arrow"
+    written_input = damaged_input.read_bytes()
+    flip_bytes(damaged_input)
+    (work / "cleaned-00001.json").unlink()  # shard 1 not finished: it needs its input shard
+    flip_bytes(damaged_cleaned)
+
+    with pytest.raises(Stopped):
+        build_snapshot(cfg, out, run_step=stop_after("read sources"))
+    [warning] = warnings_of(caplog)
+    assert str(damaged_input) in warning and "checksum differs from the one recorded when it was written" in warning
+    assert damaged_input.read_bytes() == written_input  # written again from the sources, as it was
+
+    caplog.clear()
+    stats = build_snapshot(cfg, out)
+    [warning] = warnings_of(caplog)
+    assert str(damaged_cleaned) in warning and "checksum differs" in warning
+    assert stats["shards_reused"] == stats["work_shards"] - 2  # shards 1 and 2 were cleaned again
+    assert {k: v for k, v in stats.items() if k != "shards_reused"} == \
+           {k: v for k, v in fresh.items() if k != "shards_reused"}
+    assert _all_files(out) == _all_files(tmp_path / "fresh")
 
 
 def _jsonl_config(path: Path, rows: list[dict], **overrides) -> CorpusConfig:

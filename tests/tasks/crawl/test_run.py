@@ -17,7 +17,8 @@ from tasks.crawl.config import CrawlConfig
 from tasks.crawl.frontier import extract_links, normalize_url
 from tasks.crawl.politeness import Robots
 from tasks.crawl.run import crawl, saved_pages
-from tasks.crawl.warc import WarcRawStore
+from tasks.crawl.warc import WarcRawStore, read_fetches
+from tests.tasks.piece_fixtures import flip_bytes, warnings_of
 from tests.tasks.site_fixtures import ConcurrencyProbe, make_site, serve_site, serve_slow_site
 
 
@@ -86,6 +87,26 @@ def test_stopped_crawl_resumes_without_refetching(tmp_path: Path) -> None:
         uninterrupted = crawl(_config(fresh.base_url), tmp_path / "raw-fresh")
     assert second["pages_fetched"] == uninterrupted["pages_fetched"]
     assert len(site.page_requests) == len(fresh.page_requests)
+
+
+def test_a_damaged_batch_is_fetched_again_and_the_others_reused(tmp_path: Path, caplog) -> None:
+    site_root = make_site(tmp_path / "site")
+    with serve_site(site_root) as site:
+        cfg = _config(site.base_url, raw_batch_pages=2)
+        first = crawl(cfg, tmp_path / "raw")
+        kept = {r.url: r.body for r in saved_pages(tmp_path / "raw")}
+        damaged = tmp_path / "raw" / "fetches-00001.warc.gz"
+        lost = {urlsplit(r.url).path for r in read_fetches(damaged)}
+        flip_bytes(damaged)
+        before = len(site.page_requests)
+        again = crawl(cfg, tmp_path / "raw")
+        refetched = site.page_requests[before:]
+
+    [warning] = warnings_of(caplog)
+    assert str(damaged) in warning and "checksum differs from the one recorded when it was written" in warning
+    assert sorted(refetched) == sorted(lost)  # only the damaged batch's pages were asked for again
+    assert again["pages_fetched"] == first["pages_fetched"]
+    assert {r.url: r.body for r in saved_pages(tmp_path / "raw")} == kept
 
 
 def test_raw_store_ignores_unfinished_batches(tmp_path: Path) -> None:

@@ -4,11 +4,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from warcio.checker import Checker
+from warcio.exceptions import ArchiveLoadFailed
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from tasks.crawl.warc import FetchRecord, WarcRawStore, iter_warc_records, payload_digest, read_fetches
+from tasks.pieces import forget_digests
+from tests.tasks.piece_fixtures import warnings_of
 
 FETCHED_AT = datetime(2026, 11, 28, 12, 30, 15, 123456, tzinfo=UTC)
 
@@ -37,8 +41,8 @@ def test_fetches_round_trip_through_a_valid_warc_file(tmp_path: Path) -> None:
         store.add(record)
     store.flush()
 
-    [path] = sorted(tmp_path.glob("*"))
-    assert path.name == "fetches-00000.warc.gz"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".digests", "fetches-00000.warc.gz"]  # and its sidecar
+    path = tmp_path / "fetches-00000.warc.gz"
     assert Checker(SimpleNamespace(inputs=[str(path)], verbose=False)).process_all() == 0  # digests check out
     back = list(read_fetches(path))
     assert back[0] == page  # headers come back as received, fetched_at to the microsecond
@@ -70,6 +74,25 @@ def test_store_resumes_from_whole_batches_only(tmp_path: Path) -> None:
     reopened.flush()
     assert sorted(p.name for p in tmp_path.glob("*.warc.gz")) == ["fetches-00000.warc.gz", "fetches-00001.warc.gz"]
     assert [r.body for r in WarcRawStore(tmp_path, 1).records()] == [_record().body] * 3
+
+
+def test_an_unreadable_batch_of_an_older_crawl_is_discarded_and_a_reader_leaves_it_alone(tmp_path: Path,
+                                                                                          caplog) -> None:
+    store = WarcRawStore(tmp_path, batch_size=10)
+    for name in "abcd":
+        store.add(_record(f"http://h/{name}.html", body=name.encode() * 5000))
+    store.flush()
+    forget_digests(tmp_path)  # as an older crawl left it: no checksum sidecar
+    batch = tmp_path / "fetches-00000.warc.gz"
+    batch.write_bytes(b"not a WARC file" + batch.read_bytes()[15:])  # the first gzip header overwritten
+    with pytest.raises(ArchiveLoadFailed):
+        WarcRawStore(tmp_path, batch_size=10)  # a reader of a finished store: the error, the file kept
+    assert batch.exists()
+
+    resumed = WarcRawStore(tmp_path, batch_size=10, discard_damaged=True)  # the crawl's own store
+    assert resumed.get("http://h/a.html") is None and not batch.exists()  # its pages are fetched again
+    [warning] = warnings_of(caplog)
+    assert str(batch) in warning and "cannot be read" in warning and "\n" not in warning
 
 
 def test_iter_warc_records_reads_common_crawl_wet_and_raw_http_payloads(tmp_path: Path) -> None:

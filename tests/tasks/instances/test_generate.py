@@ -15,6 +15,7 @@ from tasks.instances.token_index import build_split_index
 from tasks.parallel import local_map
 from tasks.tokens.shards import read_stream, token_shard_schema, write_stream_atomically
 from tasks.tokens.tokenizer import save_tokenizer, train_wordpiece
+from tests.tasks.piece_fixtures import Stopped, flip_bytes, stop_after, warnings_of
 
 CLS, SEP, MASK = 2, 3, 4
 SPECIAL = {0, 1, 2, 3, 4}
@@ -278,6 +279,23 @@ def test_same_seed_gives_identical_bytes_for_any_worker_count_and_resume(corpus,
     other_seed = build_instances(CONFIG.model_copy(update={"seed": 1}), tokens_dir, tmp_path / "c")
     assert (tmp_path / "c" / files[0]).read_bytes() != snapshot[files[0]]
     assert other_seed["train_instances"] > 0
+
+
+def test_a_damaged_instance_shard_is_made_again(corpus, tmp_path, caplog):
+    tokens_dir, _ = corpus
+    clean = build_instances(CONFIG, tokens_dir, tmp_path / "clean")
+    out = tmp_path / "out"
+    with pytest.raises(Stopped):  # killed with every shard written, before the end
+        build_instances(CONFIG, tokens_dir, out, run_step=stop_after("generate validation instances"))
+    damaged = out / "train" / "instances-00001.arrow"
+    flip_bytes(damaged)
+
+    assert build_instances(CONFIG, tokens_dir, out) == clean
+    [warning] = warnings_of(caplog)
+    assert str(damaged) in warning and "checksum differs from the one recorded when it was written" in warning
+    assert shard_bytes(out) == shard_bytes(tmp_path / "clean")
+    files = {p.relative_to(out) for p in out.rglob("*")}
+    assert files == {p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*")}  # no sidecar left
 
 
 def test_dupe_passes_mask_differently(corpus, tmp_path):

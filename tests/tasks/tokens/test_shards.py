@@ -15,12 +15,14 @@ from tasks.tokens.shards import (
     build_token_shards,
     read_stream,
     read_token_documents,
+    reuse_stream,
     shard_paths,
     split_of,
     token_dtype,
     token_shard_schema,
 )
 from tasks.tokens.tokenizer import load_tokenizer, train_wordpiece
+from tests.tasks.piece_fixtures import Stopped, flip_bytes, stop_after, warnings_of
 
 WORDS = "the a python function returns value class method module import string list dict loop error".split()
 SNAPSHOT_SCHEMA = pa.schema([
@@ -138,6 +140,34 @@ def test_rerun_and_resume_reproduce_identical_shards(snapshot, tmp_path):
         assert [[len(d) for d in read_token_documents(other, split)]] == [[len(d) for d in read_token_documents(out, split)]]
         assert again[f"{split}_documents"] == stats[f"{split}_documents"]
         assert again[f"{split}_sentences"] == stats[f"{split}_sentences"]
+
+
+def test_a_damaged_token_shard_is_encoded_again(snapshot, tmp_path, caplog):
+    snapshot_dir, _ = snapshot
+    clean = build_token_shards(CONFIG, snapshot_dir, tmp_path / "clean")
+    # the same tokenizer: a retrained one may break count ties otherwise (see the test above)
+    cfg = CONFIG.model_copy(update={"tokenizer_path": tmp_path / "clean" / "tokenizer"})
+    out = tmp_path / "tokens"
+    with pytest.raises(Stopped):
+        build_token_shards(cfg, snapshot_dir, out, run_step=stop_after("encode shards"))  # killed before the end
+    damaged = shard_paths(out, "train")[1]
+    flip_bytes(damaged)
+
+    assert build_token_shards(cfg, snapshot_dir, out) == clean
+    [warning] = warnings_of(caplog)
+    assert str(damaged) in warning and "checksum differs from the one recorded when it was written" in warning
+    assert shard_bytes(out) == shard_bytes(tmp_path / "clean")
+    files = {p.relative_to(out) for p in out.rglob("*")}
+    assert files == {p.relative_to(tmp_path / "clean") for p in (tmp_path / "clean").rglob("*")}  # no sidecar left
+
+
+def test_an_unreadable_shard_written_without_a_record_is_written_again(tmp_path, caplog):
+    older = tmp_path / "train" / "tokens-00000.arrow"  # as older code left it: no checksum sidecar
+    older.parent.mkdir()
+    older.write_bytes(b"not an Arrow stream")
+    assert reuse_stream(older) is None and not older.exists()
+    [warning] = warnings_of(caplog)
+    assert str(older) in warning and "cannot be read (ArrowInvalid" in warning and "\n" not in warning
 
 
 def test_parallel_build_writes_identical_shards(snapshot, tmp_path):
