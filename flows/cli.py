@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -14,6 +15,9 @@ from typing import Any
 import yaml
 
 from tasks.config import ConfigError, PipelineConfig, load_config, preset_names
+from tasks.errors import InputError, record_traceback, user_message
+
+DEBUG_ENV = "PRETRAINFLOW_DEBUG"  # read by flows/logs.py (not imported here: it loads Prefect)
 
 FLOW_NAMES = ("corpus", "tokenize", "instances", "pretrain", "evaluate", "pipeline")
 
@@ -25,22 +29,44 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    A failure the user can fix (tasks.errors.user_message: a bad config or input file, a damaged artifact, a
+    full disk) ends it with one `error:` block and exit code 2, its traceback in the error log; `--debug`
+    prints the traceback instead. Anything else is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # flows keep the tracebacks of task runs too
     signal.signal(signal.SIGTERM, _terminate)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     try:
         return args.handler(args)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        message = user_message(err)
+        if message is None or debug:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        if getattr(err, "traceback_helps", True):  # not for a bad config: its problems are the whole story
+            log = record_traceback(err, " ".join(["pretrainflow", *(sys.argv[1:] if argv is None else argv)]))
+            where = f"the traceback is in {log}; " if log else ""
+            print(f"({where}--debug prints it here)", file=sys.stderr)
         return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pretrainflow", description=__doc__)
+    debug_help = "print the traceback of an error a user can fix (bad input, a damaged file) instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    common = argparse.ArgumentParser(add_help=False)  # so --debug also works after the command
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("--config", "-c", default=None,
@@ -50,13 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override one field, e.g. --set pretrain.max_steps=100 (repeatable)")
         return p
 
-    run = with_config(sub.add_parser("run", help="run one stage flow, or the whole pipeline, under Prefect"))
+    run = with_config(command("run", help="run one stage flow, or the whole pipeline, under Prefect"))
     run.add_argument("flow", choices=FLOW_NAMES)
     run.add_argument("--refresh", action="store_true",
                      help="corpus only: re-crawl (conditional requests) on top of the newest snapshot of this config")
     run.set_defaults(handler=cmd_run)
 
-    stage_task = with_config(sub.add_parser(
+    stage_task = with_config(command(
         "task", help="run one stage's work as a plain function: no Prefect, no MLflow (for debugging)"))
     stage_task.add_argument("stage", choices=FLOW_NAMES[:-1])
     stage_task.add_argument("--output", type=Path, required=True, help="folder to write into")
@@ -64,13 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                             help="read an upstream stage from DIR instead of the artifact store")
     stage_task.set_defaults(handler=cmd_task)
 
-    demo = with_config(sub.add_parser("demo", help="the whole pipeline on the demo preset, with a summary"))
+    demo = with_config(command("demo", help="the whole pipeline on the demo preset, with a summary"))
     demo.set_defaults(handler=cmd_demo, config="demo")
 
-    show = with_config(sub.add_parser("config", help="print the resolved, validated config"))
+    show = with_config(command("config", help="print the resolved, validated config"))
     show.set_defaults(handler=cmd_config)
 
-    serve = sub.add_parser("serve", help="Prefect server + worker and MLflow server on 127.0.0.1, deployments registered")
+    serve = command("serve", help="Prefect server + worker and MLflow server on 127.0.0.1, deployments registered")
     serve.add_argument("--host", default="127.0.0.1", help="address every server binds to")
     serve.add_argument("--prefect-port", type=int, default=4200, help="Prefect server port (0 = any free port)")
     serve.add_argument("--mlflow-port", type=int, default=5000, help="MLflow server port (0 = any free port)")
@@ -86,13 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not register deployments/prefect.yaml")
     serve.set_defaults(handler=cmd_serve)
 
-    trigger = with_config(sub.add_parser(
+    trigger = with_config(command(
         "trigger", help="run a deployment on the served Prefect: its form's config plus --set overrides, checked first"))
     trigger.add_argument("deployment", help="pipeline, corpus, ..., corpus-refresh, or FLOW/DEPLOYMENT")
     trigger.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 unless it completes")
     trigger.set_defaults(handler=cmd_trigger)
 
-    compare = sub.add_parser("compare", help="runs side by side: params, artifacts, cache hits and metrics per stage")
+    compare = command("compare", help="runs side by side: params, artifacts, cache hits and metrics per stage")
     compare.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="MLflow run ids (pipeline or stage runs)")
     shown = compare.add_mutually_exclusive_group()
     shown.add_argument("--all", dest="only_differences", action="store_false", default=None,
@@ -102,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--tracking-uri", default=None, help="default: $MLFLOW_TRACKING_URI, else ./mlflow.db")
     compare.set_defaults(handler=cmd_compare)
 
-    artifacts = sub.add_parser("artifacts", help="list artifacts under the data root with their lineage")
+    artifacts = command("artifacts", help="list artifacts under the data root with their lineage")
     artifacts.add_argument("--data-root", default=None, help="folder or fsspec URL; default: data_root of --config or ./data")
     artifacts.add_argument("--stage", default=None, choices=FLOW_NAMES[:-1])
     artifacts.add_argument("--verify", action="store_true", help="re-check every file against its manifest")
@@ -126,13 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--refresh", [f"only the corpus flow refreshes, not {args.flow!r}"])
     if args.flow != "pipeline":  # a missing upstream artifact in one line, before Prefect starts
         from tasks.artifacts import ArtifactStore
-        from tasks.stages import MissingInputError, check_inputs, resolve_ids
+        from tasks.stages import check_inputs, resolve_ids
 
-        try:
-            check_inputs(args.flow, ArtifactStore(config.data_root), resolve_ids(config))
-        except MissingInputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        check_inputs(args.flow, ArtifactStore(config.data_root), resolve_ids(config))
     result = run_flow(args.flow, config, refresh=args.refresh)
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -143,10 +165,17 @@ def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[s
     from flows.pipeline import STAGE_FLOWS, pipeline_flow
 
     if name == "pipeline":
-        return pipeline_flow(config)
-    if refresh:
-        return STAGE_FLOWS[name](config, refresh=True)
-    return STAGE_FLOWS[name](config)
+        state = pipeline_flow(config, return_state=True)
+    elif refresh:
+        state = STAGE_FLOWS[name](config, refresh=True, return_state=True)
+    else:
+        state = STAGE_FLOWS[name](config, return_state=True)
+    if state.is_completed():
+        return state.result()
+    raised = state.result(raise_on_failure=False)
+    if isinstance(raised, BaseException):
+        raise raised  # a bug: its traceback
+    raise InputError(state.message)  # the flow refused bad input: its state message says it all
 
 
 def cmd_task(args: argparse.Namespace) -> int:
@@ -250,12 +279,35 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             bad += bool(problems)
             for p in problems:
                 print(f"    CORRUPT {p}")
-    if unfinished:
+    resumable = [u for u in unfinished if u.failed is None]
+    failed = [u for u in unfinished if u.failed is not None]
+    if resumable:
         print("unfinished builds (running, or killed: the same config resumes them; delete one to give it up):")
-    for u in unfinished:
+    for u in resumable:
         print(f"{u.stage:<10} {u.id}  last written {u.last_written:%Y-%m-%dT%H:%M:%SZ}  "
               f"{u.bytes / 2**20:,.1f} MiB  {u.path}")
+        if args.verify:
+            problems = unfinished_problems(u.path)
+            bad += bool(problems)
+            for p in problems:
+                print(f"    DAMAGED {p} (a rerun rebuilds it)")
+    if failed:
+        print("failed builds (stopped on bad input: fix it and rerun the same config to resume, or delete one):")
+    for u in failed:
+        print(f"{u.stage:<10} {u.id}  failed {u.last_written:%Y-%m-%dT%H:%M:%SZ}  {u.bytes / 2**20:,.1f} MiB kept  "
+              f"{u.path}\n    because: {u.failed}")
     return 1 if bad else 0
+
+
+def unfinished_problems(staging: Path) -> list[str]:
+    """Damaged resumable pieces of an unfinished build (for now its checkpoints), each naming the file."""
+    from model.checkpoint_integrity import verify_checkpoint
+
+    problems = []
+    for checkpoint in sorted(staging.glob("checkpoints/step-*")):
+        if checkpoint.is_dir() and not checkpoint.name.endswith((".tmp", ".deleting")):
+            problems += [f"{checkpoint.relative_to(staging.parent)}: {p}" for p in verify_checkpoint(checkpoint)]
+    return problems
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

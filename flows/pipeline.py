@@ -18,10 +18,11 @@ from flows.pretrain import pretrain_flow
 from flows.runs import label_flow_run, run_name, run_tags
 from flows.stage import refused, start_flow, tracker_for
 from flows.tokens import tokenize_flow
-from tasks.config import ConfigError, PipelineConfig
+from tasks.config import PipelineConfig
+from tasks.errors import InputError
 from tasks.stages import resolve_ids
 from tasks.summary import StageOutcome, evaluation_tables, pipeline_markdown, pipeline_metrics, stage_line
-from tasks.tracking import DESCRIPTION, flatten
+from tasks.tracking import DESCRIPTION, Tracker, flatten
 
 # named, not __name__: a worker loads this file as its deployments' entrypoint under another module name
 log = logging.getLogger("flows.pipeline")
@@ -41,35 +42,58 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
     try:
         config = start_flow(config)
         ids = resolve_ids(config)
-    except ConfigError as err:
+    except InputError as err:
         return refused(err)
     name = run_name("pipeline", config, ids["evaluate"])
     label_flow_run(name, run_tags("pipeline", config))
     tracker = tracker_for(config)
     tags = {"prefect_flow_run_id": str(flow_run.id), **{f"artifact.{k}": v for k, v in ids.items()}}
     results: dict[str, Any] = {}
-    with tracker.run(name, tags={**tags, "stage": "pipeline"}) as parent_run_id:
-        tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
-        for stage, stage_flow in STAGE_FLOWS.items():
-            results[stage] = stage_flow(config, parent_run_id=parent_run_id)
-            log.info("%s", stage_line(_outcome(results[stage])))
-        cache_hits = sum(r["cache_hit"] for r in results.values())
-        outcomes = [_outcome(r) for r in results.values()]
-        results_md = Path(results["evaluate"]["path"]) / "results.md"
-        parent_url = tracker.run_url(parent_run_id)
-        summary = pipeline_markdown(name, outcomes,
-                                    evaluation_tables(results_md.read_text()) if results_md.is_file() else None,
-                                    parent_run=(parent_run_id, parent_url))
-        # what the pipeline produced, so the runs table sorts and compares pipelines by it
-        tracker.log_metrics(parent_run_id, {"stages_cached": cache_hits, "stages_built": len(results) - cache_hits,
-                                            **pipeline_metrics(outcomes)})
-        tracker.log_text(parent_run_id, summary, "summary.md")
-        tracker.set_tags(parent_run_id, {DESCRIPTION: summary})  # shown on the run's overview page
+    try:
+        with tracker.run(name, tags={**tags, "stage": "pipeline"}) as parent_run_id:
+            tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
+            for stage, stage_flow in STAGE_FLOWS.items():
+                results[stage] = _stage_result(stage_flow(config, parent_run_id=parent_run_id, return_state=True))
+                log.info("%s", stage_line(_outcome(results[stage])))
+            summary = _summarize(tracker, name, parent_run_id, results)
+    except StageRefused as err:  # the stage run failed on bad input: the pipeline fails with its message
+        return refused(str(err))
+    cache_hits = sum(r["cache_hit"] for r in results.values())
     create_markdown_artifact(key="pipeline-summary", markdown=summary,
                              description=f"{len(results)} stages, {cache_hits} cached; MLflow run {parent_run_id}")
     log.info("pipeline %s: %d stages built, %d cached; MLflow parent run %s", name, len(results) - cache_hits,
-             cache_hits, parent_url or parent_run_id)
+             cache_hits, tracker.run_url(parent_run_id) or parent_run_id)
     return {"mlflow_run_id": parent_run_id, "prefect_flow_run_id": str(flow_run.id), "stages": results}
+
+
+class StageRefused(InputError):
+    """A stage flow ended Failed on a user's error; the message is its state message."""
+
+
+def _stage_result(state: State) -> dict[str, Any]:
+    """A stage flow's returned data; raises its exception (a bug) or StageRefused (a refusal, no exception)."""
+    if state.is_completed():
+        return state.result()
+    raised = state.result(raise_on_failure=False)
+    if isinstance(raised, BaseException):
+        raise raised
+    raise StageRefused(state.message or f"stage flow ended {state.type.value}")
+
+
+def _summarize(tracker: Tracker, name: str, parent_run_id: str, results: dict[str, Any]) -> str:
+    """Log the pipeline's outcome metrics, summary.md and description on its MLflow run; the summary."""
+    cache_hits = sum(r["cache_hit"] for r in results.values())
+    outcomes = [_outcome(r) for r in results.values()]
+    results_md = Path(results["evaluate"]["path"]) / "results.md"
+    summary = pipeline_markdown(name, outcomes,
+                                evaluation_tables(results_md.read_text()) if results_md.is_file() else None,
+                                parent_run=(parent_run_id, tracker.run_url(parent_run_id)))
+    # what the pipeline produced, so the runs table sorts and compares pipelines by it
+    tracker.log_metrics(parent_run_id, {"stages_cached": cache_hits, "stages_built": len(results) - cache_hits,
+                                        **pipeline_metrics(outcomes)})
+    tracker.log_text(parent_run_id, summary, "summary.md")
+    tracker.set_tags(parent_run_id, {DESCRIPTION: summary})  # shown on the run's overview page
+    return summary
 
 
 def _outcome(result: dict[str, Any]) -> StageOutcome:

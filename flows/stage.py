@@ -21,16 +21,18 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
+from prefect.context import FlowRunContext
 from prefect.exceptions import Abort
-from prefect.runtime import deployment, flow_run
+from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.dask_map import shard_map
 from flows.logs import send_project_logs
 from flows.runs import label_flow_run, reap_dead_runs, run_name, run_tags
-from tasks.config import ConfigError, PipelineConfig, validate_config
+from tasks.config import PipelineConfig, validate_config
+from tasks.errors import InputError, record_traceback, user_message
 from tasks.parallel import StepRunner
-from tasks.stages import MissingInputError, resolve_ids, run_stage
+from tasks.stages import resolve_ids, run_stage
 from tasks.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -58,21 +60,25 @@ def start_flow(config: PipelineConfig | dict[str, Any]) -> PipelineConfig:
     return config
 
 
-def refused(err: Exception) -> State:
-    """End a flow that cannot start Failed, with the problem as its state message and one log line.
+def refused(err: Exception | str) -> State:
+    """End a flow Failed on a user's error (a bad config, bad input), with the problem as its state message.
 
-    A deployment run's process would add Prefect's "Engine execution exited with unexpected exception" and a
-    traceback for any Failed run; for a refusal, which says all there is in one line, the state is set here
-    and the engine is told it is settled (Abort carrying the state: it logs "Finished in state Failed(...)"
-    and exits 0). A direct call gets the Failed state back (the CLI checks configs before it calls).
+    Prefect logs it once ("Finished in state Failed('...')"), without a traceback. A deployment run's process
+    would add "Engine execution exited with unexpected exception" and a traceback for any Failed run; for a
+    refusal, which says all there is, the state is set here and the engine is told it is settled (Abort
+    carrying the state: it exits 0). A direct call or a subflow (a pipeline's stage) returns the Failed state:
+    the caller reads its message (the CLI prints it, the pipeline fails with it).
     """
-    log.error("%s", err)
-    failed = Failed(message=str(err))
-    if not deployment.id:
+    message = err if isinstance(err, str) else user_message(err) or str(err)
+    if isinstance(err, BaseException):
+        record_traceback(err, f"flow run {flow_run.name}")  # where `--debug` would have printed it
+    failed = Failed(message=message)
+    context = FlowRunContext.get()
+    if not (context and context.flow_run and context.flow_run.deployment_id):  # a direct call, or a subflow
         return failed
     with get_client(sync_client=True) as client:
         settled = client.set_flow_run_state(flow_run.id, failed, force=True).state
-    abort = Abort(str(err))
+    abort = Abort(message)
     abort.state = settled  # the engine adopts it instead of reporting the run itself
     raise abort
 
@@ -87,10 +93,15 @@ def task_steps(on_dask: bool) -> StepRunner:
             return fn()
         # no input hashing or result storage: the artifact store caches, by content id
         step = task(fn, name=name, task_run_name=name, cache_policy=NO_CACHE, retries=retries,
-                    retry_delay_seconds=10)
+                    retry_delay_seconds=10, retry_condition_fn=_not_a_user_error)
         return step()
 
     return run_step
+
+
+def _not_a_user_error(task: object, task_run: object, state: State) -> bool:
+    """Retry a step unless it failed on bad input: reading a binary file again gives the same error."""
+    return user_message(state.data if isinstance(state.data, BaseException) else None) is None
 
 
 def run_stage_in_flow(name: str, config: PipelineConfig | dict[str, Any], parent_run_id: str | None,
@@ -99,7 +110,7 @@ def run_stage_in_flow(name: str, config: PipelineConfig | dict[str, Any], parent
     try:
         config = start_flow(config)
         planned = resolve_ids(config)[name]
-    except ConfigError as err:
+    except InputError as err:  # a bad config, or a damaged artifact found resolving the ids
         return refused(err)
     label_flow_run(run_name(name, config, planned), run_tags(name, config, planned))
     try:
@@ -115,7 +126,9 @@ def run_stage_in_flow(name: str, config: PipelineConfig | dict[str, Any], parent
                 progress=ProgressArtifact(name),
                 run_step=task_steps(on_dask=bool(config.parallel.dask_address)),
             )
-    except MissingInputError as err:
+    except Exception as err:
+        if user_message(err) is None:
+            raise  # a bug: Prefect logs its traceback
         return refused(err)
     label_flow_run(run_name(name, config, result.artifact_id, result.cache_hit),
                    run_tags(name, config, result.artifact_id, result.cache_hit),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -32,7 +33,12 @@ from typing import Any
 
 import fsspec
 
+from tasks.errors import InputError
+
+logger = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+FAILED = ".failed.json"  # in a staging folder: the build failed on bad input (when, why); removed when it resumes
 CACHE_ENV = "PRETRAINFLOW_CACHE_DIR"  # where artifacts of a remote data root are cached locally
 _ID_CHARS = 16  # 64 bits of sha256: collisions are not a concern at any realistic artifact count
 
@@ -131,16 +137,17 @@ class Artifact:
 
 @dataclass(frozen=True)
 class Unfinished:
-    """A staging folder: a build that has not finished (running, or killed and resumable)."""
+    """A staging folder: a build that has not finished (running, killed and resumable, or failed)."""
 
     stage: str
     id: str
     path: Path
     bytes: int
     last_written: datetime  # UTC, the newest file's modification time
+    failed: str | None = None  # why the last attempt failed on bad input; None: running, or killed
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(InputError):
     """A missing, incomplete or corrupt artifact."""
 
 
@@ -202,7 +209,20 @@ class ArtifactStore:
         """Where a stage writes while it works; created if missing, reused after a crash."""
         staging = self.root / stage / f".staging-{id}"
         staging.mkdir(parents=True, exist_ok=True)
+        (staging / FAILED).unlink(missing_ok=True)  # trying again
         return staging
+
+    def abandon(self, stage: str, id: str, reason: str) -> None:
+        """After a build failed on bad input: remove its staging folder when it holds no finished file,
+        else record `reason` in it, so `artifacts` lists it as failed rather than running or resumable."""
+        staging = self.root / stage / f".staging-{id}"
+        if not staging.is_dir():
+            return
+        if not any(p.is_file() and not p.name.endswith(".tmp") for p in staging.rglob("*")):
+            remove_tree(staging)
+            return
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        _write_json_atomic(staging / FAILED, {"failed_at": stamp, "reason": reason})
 
     def exists(self, stage: str, id: str) -> bool:
         """True only for a finished artifact: a folder without a manifest is not one."""
@@ -304,20 +324,36 @@ class ArtifactStore:
         return self.get(stage, id)
 
     def verify(self, stage: str, id: str) -> list[str]:
-        """Problems found re-checking an artifact's files (at the data root) against its manifest (empty if sound)."""
-        artifact = self.get(stage, id)
+        """Problems found re-checking an artifact's files (at the data root) against its manifest (empty if
+        sound). Local files are hashed once per process while their size, mtime and inode stay the same."""
+        if not self.exists(stage, id):
+            raise ArtifactError(f"no finished {stage} artifact {id} under {self.location}")
+        try:
+            artifact = self.get(stage, id)
+            files = dict(artifact.manifest["files"])
+        except (ValueError, KeyError, TypeError) as err:  # cut short or overwritten: not JSON, or not a manifest
+            return [f"{MANIFEST}: unreadable ({type(err).__name__}: {str(err)[:120]})"]
         problems = []
-        for rel, expected in artifact.manifest["files"].items():
+        for rel, expected in files.items():
             if self.fs is not None:
                 remote = self._remote_path(stage, id, rel)
                 digest = _stream_sha256(self.fs, remote) if self.fs.exists(remote) else None
             else:
-                digest = file_sha256(artifact.path / rel) if (artifact.path / rel).is_file() else None
+                path = artifact.path / rel
+                digest = _cached_file_sha256(path, *_stat_key(path)) if path.is_file() else None
             if digest is None:
                 problems.append(f"{rel}: missing")
             elif digest != expected["sha256"]:
                 problems.append(f"{rel}: checksum differs from manifest")
         return problems
+
+    def set_aside(self, stage: str, id: str) -> Path:
+        """Move a damaged local artifact out of the way (to <stage>/.damaged-<id>, replacing an older one), so
+        the id is free to be rebuilt and the damaged files stay there to be looked at; the new place."""
+        aside = self.root / stage / f".damaged-{id}"
+        remove_tree(aside)
+        os.replace(self.path(stage, id), aside)
+        return aside
 
     def _finished(self, stage: str | None) -> Iterator[tuple[str, str]]:
         """(stage, id) of every folder holding a manifest."""
@@ -335,8 +371,14 @@ class ArtifactStore:
                         yield folder.name, child.name
 
     def list(self, stage: str | None = None) -> list[Artifact]:
-        """Finished artifacts, oldest first."""
-        found = [self.get(stage_name, id) for stage_name, id in self._finished(stage)]
+        """Finished artifacts, oldest first; one whose manifest cannot be read is left out, with a warning."""
+        found = []
+        for stage_name, id in self._finished(stage):
+            try:
+                found.append(self.get(stage_name, id))
+            except ValueError as err:
+                logger.warning("%s/%s: unreadable %s (%s): left out; a run of its config rebuilds it", stage_name,
+                               id, MANIFEST, str(err)[:120])
         return sorted(found, key=lambda a: (a.manifest.get("created_at", ""), a.stage))
 
     def unfinished(self, stage: str | None = None) -> list[Unfinished]:
@@ -344,10 +386,12 @@ class ArtifactStore:
         found = []
         for folder in [self.root / stage] if stage else sorted(self.root.glob("*/")):
             for staging in sorted(folder.glob(".staging-*")) if folder.is_dir() else ():
-                files = [p.stat() for p in staging.rglob("*") if p.is_file()]
+                files = [p.stat() for p in staging.rglob("*") if p.is_file() and p.name != FAILED]
                 written = max((f.st_mtime for f in files), default=staging.stat().st_mtime)
+                failed = _read_failure(staging / FAILED)
                 found.append(Unfinished(folder.name, staging.name.removeprefix(".staging-"), staging,
-                                        sum(f.st_size for f in files), datetime.fromtimestamp(written, timezone.utc)))
+                                        sum(f.st_size for f in files), datetime.fromtimestamp(written, timezone.utc),
+                                        failed))
         return found
 
     def family_head(self, stage: str, base_id: str) -> str:
@@ -376,6 +420,16 @@ class ArtifactStore:
             chain.append(artifact)
             todo.extend(artifact.inputs.items())
         return chain
+
+
+def _read_failure(path: Path) -> str | None:
+    """The reason an abandoned build recorded, or None when there is no record."""
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text()).get("reason", "unknown"))
+    except (OSError, ValueError):
+        return "unknown (the failure record is unreadable)"
 
 
 def _stream_sha256(fs: fsspec.AbstractFileSystem, path: str, chunk_bytes: int = 1 << 20) -> str:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from model.config import PretrainConfig, override_size
 from tasks.artifacts import missing_backend
 from tasks.corpus.config import CorpusConfig
+from tasks.errors import InputError
 from tasks.evaluate.evaluation import EvaluateConfig
 from tasks.instances.generate import InstancesConfig
 from tasks.parallel import ParallelConfig
@@ -77,8 +78,10 @@ class PipelineConfig(BaseModel):
         return root
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """One message listing every problem found in a config."""
+
+    traceback_helps = False
 
     def __init__(self, source: str, problems: list[str]):
         self.problems = problems

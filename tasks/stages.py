@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version, folder_digest
+from tasks.artifacts import Artifact, ArtifactStore, artifact_id, code_version, folder_digest, remove_tree
 from tasks.config import PipelineConfig
+from tasks.errors import InputError, user_message
 from tasks.lineage import record_stage_run
+from tasks.output_checks import unusable_output
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
 from tasks.summary import StageOutcome, run_name, stage_line
 from tasks.tracking import DESCRIPTION, MetricLogger, Tracker, flatten
@@ -188,8 +190,10 @@ def plan_refresh(store: ArtifactStore, stage: Stage, cfg: PipelineConfig, parent
     return Refresh(own_id, parent_id, {"family": family, "generation": generation, "parent": parent_id})
 
 
-class MissingInputError(RuntimeError):
+class MissingInputError(InputError):
     """A stage was asked to run before the artifact it reads exists."""
+
+    traceback_helps = False
 
 
 def check_inputs(name: str, store: ArtifactStore, ids: dict[str, str]) -> None:
@@ -203,6 +207,26 @@ def check_inputs(name: str, store: ArtifactStore, ids: dict[str, str]) -> None:
             f"({', '.join(f'{m}/{inputs[m]}' for m in missing)}) under {store.location}, built with this same "
             f"config; run `pretrainflow run {missing[0]}` with it first (or `pretrainflow run pipeline`)"
         )
+
+
+def check_intact(name: str, store: ArtifactStore, ids: dict[str, str]) -> None:
+    """Verify the artifacts stage `name` would use (its own, as a cache hit, and its inputs) against their
+    manifests; a damaged one is set aside. Its own is then rebuilt; a damaged input raises InputError saying
+    which stage rebuilds it. Local data roots only: a remote artifact is verified when it is fetched."""
+    if store.fs is not None:
+        return
+    for stage in (name, *STAGES[name].inputs):
+        if not store.exists(stage, ids[stage]) or not (problems := store.verify(stage, ids[stage])):
+            continue
+        aside = store.set_aside(stage, ids[stage])
+        damage = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        if stage == name:
+            log.warning("%s: artifact %s is damaged (%s): set aside as %s, building it again", name, ids[name],
+                        damage, aside)
+            continue
+        raise InputError(f"stage {name!r} reads {stage}/{ids[stage]}, which is damaged ({damage}); it was set aside "
+                         f"as {aside}: rebuild it with `pretrainflow run {stage}` and this config (or `pretrainflow "
+                         f"run pipeline`), then run {name} again")
 
 
 @dataclass
@@ -267,6 +291,7 @@ def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_r
     own_id = ids[name]
     inputs = {up: ids[up] for up in stage.inputs}
     store.finish_upload(name, own_id)  # a remote upload a crash cut short is finished, not rebuilt
+    check_intact(name, store, ids)
     check_inputs(name, store, ids)
     input_paths = {up: store.fetch(up, up_id) for up, up_id in inputs.items()}
     manifest_extra: dict[str, Any] = {"family": own_id, "generation": 0} if stage.refreshable else {}
@@ -312,18 +337,26 @@ def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_r
     # the run ends FAILED if building or logging raises (a SIGKILL leaves it RUNNING, and no artifact)
     run = (tracker.run(run_name(name, own_id), parent_run_id, {**run_tags, "cache_hit": "false"}) if tracker
            else nullcontext(None))
-    with run as run_id:
-        if run_id:
-            tracker.log_params(run_id, flatten(config_dump))
-        metric_logger = tracker.metric_logger(run_id) if run_id else None
-        context = StageContext(metric_logger, map_shards, progress, run_step)
-        interval = cfg.tracking.system_metrics_interval_s
-        with tracker.system_metrics(run_id, interval) if run_id and interval else nullcontext():
-            stats = (execute or stage.work)(cfg, input_paths, staging, context)
-        artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats, version=stage.version,
-                                extra=manifest_extra)
-        if run_id:
-            tracker.log_metrics(run_id, stats)
-            record(run_id, artifact, built=True)
+    try:
+        with run as run_id:
+            if run_id:
+                tracker.log_params(run_id, flatten(config_dump))
+            metric_logger = tracker.metric_logger(run_id) if run_id else None
+            context = StageContext(metric_logger, map_shards, progress, run_step)
+            interval = cfg.tracking.system_metrics_interval_s
+            with tracker.system_metrics(run_id, interval) if run_id and interval else nullcontext():
+                stats = (execute or stage.work)(cfg, input_paths, staging, context)
+            if problem := unusable_output(name, stats, inputs):
+                remove_tree(staging)  # finished but unusable: nothing in it is worth resuming
+                raise InputError(problem)  # an empty corpus is not cached, nor trained on
+            artifact = store.commit(name, own_id, config=config_dump, inputs=inputs, stats=stats,
+                                    version=stage.version, extra=manifest_extra)
+            if run_id:
+                tracker.log_metrics(run_id, stats)
+                record(run_id, artifact, built=True)
+    except Exception as err:
+        if (reason := user_message(err)) is not None:  # bad input: nothing half-built looks resumable
+            store.abandon(name, own_id, reason)
+        raise
     log.info("%s: artifact %s written to %s", name, own_id, artifact.path)
     return StageResult(name, own_id, artifact.path, False, stats, run_id)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from tasks import liveness
+from tasks.errors import user_message
 
 # mlflow is imported where a run is touched: resolving a store's URI (`serve`, `compare`'s checks) needs
 # only this module, and mlflow costs ~1 CPU-s and ~60 MB to import
@@ -93,6 +94,7 @@ EXPERIMENT_TAGS = {
 # The UI opens a link in its model-training layout (runs, models, registry) with this query; its GenAI layout
 # (traces, evaluation runs) is the default otherwise, whatever the experiment's kind.
 ML_LAYOUT = "workflowType=machine_learning"
+FAILED_BECAUSE = "pretrainflow.failed_because"  # why a run ended FAILED, when a user can fix it
 DESCRIPTION = "mlflow.note.content"  # the tag MLflow's UI shows as a run's (or experiment's) description
 
 
@@ -155,7 +157,7 @@ class Tracker:
             label = run.data.tags
             if not liveness.on_this_host(label) or not liveness.is_gone(label):
                 continue
-            self.set_tags(run.info.run_id, {"pretrainflow.failed_because": (
+            self.set_tags(run.info.run_id, {FAILED_BECAUSE: (
                 f"the process that ran it ({liveness.describe(label)}) is gone: killed, or the machine restarted; "
                 f"marked FAILED when {starter} started")})
             self.end_run(run.info.run_id, failed=True)
@@ -183,11 +185,13 @@ class Tracker:
     def run(
         self, name: str, parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None
     ) -> Iterator[str]:
-        """A run that ends FINISHED, or FAILED if the block raises."""
+        """A run that ends FINISHED, or FAILED if the block raises (a user's error says why in a tag)."""
         run_id = self.start_run(name, parent_run_id, tags)
         try:
             yield run_id
-        except BaseException:
+        except BaseException as err:
+            if message := user_message(err):
+                self.set_tags(run_id, {FAILED_BECAUSE: message})
             self.end_run(run_id, failed=True)
             raise
         self.end_run(run_id)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.clean.steps import Document
 from tasks.corpus.local_files import file_mtime
+from tasks.errors import InputError
 
 if TYPE_CHECKING:  # datasets is imported only when a Hugging Face source is read (offline mode must come first)
     from datasets import Dataset, IterableDataset
@@ -81,7 +82,7 @@ class HuggingFaceSource(BaseModel):
         if self.data_dir is not None and "://" in self.data_dir:
             problems.append(f"data_dir {self.data_dir!r} must be a local folder: nothing is downloaded")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InputError("; ".join(problems))
         return self
 
     @property
@@ -132,21 +133,21 @@ def load_hf_split(source: HuggingFaceSource) -> Dataset | IterableDataset:
     datasets = offline_datasets()
     where = f"Hugging Face dataset {source.display_name!r}"
     if not datasets.config.HF_HUB_OFFLINE and not _is_local(source):
-        raise ValueError(f"{where}: datasets was imported before offline mode could be set, so a hub id could be "
+        raise InputError(f"{where}: datasets was imported before offline mode could be set, so a hub id could be "
                          f"downloaded; set HF_HUB_OFFLINE=1 to read it from the local cache; {_VALID_HF_SOURCES}")
     try:
         if source.from_disk is not None:
             loaded = datasets.load_from_disk(source.from_disk)
             if isinstance(loaded, datasets.DatasetDict):
                 if source.split not in loaded:
-                    raise ValueError(f"no split {source.split!r} (splits: {', '.join(loaded)})")
+                    raise InputError(f"no split {source.split!r} (splits: {', '.join(loaded)})")
                 loaded = loaded[source.split]
             return loaded
         return datasets.load_dataset(source.name, source.config, data_dir=source.data_dir,
                                      data_files=source.data_files or None, split=source.split,
                                      streaming=source.streaming)
     except Exception as exc:  # datasets raises many types (and StopIteration for empty data files)
-        raise ValueError(f"{where} cannot be loaded ({type(exc).__name__}: {exc}); {_VALID_HF_SOURCES}") from exc
+        raise InputError(f"{where} cannot be loaded ({type(exc).__name__}: {exc}); {_VALID_HF_SOURCES}") from exc
 
 
 def _columns(split: Dataset | IterableDataset, source: HuggingFaceSource) -> list[str]:
@@ -155,7 +156,7 @@ def _columns(split: Dataset | IterableDataset, source: HuggingFaceSource) -> lis
     available = split.column_names  # None for a streamed dataset whose features are unknown until read
     missing = [c for c in wanted if available is not None and c not in available]
     if missing:
-        raise ValueError(f"Hugging Face dataset {source.display_name!r}: no column {', '.join(map(repr, missing))} "
+        raise InputError(f"Hugging Face dataset {source.display_name!r}: no column {', '.join(map(repr, missing))} "
                          f"(columns: {', '.join(available)})")
     return list(dict.fromkeys(wanted))
 
@@ -165,7 +166,7 @@ def _cell(batch: dict[str, list], column: str | None, row: int, where: str) -> s
         return None
     value = batch[column][row]
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{where}: column {column!r} must hold strings, got {type(value).__name__}")
+        raise InputError(f"{where}: column {column!r} must hold strings, got {type(value).__name__}")
     return value
 
 

@@ -16,15 +16,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.clean.charset import decode_text
 from tasks.clean.extract import ExtractConfig, decode_html, extract_html
 from tasks.clean.steps import Document
+from tasks.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 SUPPORTED_SUFFIXES = (".txt", ".jsonl", ".parquet", ".html", ".htm")
+_PARQUET_MAGIC = b"PAR1"  # a Parquet file starts and ends with it
+# leading bytes of file types that turn up among text files by mistake
+_BINARY_MAGIC = {
+    b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"%PDF": "a PDF document",
+    b"PK\x03\x04": "a ZIP archive (also .docx, .xlsx, .epub)", b"\x1f\x8b": "a gzip archive",
+    b"BZh": "a bzip2 archive", b"\xfd7zXZ": "an xz archive", b"\x7fELF": "an executable",
+    _PARQUET_MAGIC: "a Parquet file", b"SQLite format 3\x00": "an SQLite database",
+}
+_UNICODE_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16 (and UTF-32) little/big endian
+_SNIFF_BYTES = 8192
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads pairs valid surrogates; these are what is left
 
@@ -73,10 +85,10 @@ def match_files(
 
 
 def resolve_patterns(patterns: Iterable[str]) -> list[Path]:
-    """Files matched by the glob patterns; raises ValueError listing every bad pattern or file."""
+    """Files matched by the glob patterns; raises InputError listing every bad pattern or file."""
     files, problems = match_patterns(patterns)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     return files
 
 
@@ -99,16 +111,37 @@ def _paragraphs(text: str) -> str:
     return "\n".join(" ".join(line.strip() for line in block.split("\n") if line.strip()) for block in blocks)
 
 
+def binary_kind(head: bytes) -> str | None:
+    """What a file's first bytes say it is when it is not text (a known magic number, or NUL bytes without
+    a UTF-16/32 byte order mark), else None."""
+    for magic, kind in _BINARY_MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    if b"\x00" in head[:_SNIFF_BYTES] and not head.startswith(_UNICODE_BOMS):
+        return "binary data (it holds NUL bytes)"
+    return None
+
+
+def check_text_file(path: Path, head: bytes) -> None:
+    """Raise InputError naming path when its first bytes show it is not the text file its suffix says."""
+    kind = binary_kind(head)
+    if kind:
+        raise InputError(f"{path}: {kind}, not a {path.suffix} text file; local_files reads {path.suffix} files as "
+                         f"text: take it out of the local_files patterns, or give it its real suffix")
+
+
 def read_txt(path: Path) -> Iterator[Document]:
     """One document per .txt file: a BOM's encoding (UTF-8/16/32), else UTF-8, else detected (Latin-1...)."""
-    text = decode_text(path.read_bytes())
+    body = path.read_bytes()
+    check_text_file(path, body[:_SNIFF_BYTES])
+    text = decode_text(body)
     yield Document(url=path.as_uri(), source="local", title=None, text=_paragraphs(text), fetched_at=file_mtime(path))
 
 
 def _optional_str(record: dict, field: str, where: str) -> str | None:
     value = record.get(field)
     if value is not None and not isinstance(value, str):
-        raise ValueError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
+        raise InputError(f"{where}: field {field!r} must be a string, got {type(value).__name__}")
     return value
 
 
@@ -121,34 +154,57 @@ def read_jsonl(path: Path) -> Iterator[Document]:
     """One document per line with a string 'text' field; optional 'url' and 'title'. UTF-8 (a BOM is allowed)."""
     fetched_at = file_mtime(path)
     with path.open("rb") as lines:
+        check_text_file(path, lines.read(_SNIFF_BYTES))
+        lines.seek(0)
         for number, raw in enumerate(lines, start=1):
             where = f"{path}:{number}"
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
-                raise ValueError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start}); JSON Lines files "
+                raise InputError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start}); JSON Lines files "
                                  f"are UTF-8: re-encode it, e.g. iconv -f latin1 -t utf-8") from exc
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc})") from exc
+                raise InputError(f"{where}: not valid JSON ({exc})") from exc
             if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                raise ValueError(f"{where}: expected a JSON object with a string 'text' field")
+                raise InputError(f"{where}: expected a JSON object with a string 'text' field")
             url = _without_lone_surrogates(_optional_str(record, "url", where)) or f"{path.as_uri()}#line={number}"
             title = _without_lone_surrogates(_optional_str(record, "title", where))
             yield Document(url=url, source="local", title=title, text=_without_lone_surrogates(record["text"]),
                            fetched_at=fetched_at)
 
 
+def check_parquet_file(path: Path) -> None:
+    """Raise InputError naming path unless it starts and ends with Parquet's PAR1 magic bytes."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        f.seek(max(size - len(_PARQUET_MAGIC), 0))
+        tail = f.read()
+    if head.startswith(_PARQUET_MAGIC) and tail == _PARQUET_MAGIC and size >= 2 * len(_PARQUET_MAGIC):
+        return
+    if head.startswith(_PARQUET_MAGIC):
+        what = "it is cut short: its PAR1 footer is missing"
+    else:
+        what = f"it is {binary_kind(head) or 'text'}" if head else "it is empty"
+    raise InputError(f"{path}: not a Parquet file ({what}); give a Parquet file with a 'text' column, or give the "
+                     f"file its real suffix (.txt, .jsonl, .html)")
+
+
 def read_parquet(path: Path) -> Iterator[Document]:
     """One document per row of a 'text' column; optional 'url' and 'title' columns."""
     fetched_at = file_mtime(path)
-    parquet = pq.ParquetFile(path)
+    check_parquet_file(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: unreadable Parquet file ({exc}); rewrite it, or take it out of local_files") from exc
     names = set(parquet.schema_arrow.names)
     if "text" not in names:
-        raise ValueError(f"{path}: no 'text' column (columns: {', '.join(sorted(names))})")
+        raise InputError(f"{path}: no 'text' column (columns: {', '.join(sorted(names))})")
     columns = [c for c in ("text", "url", "title") if c in names]
     row = 0
     for batch in parquet.iter_batches(columns=columns, batch_size=1024):
@@ -196,5 +252,6 @@ def local_items(patterns: Iterable[str]) -> Iterator[Document | HtmlPage]:
         elif suffix == ".parquet":
             yield from read_parquet(path)
         else:
-            yield HtmlPage(url=path.as_uri(), source="local", body=path.read_bytes(), content_type=None,
-                           fetched_at=file_mtime(path))
+            body = path.read_bytes()
+            check_text_file(path, body[:_SNIFF_BYTES])
+            yield HtmlPage(url=path.as_uri(), source="local", body=body, content_type=None, fetched_at=file_mtime(path))

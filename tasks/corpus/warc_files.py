@@ -17,6 +17,7 @@ from tasks.clean.extract import ExtractConfig, extract_pages
 from tasks.clean.steps import Document
 from tasks.corpus.local_files import HtmlPage, match_files
 from tasks.crawl.warc import WarcRecord, iter_warc_records
+from tasks.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class WarcSourceConfig(BaseModel):
     def _patterns_match(cls, patterns: list[str]) -> list[str]:
         _, problems = match_warc_patterns(patterns)
         if problems:
-            raise ValueError("; ".join(problems))
+            raise InputError("; ".join(problems))
         return patterns
 
 
@@ -161,7 +162,7 @@ def _records(path: Path, record_types: set[str], cfg: WarcSourceConfig,
         return
     message = f"{path}: corrupt WARC/WET file after {number} records ({problem})"
     if not cfg.skip_corrupt:
-        raise ValueError(message)
+        raise InputError(message)
     logger.warning("%s; skipping the rest of it", message)
     counts["warc_files_corrupt"] += 1
 
@@ -197,7 +198,7 @@ def _wet_documents_and_warc_files(cfg: WarcSourceConfig, counts: Counter[str]) -
     """WET conversion documents as their files come, and each WARC (response) file's path, in path order."""
     files, problems = match_warc_patterns(cfg.patterns)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     for path in files:
         corrupt_before = counts["warc_files_corrupt"]
         kind = _document_record_type(path, cfg, counts)

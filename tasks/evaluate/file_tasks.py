@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.finetune_data import LabelledExamples
+from tasks.errors import InputError
 from tasks.evaluate.task_data import SPLITS, TaskData, TaskKind
 from tasks.evaluate.task_metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
@@ -36,7 +37,7 @@ def _check_files(files: list[Path]) -> list[Path]:
     problems += [f"{f} has suffix {Path(f).suffix!r}; valid: {', '.join(DATA_FILE_SUFFIXES)}"
                  for f in files if Path(f).suffix.lower() not in DATA_FILE_SUFFIXES]
     if problems:
-        raise ValueError("; ".join(problems))
+        raise InputError("; ".join(problems))
     return files
 
 
@@ -80,7 +81,7 @@ class FileTask(BaseModel):
         valid = CLASSIFICATION_METRICS if self.kind == "classification" else REGRESSION_METRICS
         bad = [m for m in self.metrics or () if m not in valid]
         if bad:
-            raise ValueError(f"metrics {bad} do not apply to a {self.kind} task; valid: {list(valid)}")
+            raise InputError(f"metrics {bad} do not apply to a {self.kind} task; valid: {list(valid)}")
         return self
 
 
@@ -215,7 +216,7 @@ def finish_task(name: str, kind: TaskKind, metrics: tuple[str, ...], splits: dic
             problems.append(f"task {name!r}: the {split} split is empty")
     labels, names = label_ids(splits, kind, label_column, problems, label_names)
     if problems:
-        raise ValueError(f"task {name!r} cannot be used:\n  - " + "\n  - ".join(problems))
+        raise InputError(f"task {name!r} cannot be used:\n  - " + "\n  - ".join(problems))
     encoded = {split: encode(splits[split], labels[split], tokenizer, max_seq_length) for split in SPLITS}
     sizes = {split: len(splits[split].texts) for split in SPLITS}
     return TaskData(name, kind, names, encoded, metrics, {**info, "split_examples": sizes})

@@ -9,7 +9,14 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
 from model.bert import build_model
 from model.config import PretrainConfig
-from model.cpu_dropout import ATTENTION, WordDropout, dropout_attention_forward, drop_threshold, use_cpu_dropout, word_dropout
+from model.cpu_dropout import (
+    ATTENTION,
+    WordDropout,
+    drop_threshold,
+    dropout_attention_forward,
+    use_cpu_dropout,
+    word_dropout,
+)
 
 
 def test_drop_rate_and_expectation_match_p():

@@ -18,8 +18,8 @@ from model.distributed import DistributedContext
 from model.inputs import load_inputs
 from model.metrics import TrainingWindow
 from model.train import NonFiniteLossError, Trainer, pretrain
-from tests.model.test_train import Recorder
 from tests.model.conftest import tiny_config
+from tests.model.test_train import Recorder
 
 REPO = Path(__file__).resolve().parents[2]
 

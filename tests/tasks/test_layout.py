@@ -17,17 +17,20 @@ PACKAGES = ("tasks.crawl", "tasks.clean", "tasks.corpus", "tasks.tokens", "tasks
             "tasks.evaluate")
 
 # Project modules a package may import besides its own (a prefix allows everything under it), as each
-# package's docstring says. The seams at the top of tasks/ (config, stages) import the packages, not the reverse.
+# package's docstring says; every package may raise tasks.errors.InputError, and the stages check their resumable
+# pieces with tasks.pieces. The seams at the top of tasks/ (config, stages) import the packages, not the reverse.
 ALLOWED_IMPORTS = {
     "tasks.text": (),
-    "tasks.crawl": ("tasks.clean.charset", "tasks.clean.extract"),
-    "tasks.clean": ("tasks.text", "tasks.tokens.sentences"),
-    "tasks.corpus": ("tasks.crawl", "tasks.clean", "tasks.parallel", "tasks.artifacts"),
-    "tasks.tokens": ("tasks.text", "tasks.parallel"),
-    "tasks.instances": ("tasks.tokens", "tasks.parallel", "tasks.artifacts"),
-    "tasks.pretrain": ("model",),
+    "tasks.errors": ("model.errors",),
+    "tasks.pieces": (),
+    "tasks.crawl": ("tasks.clean.charset", "tasks.clean.extract", "tasks.errors", "tasks.pieces"),
+    "tasks.clean": ("tasks.text", "tasks.tokens.sentences", "tasks.errors"),
+    "tasks.corpus": ("tasks.crawl", "tasks.clean", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
+    "tasks.tokens": ("tasks.text", "tasks.parallel", "tasks.errors", "tasks.pieces"),
+    "tasks.instances": ("tasks.tokens", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
+    "tasks.pretrain": ("model", "tasks.errors"),
     # hf_datasets: the one place that switches Hugging Face offline
-    "tasks.evaluate": ("model", "tasks.parallel", "tasks.corpus.hf_datasets"),
+    "tasks.evaluate": ("model", "tasks.parallel", "tasks.corpus.hf_datasets", "tasks.errors"),
     "model": (),
 }
 # Outside libraries a package must not load, checked in a fresh interpreter: the data packages run
@@ -52,6 +55,7 @@ TWIN_NAMES = {
     "instances": "flows/instances.py runs the stage in tasks/instances/ as a Prefect flow",
     "pretrain": "flows/pretrain.py runs model/ and tasks/pretrain/ as a Prefect flow",
     "evaluate": "flows/evaluate.py runs the stage in tasks/evaluate/ as a Prefect flow",
+    "errors": "model/errors.py holds model/'s users' errors, which tasks/errors.py tells apart from bugs",
 }
 
 
@@ -79,7 +83,7 @@ def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
 
 
 def _package_of(module: str) -> str:
-    for package in (*PACKAGES, "tasks.text", "model"):
+    for package in (*PACKAGES, "tasks.text", "tasks.errors", "model"):
         if module == package or module.startswith(package + "."):
             return package
     return module

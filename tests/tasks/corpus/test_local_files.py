@@ -10,6 +10,7 @@ import pytest
 
 from tasks.clean.extract import ExtractConfig
 from tasks.corpus.local_files import HtmlPage, local_items, read_local_files, resolve_patterns
+from tasks.errors import InputError
 
 
 def _read(patterns: list[str]) -> tuple[list, Counter]:
@@ -100,3 +101,42 @@ def test_local_items_leave_html_unextracted(tmp_path: Path) -> None:
 # Hugging Face datasets
 
 
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+@pytest.mark.parametrize(("name", "body", "kind"), [
+    ("photo.txt", PNG, "a PNG image"),
+    ("dump.txt", bytes(range(256)) * 8, "binary data (it holds NUL bytes)"),
+    ("page.html", b"%PDF-1.7\n" + bytes(200), "a PDF document"),
+    ("records.jsonl", b"\x1f\x8b\x08\x00" + bytes(100), "a gzip archive"),
+])
+def test_a_binary_file_named_as_text_is_refused_naming_it(tmp_path: Path, name: str, body: bytes, kind: str) -> None:
+    (tmp_path / name).write_bytes(body)
+    with pytest.raises(InputError) as refused:
+        _read([str(tmp_path / name)])
+    assert str(refused.value).startswith(f"{tmp_path / name}: {kind}, not a {Path(name).suffix} text file")
+    assert "take it out of the local_files patterns" in str(refused.value)
+
+
+def test_utf16_text_with_its_byte_order_mark_is_not_mistaken_for_binary(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_bytes("plain words, many of them.".encode("utf-16"))  # NUL bytes, and a BOM
+    docs, _ = _read([str(tmp_path / "notes.txt")])
+    assert [d.text for d in docs] == ["plain words, many of them."]
+
+
+def test_a_file_that_is_not_parquet_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "text.parquet").write_text("text\nnot a parquet file at all\n")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    whole = tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"text": ["one document"] * 50}), whole)
+    (tmp_path / "cut.parquet").write_bytes(whole.read_bytes()[:-20])
+    expected = {"text.parquet": "it is text", "empty.parquet": "it is empty",
+                "cut.parquet": "it is cut short: its PAR1 footer is missing"}
+    for name, what in expected.items():
+        with pytest.raises(InputError) as refused:
+            _read([str(tmp_path / name)])
+        assert str(refused.value).startswith(f"{tmp_path / name}: not a Parquet file ({what})"), name
+    docs, _ = _read([str(whole)])
+    assert len(docs) == 50
