@@ -6,5 +6,7 @@ datasets (hf_datasets.py); work_shards.py splits them into input shards, clean_s
 with tasks/clean/, dedup.py ranks and deduplicates across shards, write.py writes the snapshot and
 cleaning_report.py its report and plots.
 
-Must not import MLflow or Prefect: tasks/stages.py tracks the stage run, flows/ orchestrates it.
+Must not import MLflow or Prefect: tasks/stages.py tracks the stage run, flows/ orchestrates it. From
+the rest of tasks/ it uses tasks/crawl/, tasks/clean/, tasks.parallel (the shard map), tasks.artifacts,
+tasks.pieces (checksums of resumable pieces), and may raise tasks.errors.InputError.
 """

@@ -3,7 +3,10 @@
 Output shard j holds the kept documents of ranks j*documents_per_shard.. (the (url, content_hash, seq)
 order), so the same corpus gives byte-identical shards whatever the work shards, workers or map.
 write_shard runs in a worker: its plan (work/plan-NNNNN.npy: (rank, cleaned shard, row) rows) says
-which rows to read, and it takes them from the memory-mapped cleaned shards.
+which rows to read, and it takes them from the memory-mapped cleaned shards. A rerun after a crash in
+the write step reuses a documents shard already written only if it matches the size and sha256 recorded
+in work/written-NNNNN.json when it was written (tasks/pieces.py; the record goes with work/): a damaged
+one is written again, with one warning. A shard with no record (written by older code) is reused if it reads.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 from tasks.clean.minhash import INDEX_FILE, NearDedupConfig, index_metadata
 from tasks.corpus.clean_shard import key64, read_cleaned
 from tasks.corpus.work_shards import write_json_atomically
+from tasks.pieces import discard_piece, piece_damage, piece_record, unreadable
 
 SNAPSHOT_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),  # sha256 of the dedup-normalised text (unique)
@@ -63,6 +67,11 @@ def documents_path(out_dir: Path, shard: int) -> Path:
     return out_dir / f"documents-{shard:05d}.parquet"
 
 
+def written_path(work: Path, shard: int) -> Path:
+    """work/written-NNNNN.json: size and sha256 of documents-NNNNN.parquet, recorded when it was written."""
+    return work / f"written-{shard:05d}.json"
+
+
 def write_plans(work: Path, kept_ranks: np.ndarray, shard_of_rank: np.ndarray, row_of_rank: np.ndarray,
                 documents_per_shard: int) -> int:
     """Cut the kept ranks into output shards and save each one's plan; returns the number of output shards.
@@ -80,14 +89,17 @@ def write_plans(work: Path, kept_ranks: np.ndarray, shard_of_rank: np.ndarray, r
 
 
 def write_shard(spec: WriteShardSpec) -> dict:
-    """Write documents-NNNNN.parquet (unless there) and its index part; returns words per document and languages."""
+    """Write documents-NNNNN.parquet (unless there, undamaged) and its index part; returns words per document
+    and languages."""
     plan = np.load(plan_path(spec.work, spec.shard))
     table = _planned_rows(spec.work, plan, spec.near_dedup.enabled)
-    final = documents_path(spec.out_dir, spec.shard)
-    if not final.exists():
+    final, record = documents_path(spec.out_dir, spec.shard), written_path(spec.work, spec.shard)
+    if not _reusable_documents(final, record):
+        record.unlink(missing_ok=True)  # a record of the shard replaced must not judge the new one
         tmp = final.with_name(final.name + ".tmp")
         pq.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), tmp, compression="zstd")
         os.replace(tmp, final)
+        write_json_atomically(piece_record(final), record)
     if spec.near_dedup.enabled:
         part = index_part_path(spec.work, spec.shard)
         tmp = part.with_name(part.name + ".tmp")
@@ -97,6 +109,30 @@ def write_shard(spec: WriteShardSpec) -> dict:
     languages = Counter(table.column("language").to_pylist())
     return {"words": np.fromiter((len(t.split()) for t in texts), np.int64, len(texts)),
             "characters": sum(map(len, texts)), "languages": languages}
+
+
+def _reusable_documents(final: Path, record: Path) -> bool:
+    """True when a documents shard is already written and matches its record, or has none and reads; a
+    damaged one is removed with one warning naming it and what is wrong."""
+    if not final.is_file():
+        return False
+    if record.is_file():
+        try:
+            recorded = json.loads(record.read_text())
+        except (OSError, ValueError) as err:
+            problem = f"its checksum record {record} {unreadable(err).removeprefix('it ')}"
+        else:
+            problem = piece_damage(final, recorded)
+    else:  # written by older code, or killed between the shard and its record: used unverified if it reads
+        try:
+            pq.read_table(final)
+            problem = None
+        except (OSError, pa.ArrowException) as err:
+            problem = unreadable(err)
+    if problem is None:
+        return True
+    discard_piece(final, problem, "writing it again")
+    return False
 
 
 def _planned_rows(work: Path, plan: np.ndarray, with_signature: bool) -> pa.Table:

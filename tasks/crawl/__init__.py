@@ -7,5 +7,7 @@ a reader for any WARC/WET file), http.py (the one place that builds HTTP clients
 (a folder served on 127.0.0.1 for the demo and the tests).
 
 Must not import MLflow, Prefect, the artifact store or a later stage: the corpus stage (tasks/corpus/)
-calls run.crawl. From the rest of tasks/ it uses only tasks.clean.steps's charset sniffing and HTML decoding.
+calls run.crawl. From the rest of tasks/ it uses only tasks.clean.charset (charset sniffing),
+tasks.clean.extract (HTML decoding) and tasks.pieces (checksums of WARC batches), and may raise
+tasks.errors.InputError.
 """

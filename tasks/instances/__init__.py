@@ -5,5 +5,7 @@ algorithm and reference.py the same algorithm in plain Python that the tests hol
 side; masking.py masks one instance (80/10/10, whole words); token_index.py maps a split's token shards
 for every worker; chinese_words.py groups CJK characters into words for whole-word masking.
 
-Reads the token-shard format of tasks/tokens/. Must not import MLflow, Prefect or torch.
+Reads the token-shard format of tasks/tokens/. Must not import MLflow, Prefect or torch; from the rest of
+tasks/ it uses tasks/tokens/, tasks.parallel (the shard map), tasks.artifacts, tasks.pieces (checksums of
+resumable pieces), and may raise tasks.errors.InputError.
 """

@@ -9,8 +9,11 @@ between processes, and the memory a worker owns does not grow with the corpus.
 Files in <index_dir>/<split>/: ids.bin (tokens,) uint16|uint32; continues.bin (tokens,) bool, True where
 a token continues the word of the one before (a "##" piece, or with Chinese word segmentation a CJK
 character inside a segmenter word); sentence_offsets.bin (sentences + 1,) int64 into ids;
-document_offsets.bin (documents + 1,) int64 into sentences; layout.json (lengths and dtypes), written
-last. Empty sentences and documents left without sentences are dropped here.
+document_offsets.bin (documents + 1,) int64 into sentences; layout.json (lengths, dtypes, and the size
+and sha256 of each array file: tasks/pieces.py), written last. Empty sentences and documents left without
+sentences are dropped here. A rerun after a crash reuses a finished index only if every array file still
+matches layout.json's record: a damaged file would silently make wrong instances, so the split's index is
+built again, with one warning naming it. An index whose layout records no files (older code) is used unverified.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from tasks.pieces import discard_piece, piece_damage, piece_record, unreadable
 from tasks.tokens.shards import numpy_values, shard_paths
 
 LAYOUT = "layout.json"
+ARRAY_FILES = ("ids.bin", "continues.bin", "sentence_offsets.bin", "document_offsets.bin")
 # (ids of one sentence) -> (continues flags) for Chinese whole-word masking; None = WordPiece only
 WordSegmenter = Callable[[np.ndarray], np.ndarray]
 
@@ -62,8 +67,8 @@ def build_split_index(tokens_dir: Path, split: str, index_dir: Path, is_continua
                       segmenter: WordSegmenter | None = None) -> SplitArrays:
     """Write (or reuse) the flat arrays of one split and map them; memory bounded by one shard chunk."""
     folder = Path(index_dir) / split
-    if not (folder / LAYOUT).is_file():
-        if folder.exists():  # left by a killed attempt
+    if not _finished_index(folder):
+        if folder.exists():  # left by a killed attempt, or damaged since
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
         counts = {"tokens": 0, "sentences": 0, "documents": 0}
@@ -87,11 +92,35 @@ def build_split_index(tokens_dir: Path, split: str, index_dir: Path, is_continua
                         counts["tokens"] += len(ids)
                         counts["sentences"] += len(lengths)
                         counts["documents"] += len(per_document)
-        layout = {**counts, "ids_dtype": np.dtype(dtype or np.uint16).str}
+        layout = {**counts, "ids_dtype": np.dtype(dtype or np.uint16).str,
+                  "pieces": {name: piece_record(folder / name) for name in ARRAY_FILES}}
         tmp = folder / (LAYOUT + ".tmp")
         tmp.write_text(json.dumps(layout))
         os.replace(tmp, folder / LAYOUT)
     return open_split_index(index_dir, split)
+
+
+def _finished_index(folder: Path) -> bool:
+    """Whether a split's index is finished and undamaged: its layout is there and every array file matches
+    the layout's record. A damaged one gets one warning naming the file and what is wrong (its folder is
+    then rebuilt)."""
+    layout_path = folder / LAYOUT
+    if not layout_path.is_file():
+        return False
+    try:
+        records = json.loads(layout_path.read_text()).get("pieces")
+    except (OSError, ValueError, AttributeError) as err:
+        discard_piece(layout_path, unreadable(err), "rebuilding the token index of this split")
+        return False
+    if records is None:
+        return True  # a layout written before layouts recorded their files: used unverified
+    for name in ARRAY_FILES:
+        path = folder / name
+        record = records.get(name) if isinstance(records, dict) else None
+        if (problem := piece_damage(path, record)) is not None:
+            discard_piece(path, problem, "rebuilding the token index of this split")
+            return False
+    return True
 
 
 def segmenter_continues(ids: np.ndarray, lengths: np.ndarray, continues: np.ndarray,

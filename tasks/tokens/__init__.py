@@ -5,5 +5,6 @@ instances stage reads; tokenizer.py trains, saves and loads the tokenizer; sente
 documents into sentences (its splitter also counts sentences for C4's page filter).
 
 Must not import MLflow, Prefect, torch or another stage's package; from the rest of tasks/ it uses
-tasks.text (the script ranges and sentence marks cleaning uses too) and tasks.parallel (the shard map).
+tasks.text (the script ranges and sentence marks cleaning uses too), tasks.parallel (the shard map),
+tasks.pieces (checksums of resumable pieces), and may raise tasks.errors.InputError.
 """
