@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
@@ -14,6 +15,9 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 # Hugging Face libraries read these at import time: no test may reach the hub, whatever it imports first
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# tracebacks of users' errors (tasks/errors.py) go to a scratch file, not the user's ~/.cache
+os.environ.setdefault("PRETRAINFLOW_ERROR_LOG", os.path.join(tempfile.gettempdir(), f"pretrainflow-tests-{os.getpid()}",
+                                                             "errors.log"))
 
 
 @pytest.fixture(scope="session")
