@@ -63,14 +63,15 @@ def start_flow(config: PipelineConfig | dict[str, Any]) -> PipelineConfig:
 def refused(err: Exception | str) -> State:
     """End a flow Failed on a user's error (a bad config, bad input), with the problem as its state message.
 
-    Prefect logs it once ("Finished in state Failed('...')"), without a traceback. A deployment run's process
-    would add "Engine execution exited with unexpected exception" and a traceback for any Failed run; for a
-    refusal, which says all there is, the state is set here and the engine is told it is settled (Abort
-    carrying the state: it exits 0). A direct call or a subflow (a pipeline's stage) returns the Failed state:
+    This run logs it once, and Prefect adds "Finished in state Failed('...')", without a traceback. A
+    deployment run's process would add "Engine execution exited with unexpected exception" and a traceback
+    for any Failed run; for a refusal, which says all there is, the state is set here and the engine is told
+    it is settled (Abort carrying the state: it exits 0). A direct call or a subflow (a pipeline's stage) returns the Failed state:
     the caller reads its message (the CLI prints it, the pipeline fails with it).
     """
     message = err if isinstance(err, str) else user_message(err) or str(err)
-    if isinstance(err, BaseException):
+    if isinstance(err, BaseException):  # the run that failed says why in its Logs tab (a pipeline passes it on)
+        log.error("%s", message)
         record_traceback(err, f"flow run {flow_run.name}")  # where `--debug` would have printed it
     failed = Failed(message=message)
     context = FlowRunContext.get()

@@ -222,7 +222,10 @@ class ArtifactStore:
             remove_tree(staging)
             return
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        _write_json_atomic(staging / FAILED, {"failed_at": stamp, "reason": reason})
+        try:
+            _write_json_atomic(staging / FAILED, {"failed_at": stamp, "reason": reason})
+        except OSError as err:  # a full disk, the likely reason itself: the error being raised matters more
+            logger.warning("could not record why %s failed in %s: %s", id, staging, err)
 
     def exists(self, stage: str, id: str) -> bool:
         """True only for a finished artifact: a folder without a manifest is not one."""
