@@ -10,12 +10,15 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tasks.config import ConfigError, PipelineConfig, load_config, preset_names
-from tasks.errors import InputError, record_traceback, user_message
+from tasks.errors import ConfigError, InputError, record_traceback, user_message
+from tasks.presets import preset_names
+
+if TYPE_CHECKING:
+    from tasks.config import PipelineConfig
 
 DEBUG_ENV = "PRETRAINFLOW_DEBUG"  # read by flows/logs.py (not imported here: it loads Prefect)
 
@@ -138,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> PipelineConfig:
+    from tasks.config import load_config  # the config classes: ~0.7 CPU-s, paid by the commands that read one
+
     return load_config(args.config, args.overrides)
 
 

@@ -19,13 +19,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from model.config import PretrainConfig, override_size
 from tasks.artifacts import missing_backend
 from tasks.corpus.config import CorpusConfig
-from tasks.errors import InputError
+from tasks.errors import ConfigError
 from tasks.evaluate.evaluation import EvaluateConfig
 from tasks.instances.generate import InstancesConfig
 from tasks.parallel import ParallelConfig
+from tasks.presets import PRESETS_DIR, preset_names
 from tasks.tokens.shards import TokenizeConfig
-
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 class TrackingConfig(BaseModel):
@@ -76,22 +75,6 @@ class PipelineConfig(BaseModel):
         if problem:
             raise ValueError(problem)
         return root
-
-
-class ConfigError(InputError):
-    """One message listing every problem found in a config."""
-
-    traceback_helps = False
-
-    def __init__(self, source: str, problems: list[str]):
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s) in config {source}:\n{lines}")
-
-
-def preset_names() -> list[str]:
-    """Names of the YAML presets shipped in configs/."""
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
 def resolve_preset(name_or_path: str | Path) -> Path:

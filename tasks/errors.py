@@ -69,3 +69,14 @@ def record_traceback(err: BaseException, context: str = "") -> Path | None:
     except OSError:
         return None
     return path
+
+
+class ConfigError(InputError):
+    """One message listing every problem found in a config (tasks/config.py finds them)."""
+
+    traceback_helps = False
+
+    def __init__(self, source: str, problems: list[str]):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in config {source}:\n{lines}")

@@ -98,9 +98,7 @@ def local_map(workers: int = 0) -> ShardMap:
     def run(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
         if workers <= 1 or len(items) <= 1:
             return serial_map(fn, items)
-        # spawn, not fork: the parent may hold threads (Prefect's API server, torch pools) whose locks a
-        # forked child would inherit held
-        context = multiprocessing.get_context("spawn")
+        context = worker_context(fn.__module__)
         records = context.Queue()
         relay = threading.Thread(target=_relay_records, args=(records, contextvars.copy_context()),
                                  name="shard-log-relay", daemon=True)
@@ -115,6 +113,23 @@ def local_map(workers: int = 0) -> ShardMap:
             relay.join()
 
     return run
+
+
+def worker_context(module: str) -> multiprocessing.context.BaseContext:
+    """Where local workers come from: a fork server that has imported `module` (the shard function's).
+
+    Not fork: the parent may hold threads (Prefect's API server, torch pools) whose locks a forked child
+    would inherit held. Not spawn: every spawned worker re-imports the command's entry point and the
+    modules its shard needs, ~1-5 CPU-s and a few hundred MB each before any work. The fork server is
+    started once per process, single-threaded; it imports the module of the first map's function (later
+    maps' workers import theirs), not the entry point, and forks each worker from itself in milliseconds,
+    sharing those pages copy-on-write. Spawn where there is no fork server (Windows).
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([module])  # read when the server starts, at the first map of this process
+    return context
 
 
 def _send_records_to(records: multiprocessing.Queue, level: int) -> None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import lxml.etree
 import lxml.html
-import trafilatura
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean.charset import declared_charsets, decode_text
@@ -169,6 +168,8 @@ def extract_html(html: str | bytes, url: str | None = None, cfg: ExtractConfig |
             element.drop_tree()  # keeps the element's tail text
     _collapse_whitespace(tree)
     title = _title(tree)
+    import trafilatura  # ~0.3 CPU-s to import: paid by extraction, not by loading a config
+
     result = trafilatura.bare_extraction(
         tree,
         url=url,

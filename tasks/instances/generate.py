@@ -37,7 +37,6 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.artifacts import remove_tree
-from tasks.instances import kernels
 from tasks.instances.masking import MaskingVocabulary, masking_vocabulary
 from tasks.instances.token_index import build_split_index, numpy_values, open_split_index
 from tasks.parallel import ShardMap, StepRunner, run_inline, serial_map
@@ -145,6 +144,7 @@ def plan_units(document_tokens: np.ndarray, cfg: InstancesConfig) -> list[tuple[
 
 def make_unit_instances(spec: UnitSpec) -> dict[str, np.ndarray]:
     """Every pass over one unit, in pass order, unshuffled: flat arrays of the instances."""
+    from tasks.instances import kernels  # numba: ~0.35 CPU-s to import, which loading a config must not pay
     cfg, vocab = spec.cfg, spec.vocab
     split = open_split_index(spec.index_dir, spec.split)
     sentence_offsets, document_offsets = split.sentence_offsets, split.document_offsets
@@ -205,6 +205,7 @@ def instance_schema(vocab_size: int) -> pa.Schema:
 
 def instances_table(arrays: dict[str, np.ndarray], order: np.ndarray, schema: pa.Schema) -> pa.Table:
     """Unpadded instances, row k being instance order[k], as an Arrow table."""
+    from tasks.instances import kernels  # numba: ~0.35 CPU-s to import, which loading a config must not pay
     id_type = schema.field("input_ids").type.value_type
     rows, tokens, masked = len(order), len(arrays["input_ids"]), len(arrays["masked_lm_ids"])
     out_ids, out_types = np.empty(tokens, arrays["input_ids"].dtype), np.empty(tokens, np.uint8)
@@ -243,6 +244,7 @@ COUNT_KEYS = ("instances", "tokens", "non_special", "masked", "as_mask", "as_ran
 
 def instance_shard_counts(table: pa.Table, vocab: MaskingVocabulary, max_seq_length: int) -> dict[str, int]:
     """Counts behind the stage statistics (see COUNT_KEYS), read back from a written shard."""
+    from tasks.instances import kernels  # numba: ~0.35 CPU-s to import, which loading a config must not pay
     counts = np.zeros(len(COUNT_KEYS), np.int64)
     for batch in table.to_batches():
         input_ids, positions, masked_ids = (batch.column(name) for name in ("input_ids", "masked_lm_positions", "masked_lm_ids"))

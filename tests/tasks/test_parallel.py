@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
+import sys
+import time
 
 import pytest
 from pydantic import ValidationError
@@ -20,6 +22,12 @@ def square_with_pid(item: int) -> tuple[int, int]:
 def square_and_log(item: int) -> int:
     logging.getLogger("tasks.test_shard").info("shard %d done in pid %d", item, os.getpid())
     return item * item
+
+
+def heavy_modules_and_cpu(item: int) -> tuple[list[str], float]:
+    """A shard worker reporting the heavy libraries loaded in its process and the CPU seconds it has used."""
+    loaded = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "transformers", "prefect", "mlflow"})
+    return loaded, time.process_time()
 
 
 RUN_ID: contextvars.ContextVar[str] = contextvars.ContextVar("run_id", default="none")
@@ -82,3 +90,11 @@ def test_dask_address_refuses_anything_else_naming_what_is_valid(address):
         ParallelConfig(dask_address=address)
     message = str(err.value)
     assert "dask_address" in message and repr(address) in message and "'local'" in message
+
+
+def test_local_workers_start_light_without_torch_or_orchestration():
+    """Workers come from a fork server that imported the shard modules once: none imports torch, transformers,
+    Prefect or MLflow, and none pays for imports again before its shard (CPU seconds at its first item)."""
+    results = local_map(2)(heavy_modules_and_cpu, [0, 1, 2, 3])
+    assert [loaded for loaded, _ in results] == [[]] * 4
+    assert max(cpu for _, cpu in results) < 1.0

@@ -75,3 +75,9 @@ def test_config_rejects_unknown_codes_and_bad_scores() -> None:
     assert "'english'" in message and "valid:" in message and "min_score" in message
     with pytest.raises(ValidationError):
         LanguageConfig(languages=[])
+
+
+def test_the_language_list_configs_are_checked_against_is_the_models():
+    from tasks.clean.langid import KNOWN_LANGUAGES, known_languages
+
+    assert KNOWN_LANGUAGES == set(known_languages())
