@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from flows.signals import redeliver_swallowed_sigterm
 from tasks.errors import ConfigError, InputError, record_traceback, user_message
 from tasks.presets import preset_names
 
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if debug:
         os.environ[DEBUG_ENV] = "1"  # flows keep the tracebacks of task runs too
     signal.signal(signal.SIGTERM, _terminate)
+    redeliver_swallowed_sigterm()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
     try:

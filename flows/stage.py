@@ -29,6 +29,7 @@ from prefect.states import Failed
 from flows.dask_map import shard_map
 from flows.logs import send_project_logs
 from flows.runs import label_flow_run, reap_dead_runs, run_name, run_tags
+from flows.signals import redeliver_swallowed_sigterm
 from tasks.config import PipelineConfig, validate_config
 from tasks.errors import InputError, record_traceback, user_message
 from tasks.parallel import StepRunner
@@ -48,6 +49,7 @@ def start_flow(config: PipelineConfig | dict[str, Any]) -> PipelineConfig:
     """A flow's first line: its log lines go to the run, its config is validated (raises ConfigError), and the
     Prefect and MLflow runs whose process died are marked Crashed and FAILED."""
     send_project_logs()
+    redeliver_swallowed_sigterm()  # a deployment's flow process too: a stop must end the run
     if not isinstance(config, PipelineConfig):
         config = validate_config(config, "of this flow run")
     starter = f"flow run {flow_run.name}"
@@ -66,8 +68,8 @@ def refused(err: Exception | str) -> State:
     This run logs it once, and Prefect adds "Finished in state Failed('...')", without a traceback. A
     deployment run's process would add "Engine execution exited with unexpected exception" and a traceback
     for any Failed run; for a refusal, which says all there is, the state is set here and the engine is told
-    it is settled (Abort carrying the state: it exits 0). A direct call or a subflow (a pipeline's stage) returns the Failed state:
-    the caller reads its message (the CLI prints it, the pipeline fails with it).
+    it is settled (Abort carrying the state: it exits 0). A direct call or a subflow (a pipeline's stage)
+    returns the Failed state: the caller reads its message (the CLI prints it, the pipeline fails with it).
     """
     message = err if isinstance(err, str) else user_message(err) or str(err)
     if isinstance(err, BaseException):  # the run that failed says why in its Logs tab (a pipeline passes it on)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from tasks.parallel import ParallelConfig, local_map, serial_map
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def square_with_pid(item: int) -> tuple[int, int]:
@@ -93,8 +98,15 @@ def test_dask_address_refuses_anything_else_naming_what_is_valid(address):
 
 
 def test_local_workers_start_light_without_torch_or_orchestration():
-    """Workers come from a fork server that imported the shard modules once: none imports torch, transformers,
-    Prefect or MLflow, and none pays for imports again before its shard (CPU seconds at its first item)."""
-    results = local_map(2)(heavy_modules_and_cpu, [0, 1, 2, 3])
+    """Workers come from a fork server that imported the shard function's module once: none imports torch,
+    transformers, Prefect or MLflow, and none pays for imports again before its shard (CPU seconds at its first
+    item). In a fresh interpreter, as a command runs it: a process's fork server keeps what its first map loaded."""
+    script = ("import json\n"
+              "from tasks.parallel import local_map\n"
+              "from tests.tasks.test_parallel import heavy_modules_and_cpu\n"
+              "print(json.dumps(local_map(2)(heavy_modules_and_cpu, [0, 1, 2, 3])))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.splitlines()[-1])
     assert [loaded for loaded, _ in results] == [[]] * 4
     assert max(cpu for _, cpu in results) < 1.0
