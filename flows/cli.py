@@ -297,7 +297,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
             problems = unfinished_problems(u.path)
             bad += bool(problems)
             for p in problems:
-                print(f"    DAMAGED {p} (a rerun rebuilds it)")
+                print(f"    DAMAGED {p} (a rerun resumes from the newest intact checkpoint)")
     if failed:
         print("failed builds (stopped on bad input: fix it and rerun the same config to resume, or delete one):")
     for u in failed:

@@ -77,6 +77,32 @@ def test_artifacts_lists_unfinished_builds(tmp_path):
     assert "0123456789abcdef" in line and "3.0 MiB" in line and ".staging-0123456789abcdef" in line
 
 
+def test_artifacts_tells_failed_builds_apart_and_verify_finds_a_damaged_checkpoint(tmp_path):
+    import hashlib
+
+    checkpoint = tmp_path / "data" / "pretrain" / ".staging-0123456789abcdef" / "checkpoints" / "step-000010"
+    checkpoint.mkdir(parents=True)
+    weights = b"w" * 1000
+    (checkpoint / "model.safetensors").write_bytes(weights[:-1] + b"x")  # one byte changed after it was recorded
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"step": 10, "files": {"model.safetensors": {
+        "bytes": len(weights), "sha256": hashlib.sha256(weights).hexdigest()}}}))
+    failed = tmp_path / "data" / "corpus" / ".staging-fedcba9876543210"
+    (failed / "work").mkdir(parents=True)
+    (failed / "work" / "input-00000.parquet").write_bytes(b"kept")
+    (failed / ".failed.json").write_text(json.dumps({"reason": "docs/scan.txt: a PNG image, not a .txt text file"}))
+
+    listed = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), cwd=tmp_path)
+    assert listed.returncode == 0
+    unfinished, failed_builds = listed.stdout.split("failed builds")
+    assert "pretrain   0123456789abcdef" in unfinished and "corpus     fedcba9876543210" in failed_builds
+    assert "because: docs/scan.txt: a PNG image, not a .txt text file" in failed_builds
+
+    verified = pretrainflow("artifacts", "--data-root", str(tmp_path / "data"), "--verify", cwd=tmp_path)
+    assert verified.returncode == 1
+    assert ("DAMAGED .staging-0123456789abcdef/checkpoints/step-000010: model.safetensors: checksum differs"
+            in verified.stdout)
+
+
 def test_compare_refuses_a_store_that_does_not_exist_and_creates_none(tmp_path):
     typo = tmp_path / "typo.db"
     done = pretrainflow("compare", "0123abcd", "--tracking-uri", f"sqlite:///{typo}", cwd=tmp_path)
