@@ -8,14 +8,20 @@ max_predictions masked), so tokens/s = sequences/s x seq_len for both. Then the 
 alone (read, dynamically mask, pad) is timed against what the engine's training step consumes.
 Prints figures; asserts nothing.
 
-    PYTHONPATH=. python bench/pretrain_speed.py                          # tiny + mini, vocab 16k, batch 64, seq 128
-    PYTHONPATH=. python bench/pretrain_speed.py --sizes tiny --steps 6   # quicker
+    PYTHONPATH=. python bench/pretrain_speed.py                       # tiny + mini, vocab 16k, batch 64, seq 128
+    PYTHONPATH=. python bench/pretrain_speed.py --sizes tiny --repeat 1 --steps 10   # quicker
+
+The primary figure is tokens per CPU-second of each training process (every thread), over all steps after
+the warmup; wall tokens/s beside it. Each system runs --repeat times, alternating, and the median and the
+spread (min-max) are printed; ratios divide medians measured in this run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,33 +83,42 @@ def write_workspace(root: Path, vocab_size: int, count: int, seq_len: int, predi
     return tokenizer_dir, instances_dir
 
 
-def timed_rate(stamps: list[float], warmup: int, batch_size: int) -> float:
-    """Sequences/s over the steps after `warmup`, from per-step end timestamps.
+def _stamp() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process: every thread, torch's intra-op pool included)."""
+    return time.perf_counter(), time.process_time()
 
-    The fastest step, not the median: on a shared machine other processes only ever slow a step
-    down, so the minimum is the closest to the uncontended figure (run quietly for medians).
+
+def timed_rate(stamps: list[tuple[float, float]], warmup: int, batch_size: int) -> dict[str, float]:
+    """Sequences per CPU-second and per wall second over every step after `warmup`, from per-step end stamps.
+
+    CPU time is the primary figure: other load on a shared machine stretches wall time but hardly the CPU
+    a step needs. Both are totals over all timed steps, not the fastest step.
     """
-    steps = np.diff(stamps[warmup:])
-    return batch_size / min(steps.tolist())
+    (wall_0, cpu_0), (wall_1, cpu_1) = stamps[warmup - 1], stamps[-1]
+    sequences = batch_size * (len(stamps) - warmup)
+    return {"seq_per_cpu_s": sequences / (cpu_1 - cpu_0), "seq_per_s": sequences / (wall_1 - wall_0)}
 
 
-def engine_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path, warmup: int) -> float:
-    """Sequences/s of model.train.pretrain (timestamps from its progress callback)."""
-    stamps: list[float] = []
-    pretrain(cfg, instances_dir, tokenizer_dir, out_dir, progress=lambda step, total: stamps.append(time.perf_counter()))
+def engine_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path,
+                warmup: int) -> dict[str, float]:
+    """Sequences per CPU-second and per second of model.train.pretrain (stamps from its progress callback)."""
+    stamps: list[tuple[float, float]] = []
+    pretrain(cfg, instances_dir, tokenizer_dir, out_dir, progress=lambda step, total: stamps.append(_stamp()))
     return timed_rate(stamps, warmup, cfg.batch_size)
 
 
 class _Stamps(TrainerCallback):
     def __init__(self):
-        self.stamps: list[float] = []
+        self.stamps: list[tuple[float, float]] = []
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201  # TrainerCallback API
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(_stamp())
 
 
-def hf_trainer_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path, warmup: int) -> float:
-    """Sequences/s of transformers.Trainer on BertForPreTraining (dense head) with the same config and data."""
+def hf_trainer_rate(cfg: PretrainConfig, instances_dir: Path, tokenizer_dir: Path, out_dir: Path,
+                    warmup: int) -> dict[str, float]:
+    """Sequences per CPU-second and per second of transformers.Trainer on BertForPreTraining (dense head), same
+    config and data."""
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     dataset = InstanceDataset(instances_dir, "train")
     collator = PretrainingCollator(tokenizer.pad_token_id)
@@ -162,23 +177,33 @@ def bench_config(size: str, args: argparse.Namespace) -> PretrainConfig:
     )  # fmt: skip
 
 
-def run_child(system: str, size: str, root: Path, args: argparse.Namespace) -> float:
-    """Sequences/s of one system in a fresh process: neither inherits the other's heap or allocator settings."""
+def run_child(system: str, size: str, root: Path, args: argparse.Namespace, repetition: int) -> dict[str, float]:
+    """One system's rates in a fresh process: neither inherits the other's heap or allocator settings."""
     command = [sys.executable, __file__, "--child", system, size, str(root)] + [
-        f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items() if name not in ("sizes", "child")
+        f"--{name.replace('_', '-')}={value}" for name, value in vars(args).items()
+        if name not in ("sizes", "child", "repeat")
     ]
-    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, text=True)
-    return float(done.stdout.strip().splitlines()[-1])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run(command, stdout=subprocess.PIPE, check=True, text=True, env=env)
+    rates = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  {size} {system:10s} run {repetition + 1}: {rates['seq_per_cpu_s'] * args.seq_len:9,.0f} tokens/CPU-s, "
+          f"{rates['seq_per_s'] * args.seq_len:9,.0f} tokens/s", flush=True)
+    return rates
 
 
 def child(system: str, size: str, root: Path, args: argparse.Namespace) -> None:
-    """Train one system on the parent's workspace and print its sequences/s as the last line."""
+    """Train one system on the parent's workspace and print its rates (JSON) as the last line."""
     cfg = bench_config(size, args)
     tokenizer_dir, instances_dir = root / "tokenizer", root / "instances"
-    rate = (engine_rate if system == "engine" else hf_trainer_rate)(
+    rates = (engine_rate if system == "engine" else hf_trainer_rate)(
         cfg, instances_dir, tokenizer_dir, root / f"{system}-{size}", args.warmup
     )
-    print(rate)
+    print(json.dumps(rates))
+
+
+def _spread(values: list[float]) -> str:
+    """median (min-max) of figures, thousands separated."""
+    return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
 
 
 def main() -> None:
@@ -189,7 +214,8 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--max-predictions", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps at the start of each run")
-    parser.add_argument("--steps", type=int, default=12, help="steps per run, warmup included")
+    parser.add_argument("--steps", type=int, default=30, help="steps per run, warmup included")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each system per size (median and spread)")
     parser.add_argument("--child", nargs=3, metavar=("SYSTEM", "SIZE", "WORKSPACE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -205,24 +231,30 @@ def main() -> None:
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads; vocab {args.vocab_size}, batch "
             f"{args.batch_size}, seq {args.seq_len}, {args.max_predictions} predictions/seq, {args.steps} steps "
-            f"({args.warmup} untimed); each run in its own process"
+            f"({args.warmup} untimed); {args.repeat} runs of each system, alternating, each in its own process"
         )
         for size in args.sizes:
             cfg = bench_config(size, args)
-            ours = run_child("engine", size, root, args)
-            theirs = run_child("hf_trainer", size, root, args)
-            results[size] = {"engine": ours * args.seq_len, "hf_trainer": theirs * args.seq_len}
+            runs: dict[str, list[dict[str, float]]] = {"engine": [], "hf_trainer": []}
+            for repetition in range(args.repeat):  # alternating, so slow spells of the machine hit both
+                for system in runs:
+                    runs[system].append(run_child(system, size, root, args, repetition))
+            cpu = {system: [r["seq_per_cpu_s"] * args.seq_len for r in rs] for system, rs in runs.items()}
+            wall = {system: [r["seq_per_s"] * args.seq_len for r in rs] for system, rs in runs.items()}
+            results[size] = {"tokens_per_cpu_s": cpu, "tokens_per_s": wall}
             print(
-                f"{size:6s} ({cfg.num_hidden_layers}x{cfg.hidden_size}): engine {ours * args.seq_len:9,.0f} tokens/s "
-                f"({ours:6.1f} seq/s) | HF Trainer BertForPreTraining {theirs * args.seq_len:9,.0f} tokens/s "
-                f"({theirs:6.1f} seq/s) | speed-up {ours / theirs:.2f}x"
+                f"{size:6s} ({cfg.num_hidden_layers}x{cfg.hidden_size}), median (min-max) of {args.repeat}: "
+                f"tokens per CPU-second: engine {_spread(cpu['engine'])} | HF Trainer {_spread(cpu['hf_trainer'])} | "
+                f"ratio {statistics.median(cpu['engine']) / statistics.median(cpu['hf_trainer']):.2f}x; "
+                f"tokens/s (wall): engine {_spread(wall['engine'])} | HF Trainer {_spread(wall['hf_trainer'])} | "
+                f"ratio {statistics.median(wall['engine']) / statistics.median(wall['hf_trainer']):.2f}x", flush=True
             )
-        consumed = max(r["engine"] for r in results.values()) / args.seq_len
+        consumed = max(statistics.median(r["tokens_per_s"]["engine"]) for r in results.values()) / args.seq_len
         for dynamic in (False, True):
             delivered = loader_rate(instances_dir, tokenizer_dir, args.batch_size, 30, dynamic)
             print(
                 f"loader ({'dynamic masking' if dynamic else 'static masks'}, 0 workers): {delivered:,.0f} seq/s = "
-                f"{delivered / consumed:.0f}x what the fastest engine run above consumes ({consumed:.1f} seq/s)"
+                f"{delivered / consumed:.0f}x what the engine consumes above (median wall rate, {consumed:.1f} seq/s)"
             )
     print(json.dumps(results))
 
