@@ -196,7 +196,7 @@ def child(system: str, size: str, root: Path, args: argparse.Namespace) -> None:
     cfg = bench_config(size, args)
     tokenizer_dir, instances_dir = root / "tokenizer", root / "instances"
     rates = (engine_rate if system == "engine" else hf_trainer_rate)(
-        cfg, instances_dir, tokenizer_dir, root / f"{system}-{size}", args.warmup
+        cfg, instances_dir, tokenizer_dir, root / f"{system}-{size}-{os.getpid()}", args.warmup  # fresh: no resume
     )
     print(json.dumps(rates))
 
