@@ -43,25 +43,13 @@ from tasks.artifacts import MANIFEST, ArtifactStore, file_sha256  # noqa: E402
 from tasks.config import PipelineConfig, load_config  # noqa: E402
 from tasks.corpus.snapshot import read_snapshot  # noqa: E402
 from tasks.stages import resolve_ids, run_stage  # noqa: E402
+from tests.tasks.piece_fixtures import Stopped, stop_after  # noqa: E402  (a build stopped after a step)
 
 CLI = str(Path(sys.executable).parent / "pretrainflow")
 STAGES = ("corpus", "tokenize", "instances", "pretrain")
 # long enough to be killed between checkpoints; every run, clean or faulty, uses the same config
 OVERRIDES = ["pretrain.max_steps=300", "pretrain.checkpoint_every=20", "pretrain.eval_every=300"]
 DAMAGE_WORDS = re.compile(r"damaged|differs|cannot be read|unreadable|corrupt", re.IGNORECASE)
-
-
-class Stopped(Exception):
-    """The in-process build was stopped after a step, as a kill right then would stop it."""
-
-
-def stop_after(step: str) -> Callable:
-    def run_step(name, fn, /, *, retries=0, sharded=False):
-        result = fn()
-        if name == step:
-            raise Stopped(name)
-        return result
-    return run_step
 
 
 def flip(path: Path, offset: int, count: int = 16) -> None:
@@ -147,46 +135,16 @@ def warc_batch(clean: Root, root: Root) -> Path:
     return piece
 
 
-def corpus_shard(kind: str) -> Callable[[Root, Root], Path]:
+def resumable_piece(stage: str, step: str, pattern: str) -> Callable[[Root, Root], Path]:
+    """A fault in the first piece matching `pattern` (under the stage's staging folder) of a build stopped
+    right after `step`."""
     def prepare(clean: Root, root: Root) -> Path:
-        _copy_upstream(clean, root, "corpus")
-        _stopped_build(root, "corpus", "clean shards")
-        piece = sorted((root.staging("corpus") / "work").glob(f"{kind}-*"))[0]
+        _copy_upstream(clean, root, stage)
+        _stopped_build(root, stage, step)
+        piece = sorted(root.staging(stage).glob(pattern))[0]
         flip_middle(piece)
         return piece
     return prepare
-
-
-def documents_shard(clean: Root, root: Root) -> Path:
-    _copy_upstream(clean, root, "corpus")
-    _stopped_build(root, "corpus", "write snapshot")
-    piece = sorted(root.staging("corpus").glob("documents-*.parquet"))[0]
-    flip_middle(piece)
-    return piece
-
-
-def token_index(clean: Root, root: Root) -> Path:
-    _copy_upstream(clean, root, "instances")
-    _stopped_build(root, "instances", "index train tokens")
-    piece = root.staging("instances") / "_token_index" / "train" / "ids.bin"
-    flip_middle(piece)
-    return piece
-
-
-def token_shard(clean: Root, root: Root) -> Path:
-    _copy_upstream(clean, root, "tokenize")
-    _stopped_build(root, "tokenize", "encode shards")
-    piece = sorted((root.staging("tokenize") / "train").glob("*.arrow"))[0]
-    flip_middle(piece)
-    return piece
-
-
-def instance_shard(clean: Root, root: Root) -> Path:
-    _copy_upstream(clean, root, "instances")
-    _stopped_build(root, "instances", "generate train instances")
-    piece = sorted((root.staging("instances") / "train").glob("*.arrow"))[0]
-    flip_middle(piece)
-    return piece
 
 
 def checkpoint(clean: Root, root: Root) -> Path:
@@ -226,12 +184,13 @@ def cut_manifest(clean: Root, root: Root) -> Path:
 
 FAULTS = [
     Fault("WARC batch of a killed crawl", "corpus", warc_batch),
-    Fault("corpus input shard", "corpus", corpus_shard("input")),
-    Fault("corpus cleaned shard", "corpus", corpus_shard("cleaned")),
-    Fault("corpus documents shard", "corpus", documents_shard),
-    Fault("token shard", "tokenize", token_shard),
-    Fault("token index array", "instances", token_index),
-    Fault("instance shard", "instances", instance_shard),
+    Fault("corpus input shard", "corpus", resumable_piece("corpus", "clean shards", "work/input-*")),
+    Fault("corpus cleaned shard", "corpus", resumable_piece("corpus", "clean shards", "work/cleaned-*")),
+    Fault("corpus documents shard", "corpus", resumable_piece("corpus", "write snapshot", "documents-*.parquet")),
+    Fault("token shard", "tokenize", resumable_piece("tokenize", "encode shards", "train/*.arrow")),
+    Fault("token index array", "instances",
+          resumable_piece("instances", "index train tokens", "_token_index/train/ids.bin")),
+    Fault("instance shard", "instances", resumable_piece("instances", "generate train instances", "train/*.arrow")),
     Fault("newest checkpoint's weights", "pretrain", checkpoint),
     Fault("finished artifact's token shard", "tokenize", finished_token_shard),
     Fault("manifest cut short", "instances", cut_manifest),

@@ -22,6 +22,15 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
 
 
+def assert_rebuilt_as_clean(caplog: pytest.LogCaptureFixture, damaged: Path, out: Path, clean: Path) -> None:
+    """One warning named the damaged piece as changed since it was written, and `out` holds the same files
+    as the clean build `clean` (no checksum sidecar left)."""
+    [warning] = warnings_of(caplog)
+    assert str(damaged) in warning and "checksum differs from the one recorded when it was written" in warning
+    files = {p.relative_to(out) for p in out.rglob("*")}
+    assert files == {p.relative_to(clean) for p in clean.rglob("*")}
+
+
 class Stopped(Exception):
     """The run was stopped after a step, as a crash would stop it."""
 
