@@ -223,7 +223,7 @@ class ArtifactStore:
             return
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         try:
-            _write_json_atomic(staging / FAILED, {"failed_at": stamp, "reason": reason})
+            write_json_atomic(staging / FAILED, {"failed_at": stamp, "reason": reason})
         except OSError as err:  # a full disk, the likely reason itself: the error being raised matters more
             logger.warning("could not record why %s failed in %s: %s", id, staging, err)
 
@@ -257,7 +257,7 @@ class ArtifactStore:
             self.fs.get_file(self._remote_path(stage, id, rel), str(target))
             if file_sha256(target) != expected["sha256"]:
                 raise ArtifactError(f"{self._remote_path(stage, id, rel)}: checksum differs from its manifest")
-        _write_json_atomic(partial / MANIFEST, artifact.manifest)
+        write_json_atomic(partial / MANIFEST, artifact.manifest)
         if artifact.path.exists():
             shutil.rmtree(artifact.path)
         os.replace(partial, artifact.path)
@@ -314,7 +314,7 @@ class ArtifactStore:
         }
         for leftover in staging.rglob("*.tmp"):  # half-written files of a killed attempt
             leftover.unlink()
-        _write_json_atomic(staging / MANIFEST, manifest)
+        write_json_atomic(staging / MANIFEST, manifest)
         final = self.path(stage, id)
         if self.exists(stage, id):  # a concurrent run of the same stage finished first
             shutil.rmtree(staging)
@@ -458,7 +458,8 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(trash)
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to path via a temporary file and a rename: a reader never sees half of it."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)

@@ -16,26 +16,21 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
+
+from tasks.artifacts import file_sha256, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 DIGESTS_DIRNAME = ".digests"
-_CHUNK_BYTES = 1 << 20  # bytes read per sha256 update
 
 
 def piece_record(path: Path) -> dict[str, Any]:
-    """{"bytes": size, "sha256": hex digest} of one finished piece, read in 1 MiB chunks."""
-    digest = sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK_BYTES):
-            digest.update(chunk)
-    return {"bytes": Path(path).stat().st_size, "sha256": digest.hexdigest()}
+    """{"bytes": size, "sha256": hex digest} of one finished piece (streamed, as manifests hash files)."""
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
 
 
 def piece_damage(path: Path, record: Mapping[str, Any] | None) -> str | None:
@@ -73,9 +68,7 @@ def record_piece(path: Path) -> None:
     """Record a piece just finished (renamed into place) in its sidecar, written atomically."""
     sidecar = _sidecar(Path(path))
     sidecar.parent.mkdir(exist_ok=True)
-    tmp = sidecar.with_name(sidecar.name + ".tmp")
-    tmp.write_text(json.dumps(piece_record(path), sort_keys=True))
-    os.replace(tmp, sidecar)
+    write_json_atomic(sidecar, piece_record(path))
 
 
 def sidecar_damage(path: Path) -> str | None:

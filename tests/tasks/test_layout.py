@@ -22,7 +22,7 @@ PACKAGES = ("tasks.crawl", "tasks.clean", "tasks.corpus", "tasks.tokens", "tasks
 ALLOWED_IMPORTS = {
     "tasks.text": (),
     "tasks.errors": ("model.errors",),
-    "tasks.pieces": (),
+    "tasks.pieces": ("tasks.artifacts",),
     "tasks.crawl": ("tasks.clean.charset", "tasks.clean.extract", "tasks.errors", "tasks.pieces"),
     "tasks.clean": ("tasks.text", "tasks.tokens.sentences", "tasks.errors"),
     "tasks.corpus": ("tasks.crawl", "tasks.clean", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
