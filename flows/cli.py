@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from flows.signals import redeliver_swallowed_sigterm
-from tasks.errors import ConfigError, InputError, record_traceback, user_message
+from tasks.errors import ConfigError, record_traceback, user_message
 from tasks.presets import preset_names
 
 if TYPE_CHECKING:
@@ -170,6 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[str, Any]:
     """Run a stage flow or the pipeline flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
     from flows.pipeline import STAGE_FLOWS, pipeline_flow
+    from flows.stage import result_of
 
     if name == "pipeline":
         state = pipeline_flow(config, return_state=True)
@@ -177,12 +178,7 @@ def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[s
         state = STAGE_FLOWS[name](config, refresh=True, return_state=True)
     else:
         state = STAGE_FLOWS[name](config, return_state=True)
-    if state.is_completed():
-        return state.result()
-    raised = state.result(raise_on_failure=False)
-    if isinstance(raised, BaseException):
-        raise raised  # a bug: its traceback
-    raise InputError(state.message)  # the flow refused bad input: its state message says it all
+    return result_of(state)  # a refusal raises an InputError with the run's state message
 
 
 def cmd_task(args: argparse.Namespace) -> int:

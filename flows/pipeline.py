@@ -16,7 +16,7 @@ from flows.evaluate import evaluate_flow
 from flows.instances import instances_flow
 from flows.pretrain import pretrain_flow
 from flows.runs import label_flow_run, run_name, run_tags
-from flows.stage import refused, start_flow, tracker_for
+from flows.stage import Refused, refused, result_of, start_flow, tracker_for
 from flows.tokens import tokenize_flow
 from tasks.config import PipelineConfig
 from tasks.errors import InputError
@@ -53,10 +53,10 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
         with tracker.run(name, tags={**tags, "stage": "pipeline"}) as parent_run_id:
             tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
             for stage, stage_flow in STAGE_FLOWS.items():
-                results[stage] = _stage_result(stage_flow(config, parent_run_id=parent_run_id, return_state=True))
+                results[stage] = result_of(stage_flow(config, parent_run_id=parent_run_id, return_state=True))
                 log.info("%s", stage_line(_outcome(results[stage])))
             summary = _summarize(tracker, name, parent_run_id, results)
-    except StageRefused as err:  # the stage run failed on bad input: the pipeline fails with its message
+    except Refused as err:  # the stage run failed on bad input: the pipeline fails with its message
         return refused(str(err))
     cache_hits = sum(r["cache_hit"] for r in results.values())
     create_markdown_artifact(key="pipeline-summary", markdown=summary,
@@ -64,20 +64,6 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
     log.info("pipeline %s: %d stages built, %d cached; MLflow parent run %s", name, len(results) - cache_hits,
              cache_hits, tracker.run_url(parent_run_id) or parent_run_id)
     return {"mlflow_run_id": parent_run_id, "prefect_flow_run_id": str(flow_run.id), "stages": results}
-
-
-class StageRefused(InputError):
-    """A stage flow ended Failed on a user's error; the message is its state message."""
-
-
-def _stage_result(state: State) -> dict[str, Any]:
-    """A stage flow's returned data; raises its exception (a bug) or StageRefused (a refusal, no exception)."""
-    if state.is_completed():
-        return state.result()
-    raised = state.result(raise_on_failure=False)
-    if isinstance(raised, BaseException):
-        raise raised
-    raise StageRefused(state.message or f"stage flow ended {state.type.value}")
 
 
 def _summarize(tracker: Tracker, name: str, parent_run_id: str, results: dict[str, Any]) -> str:

@@ -102,6 +102,21 @@ def task_steps(on_dask: bool) -> StepRunner:
     return run_step
 
 
+class Refused(InputError):
+    """A flow run ended Failed on a user's error (see `refused`); the message is its state message."""
+
+
+def result_of(state: State) -> Any:
+    """A finished flow run's returned data; raises the exception it failed with (a bug: its traceback), or
+    Refused with its state message when it refused bad input (its state holds no exception)."""
+    if state.is_completed():
+        return state.result()
+    raised = state.result(raise_on_failure=False)
+    if isinstance(raised, BaseException):
+        raise raised
+    raise Refused(state.message or f"flow run ended {state.type.value}")
+
+
 def _not_a_user_error(task: object, task_run: object, state: State) -> bool:
     """Retry a step unless it failed on bad input: reading a binary file again gives the same error."""
     return user_message(state.data if isinstance(state.data, BaseException) else None) is None
