@@ -206,8 +206,9 @@ def cmd_task(args: argparse.Namespace) -> int:
     if absent:
         raise ConfigError("--input", [f"input folder does not exist ({a}); pass --input STAGE=DIR" for a in absent])
     args.output.mkdir(parents=True, exist_ok=True)
-    context = StageContext(lambda metrics, step: print(f"step {step}: {metrics}"), local_map(config.parallel.workers))
-    stats = stage.work(config, inputs, args.output, context)
+    with local_map(config.parallel.workers) as map_shards:  # workers, once started, serve every map of the stage
+        context = StageContext(lambda metrics, step: print(f"step {step}: {metrics}"), map_shards)
+        stats = stage.work(config, inputs, args.output, context)
     print(json.dumps(stats, indent=2, default=str))
     return 0
 

@@ -51,7 +51,8 @@ def dask_task_runner(parallel: ParallelConfig) -> DaskTaskRunner:
 def shard_map(parallel: ParallelConfig) -> Iterator[ShardMap]:
     """The shard map a stage run uses: local processes, or Prefect tasks on Dask (cluster lives for the block)."""
     if not parallel.dask_address:
-        yield local_map(parallel.workers)
+        with local_map(parallel.workers) as map_shards:  # workers, once started, serve every map of the stage
+            yield map_shards
         return
     environ = dict(os.environ)
     try:

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -60,7 +61,8 @@ class ParallelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     workers: int = Field(default=0, ge=0)
-    """Local worker processes for sharded stages; 0 = one per CPU core, 1 = in this process."""
+    """Local worker processes for sharded stages; 0 = as many as the work pays for (at most one per core; one
+    = in this process), N = up to N (never more than there are shards)."""
     nproc_per_node: int = Field(default=1, ge=1)
     """Training processes on this node: above 1 the pretrain stage runs under torchrun (DDP, one per GPU)."""
     dask_address: str | None = None
@@ -86,33 +88,128 @@ def serial_map(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
     return [fn(item) for item in items]
 
 
-def local_map(workers: int = 0) -> ShardMap:
-    """A map over `workers` spawned processes (0 = one per core); one worker or one item runs in-process.
+# Below this much estimated work per worker (CPU seconds on one core) another worker process costs more than
+# it saves: a worker's start (a fork, its first shard loading compiled kernels: up to ~0.8 CPU-s for the
+# instance kernels) and the fork server's (~0.5 CPU-s of imports) against half the work on 2 cores. Measured
+# on a 2-core machine: the instances stage at 1x the Python docs (~1.5 CPU-s of work) took 2.7 CPU-s and 3.9 s
+# on one worker, 5.6 CPU-s and 6.7 s on two (bench/instances_bench.py prints the crossover).
+MIN_SECONDS_PER_WORKER = 4.0
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container's or taskset's share, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def workers_for(items: Sequence[Any], cores: int) -> int:
+    """How many worker processes pay for these items: one per MIN_SECONDS_PER_WORKER of their work, at most
+    one per core and one per item; 1 = in this process.
+
+    An item says its work with an `estimated_seconds` attribute (CPU seconds on one core, from its size);
+    items that do not are taken to be worth a worker each (one per core), as cleaning shards are.
+    """
+    estimates = [getattr(item, "estimated_seconds", None) for item in items]
+    if any(estimate is None for estimate in estimates):
+        return max(1, min(cores, len(items)))
+    return max(1, min(cores, len(items), int(sum(estimates) // MIN_SECONDS_PER_WORKER)))
+
+
+def local_map(workers: int = 0) -> LocalMap:
+    """A map over local worker processes: `workers` of them, or 0 = as many as the work pays for (workers_for)."""
+    return LocalMap(workers)
+
+
+class LocalMap:
+    """fn over items on local worker processes, results in item order; one worker's worth runs in this process.
+
+    As a context manager (`with local_map(0) as map_shards:`, as a stage run uses it) the workers started by
+    the first map that needs them stay for every later map until the block ends: a stage pays for starting
+    its workers once, and a later small map (a validation split) goes to the running workers for nothing.
+    Called outside a `with` block, each map starts and stops its own workers.
 
     The workers' log records come back to this process and are handled here by the logger that made
-    them, in the caller's context: they reach this process's terminal and, inside a Prefect task run,
-    that run's logs, as the records of in-process work do.
+    them, in the context of the code that called the map: they reach this process's terminal and, inside a
+    Prefect task run, that run's logs, as the records of in-process work do.
     """
-    workers = workers or os.cpu_count() or 1
 
-    def run(fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
-        if workers <= 1 or len(items) <= 1:
-            return serial_map(fn, items)
-        context = worker_context(fn.__module__)
-        records = context.Queue()
-        relay = threading.Thread(target=_relay_records, args=(records, contextvars.copy_context()),
-                                 name="shard-log-relay", daemon=True)
-        relay.start()
-        level = logging.getLogger("tasks").getEffectiveLevel()
+    def __init__(self, workers: int = 0) -> None:
+        self.workers = workers
+        self._kept = False  # inside a with block: workers outlive a map
+        self._pool: ProcessPoolExecutor | None = None
+        self._records: Any = None  # the workers' log record queue
+        self._relay: threading.Thread | None = None
+        self._caller = contextvars.copy_context()  # where relayed records are handled: the latest map's caller
+
+    def __enter__(self) -> LocalMap:
+        self._kept = True
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._kept = False
+        self._stop()
+
+    def __call__(self, fn: Callable[[Any], R], items: Sequence[Any], /) -> list[R]:
+        if self._pool is None:
+            count = min(self.workers, len(items)) if self.workers else workers_for(items, available_cores())
+            if count <= 1:
+                return serial_map(fn, items)
+            self._start(count, fn.__module__)
+        self._caller = contextvars.copy_context()
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, len(items)), mp_context=context,
-                                     initializer=_send_records_to, initargs=(records, level)) as pool:
-                return list(pool.map(fn, items))
+            return list(self._pool.map(fn, items))
+        except BrokenProcessPool:
+            self._stop()  # a worker died (killed, out of memory): the next map starts afresh
+            raise
         finally:
-            records.put(None)
-            relay.join()
+            if not self._kept:
+                self._stop()
+            elif self._pool is not None:
+                self._wait_for_records()
 
-    return run
+    def _start(self, count: int, module: str) -> None:
+        context = worker_context(module)
+        # A SimpleQueue's put writes to the pipe at once (a Queue's feeder thread may still hold a record when the
+        # worker's result arrives), so a map's records are all in the pipe before the map returns.
+        self._records = context.SimpleQueue()
+        self._relayed = threading.Event()
+        self._relay = threading.Thread(target=self._relay_records, name="shard-log-relay", daemon=True)
+        self._relay.start()
+        level = logging.getLogger("tasks").getEffectiveLevel()
+        self._pool = ProcessPoolExecutor(max_workers=count, mp_context=context, initializer=_send_records_to,
+                                         initargs=(self._records, level))
+        logger.info("started %d worker processes", count)
+
+    def _stop(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            self._pool = None
+            self._records.put(_RELAY_DONE)
+            self._relay.join()
+            self._records.close()
+
+    def _wait_for_records(self) -> None:
+        """Return once the relay has handled every record the workers sent before now (they are ahead of this
+        marker in the pipe), so none lands in the next map's context."""
+        self._relayed.clear()
+        self._records.put(_RELAYED_SO_FAR)
+        self._relayed.wait()
+
+    def _relay_records(self) -> None:
+        """In this process: hand each worker record to its logger, in the context of the latest map's caller."""
+        while (record := self._records.get()) != _RELAY_DONE:
+            if record == _RELAYED_SO_FAR:
+                self._relayed.set()
+            else:
+                self._caller.run(logging.getLogger(record.name).handle, record)
+
+
+_RELAYED_SO_FAR, _RELAY_DONE = "relayed so far", "relay done"  # markers in the record pipe (records are LogRecords)
 
 
 def worker_context(module: str) -> multiprocessing.context.BaseContext:
@@ -132,14 +229,15 @@ def worker_context(module: str) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _send_records_to(records: multiprocessing.Queue, level: int) -> None:
-    """In a worker: every log record at `level` or above goes to the parent's queue (message formatted)."""
+def _send_records_to(records: Any, level: int) -> None:
+    """In a worker: every log record at `level` or above goes to the parent's record pipe (message formatted)."""
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.handlers[:] = [_PipeHandler(records)]
     root.setLevel(level)
 
 
-def _relay_records(records: multiprocessing.Queue, caller: contextvars.Context) -> None:
-    """In the parent: hand each worker record to its logger, in the context of the code that started the map."""
-    while (record := records.get()) is not None:
-        caller.run(logging.getLogger(record.name).handle, record)
+class _PipeHandler(logging.handlers.QueueHandler):
+    """A QueueHandler onto a multiprocessing SimpleQueue (which has put, not put_nowait)."""
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        self.queue.put(record)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from tasks.parallel import ParallelConfig, local_map, serial_map
+from tasks.parallel import MIN_SECONDS_PER_WORKER, ParallelConfig, local_map, serial_map, workers_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -110,3 +110,62 @@ def test_local_workers_start_light_without_torch_or_orchestration():
     results = json.loads(done.stdout.splitlines()[-1])
     assert [loaded for loaded, _ in results] == [[]] * 4
     assert max(cpu for _, cpu in results) < 1.0
+
+
+class Shard:
+    """An item that says how much work it is (CPU seconds on one core), as stage shard specs do."""
+
+    def __init__(self, number: int, estimated_seconds: float) -> None:
+        self.number, self.estimated_seconds = number, estimated_seconds
+
+
+def pid_of(item: Shard) -> tuple[int, int]:
+    return item.number, os.getpid()
+
+
+def test_workers_for_pays_one_worker_per_minimum_of_work_up_to_cores_and_items():
+    small = [Shard(i, 0.1) for i in range(8)]
+    assert workers_for(small, cores=4) == 1  # less work than a worker costs: in this process
+    assert workers_for([Shard(i, MIN_SECONDS_PER_WORKER) for i in range(8)], cores=4) == 4
+    assert workers_for([Shard(i, MIN_SECONDS_PER_WORKER) for i in range(8)], cores=2) == 2
+    assert workers_for([Shard(0, 100.0)], cores=4) == 1  # one shard: one worker
+    assert workers_for([Shard(0, MIN_SECONDS_PER_WORKER), Shard(1, MIN_SECONDS_PER_WORKER)], cores=8) == 2
+    assert workers_for([Shard(0, 2.5 * MIN_SECONDS_PER_WORKER), Shard(1, 0.0), Shard(2, 0.0)], cores=8) == 2
+    assert workers_for([1, 2, 3], cores=2) == 2  # sizes unknown: one per core
+
+
+def test_local_map_by_default_keeps_small_work_in_this_process():
+    assert local_map(0)(pid_of, [Shard(i, 0.01) for i in range(6)]) == [(i, os.getpid()) for i in range(6)]
+
+
+def test_kept_local_map_starts_its_workers_once_and_sends_later_maps_to_them():
+    """Inside a with block the workers of the first map serve the next ones, a one-item map included."""
+    with local_map(2) as map_shards:
+        first = map_shards(square_with_pid, list(range(8)))
+        second = map_shards(square_with_pid, [5])
+        third = map_shards(square_with_pid, list(range(8)))
+    workers = {pid for _, pid in first}
+    assert os.getpid() not in workers
+    assert {pid for _, pid in second + third} <= workers
+    assert [square for square, _ in third] == [i * i for i in range(8)]
+    assert local_map(2)(square_with_pid, [5]) == [(25, os.getpid())]  # not kept: one item stays here
+
+
+def test_kept_local_map_relays_each_maps_records_in_that_maps_context():
+    recorder = ContextRecorder()
+    logger, project = logging.getLogger("tasks.test_shard"), logging.getLogger("tasks")
+    logger.addHandler(recorder)
+    project.setLevel(logging.INFO)
+    try:
+        with local_map(2) as map_shards:
+            for run in ("first run", "second run"):
+                token = RUN_ID.set(run)
+                try:
+                    assert map_shards(square_and_log, [1, 2, 3, 4]) == [1, 4, 9, 16]
+                finally:
+                    RUN_ID.reset(token)
+    finally:
+        logger.removeHandler(recorder)
+        project.setLevel(logging.NOTSET)
+    runs = [run for _, run in recorder.seen]
+    assert runs == ["first run"] * 4 + ["second run"] * 4  # every record handled before its map returned

@@ -332,7 +332,7 @@ def test_mlm_packing_keeps_every_token_in_order(corpus, tokenizer_dir, tmp_path)
     cfg = InstancesConfig(objective="mlm", max_seq_length=64, dupe_factor=1, instances_per_shard=10_000)
     stats = build_instances(cfg, tokens_dir, tmp_path / "out")
     vocab = masking_vocabulary(tokenizer_dir)
-    spec = UnitSpec(cfg, vocab, CLS, SEP, tmp_path / "index", "train", 0, 0, 80, tmp_path / "unused.arrow")
+    spec = UnitSpec(cfg, vocab, CLS, SEP, tmp_path / "index", "train", 0, 0, 80, tmp_path / "unused.arrow", 0)
     build_split_index(tokens_dir, "train", tmp_path / "index", vocab.is_continuation)
     arrays = make_unit_instances(spec)  # unshuffled
     ids, offsets = arrays["input_ids"].copy(), arrays["instance_offsets"]
@@ -420,7 +420,7 @@ def test_kernel_equals_the_plain_python_reference(tokenizer_dir, tmp_path_factor
     cfg = InstancesConfig(objective=objective, masking="static" if static else "dynamic", whole_word_mask=whole_word,
                           max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, dupe_factor=1 if objective == "mlm" and not static else dupe_factor,
                           max_predictions_per_seq=max_predictions, seed=seed)
-    spec = UnitSpec(cfg, vocab, CLS, SEP, tmp / "index", "train", 3, first, last, tmp / "unused.arrow")
+    spec = UnitSpec(cfg, vocab, CLS, SEP, tmp / "index", "train", 3, first, last, tmp / "unused.arrow", 0)
     settings_ = ReferenceSettings(objective, static, max_seq_length, short_seq_prob, cfg.random_next_prob,
                                   cfg.masked_lm_prob, max_predictions, whole_word, CLS, SEP)
     continues = [[vocab.is_continuation[np.array(s)].tolist() for s in doc] for doc in kept]
