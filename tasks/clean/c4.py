@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tasks.clean.steps import Document, DocumentFix, Filter
 from tasks.clean.text_stats import UNSPACED_SCRIPT, lines_of, split_words
 from tasks.text import CJK_END_MARKS
-from tasks.tokens.sentences import split_paragraph
 
 # ---------------------------------------------------------------- C4 (Raffel et al. 2020, tfds c4_utils.py)
 
@@ -130,6 +129,8 @@ class C4PageFilter(Filter):
         if cfg.drop_curly_bracket and "{" in text:
             return False, "c4_curly_bracket"
         if cfg.min_sentences:
+            from tasks.tokens.sentences import split_paragraph  # blingfire: loaded by cleaning, not with a config
+
             sentences = 0
             for line in lines_of(text):
                 sentences += len(split_paragraph(line))

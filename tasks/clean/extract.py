@@ -13,13 +13,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lxml.etree
-import lxml.html
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean.charset import declared_charsets, decode_text
-from tasks.clean.normalize import fix_mojibake
+
+if TYPE_CHECKING:
+    import lxml.html
+
+# lxml, ftfy and trafilatura are imported where a page is parsed or extracted, not here: loading a config
+# (which holds an ExtractConfig) must not pay for them
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,8 @@ class ExtractConfig(BaseModel):
     @classmethod
     def _xpaths(cls, xpaths: list[str]) -> list[str]:
         # a malformed expression would fail every page's extraction (extract_failed), one page at a time
+        import lxml.etree
+
         problems = []
         for xpath in xpaths:
             try:
@@ -115,6 +121,8 @@ def parse_html(html: str) -> lxml.html.HtmlElement:
     """Parse decoded HTML into an lxml tree without comments; raises lxml.etree.ParserError if empty."""
     # lxml refuses str input that carries an XML encoding declaration; comments would split a
     # paragraph into two lines in trafilatura's output
+    import lxml.html
+
     parser = lxml.html.HTMLParser(remove_comments=True, remove_pis=True)
     return lxml.html.document_fromstring(_XML_DECLARATION.sub("", html, count=1), parser=parser)
 
@@ -126,6 +134,8 @@ def _fix_mojibake(tree: lxml.html.HtmlElement) -> None:
     unprintable, and 'à' read as windows-1252 ends in a no-break space, which _collapse_whitespace turns
     into a space; either way a stray 'â' or 'Ã' would stay in the text that ftfy sees in cleaning.
     """
+    from tasks.clean.normalize import fix_mojibake  # imports ftfy
+
     for element in tree.iter():
         if element.text and not element.text.isascii():  # ASCII cannot be mojibake: skip the cost of ftfy
             element.text = fix_mojibake(element.text)

@@ -3,11 +3,18 @@ and table A1), with their published defaults."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tasks.clean.steps import Document, Filter
 from tasks.clean.text_stats import PARAGRAPH_BREAK, Fraction, NgramSize, duplicates, lines_of, mostly_unspaced, words_of
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy is imported in the n-gram functions below, not here: loading a config (which holds the Gopher
+# configs) must not pay ~0.1 CPU-s for it
 
 # ---------------------------------------------------------------- Gopher quality (Rae et al. 2021, A.1.1)
 
@@ -127,19 +134,24 @@ class GopherRepetitionConfig(BaseModel):
     """n -> drop documents where repeated word n-grams cover more than this fraction of word characters."""
 
 
-_HASH_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier; n-gram keys wrap modulo 2**64
+_HASH_BASE = 0x9E3779B97F4A7C15  # odd 64-bit multiplier; n-gram keys wrap modulo 2**64
 
 
 def _ngram_keys(word_ids: np.ndarray, n: int) -> np.ndarray:
     """(num_words - n + 1,) uint64 key of each word n-gram (polynomial hash of the word ids)."""
+    import numpy as np
+
+    base = np.uint64(_HASH_BASE)
     keys = np.zeros(len(word_ids) - n + 1, dtype=np.uint64)
     for offset in range(n):
-        keys = keys * _HASH_BASE + word_ids[offset : offset + len(keys)]
+        keys = keys * base + word_ids[offset : offset + len(keys)]
     return keys
 
 
 def _covered_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:
     """Characters of the words covered by the n-grams starting at `starts` (each word counted once)."""
+    import numpy as np
+
     depth = np.zeros(len(word_lengths) + 1, dtype=np.int64)
     np.add.at(depth, starts, 1)
     np.add.at(depth, starts + n, -1)
@@ -148,6 +160,8 @@ def _covered_chars(starts: np.ndarray, n: int, word_lengths: np.ndarray) -> int:
 
 def top_ngram_char_fraction(word_ids: np.ndarray, word_lengths: np.ndarray, n: int) -> float:
     """Fraction of word characters inside occurrences of the most frequent n-gram (0 if none repeats)."""
+    import numpy as np
+
     if len(word_ids) < n:
         return 0.0
     keys = _ngram_keys(word_ids, n)
@@ -163,6 +177,8 @@ def top_ngram_char_fraction(word_ids: np.ndarray, word_lengths: np.ndarray, n: i
 
 def duplicate_ngram_char_fraction(word_ids: np.ndarray, word_lengths: np.ndarray, n: int) -> float:
     """Fraction of word characters inside n-grams that repeat an earlier n-gram."""
+    import numpy as np
+
     if len(word_ids) < n:
         return 0.0
     keys = _ngram_keys(word_ids, n)
@@ -198,6 +214,8 @@ class GopherRepetitionFilter(Filter):
         words = words_of(text)
         if not words:
             return True, ""
+        import numpy as np
+
         vocabulary: dict[str, int] = {}
         word_ids = np.array([vocabulary.setdefault(w, len(vocabulary) + 1) for w in words], dtype=np.uint64)
         word_lengths = np.array([len(w) for w in words], dtype=np.int64)

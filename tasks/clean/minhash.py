@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import regex
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field
 
 from tasks.clean.exact_dedup import content_hash
+from tasks.clean.minhash_config import NearDedupConfig
 from tasks.clean.steps import Document
 
 INDEX_FILE = "minhash_index.parquet"  # saved next to a snapshot's documents-*.parquet
@@ -40,35 +40,6 @@ _MERSENNE_PRIME = (1 << 31) - 1
 _WORD = regex.compile(r"[\w\p{No}]+")
 _CHARS_PER_BATCH = 2_000_000  # text shingled together: ~350k words, ~20 MB of word objects and arrays
 _SHINGLES_PER_CHUNK = 2048  # rows of the (shingles, hashes) matrix at a time: 2048 x 112 x 8 B = 1.8 MB
-
-
-class NearDedupConfig(BaseModel):
-    """MinHash LSH near-duplicate removal (defaults: FineWeb, Penedo et al. 2024: 5-grams, 14 bands x 8 rows)."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-    enabled: bool = True
-    """Drop near-duplicates within the snapshot and of the parent snapshot."""
-    num_bands: int = Field(default=14, ge=1, le=512)  # FineWeb: 14 buckets
-    """LSH bands; documents sharing all rows of any one band are candidates."""
-    rows_per_band: int = Field(default=8, ge=1, le=64)  # FineWeb: 8 hashes per bucket
-    """MinHash values per band; the signature has num_bands * rows_per_band values."""
-    ngram: int = Field(default=5, ge=1, le=32)  # FineWeb and Gopher: word 5-grams
-    """Words per shingle; a document with fewer words is one shingle."""
-    seed: int = Field(default=1, ge=0, lt=2**32)  # datatrove's default seed
-    """Seed of the hash permutations; signatures are only comparable under the same seed."""
-    jaccard_threshold: float | None = Field(default=None, ge=0.0, le=1.0)  # FineWeb: None (no verification)
-    """If set, a candidate pair is merged only when its estimated Jaccard similarity is at least this."""
-
-    @property
-    def num_hashes(self) -> int:
-        """Signature length."""
-        return self.num_bands * self.rows_per_band
-
-    @property
-    def threshold(self) -> float:
-        """Jaccard similarity at which a pair becomes a candidate with probability ~1/2: (1/b)^(1/r)."""
-        return (1.0 / self.num_bands) ** (1.0 / self.rows_per_band)
 
 
 def normalize_for_shingles(text: str) -> str:

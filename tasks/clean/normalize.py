@@ -1,7 +1,7 @@
 """Text repair and normalisation (ftfy, NFC, whitespace) and the two basic filters, empty and too short.
 
 default_pipeline is the start of every corpus cleaning pipeline; the other steps are added after it
-by tasks/corpus/config.py.
+by tasks/corpus/clean_shard.py.
 """
 
 from __future__ import annotations

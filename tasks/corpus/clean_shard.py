@@ -35,10 +35,13 @@ import xxhash
 from tasks.clean.c4 import C4LineFilter
 from tasks.clean.exact_dedup import content_hash, dedup_key
 from tasks.clean.extract import extract_page
+from tasks.clean.langid import language_steps
 from tasks.clean.minhash import minhash_signatures
+from tasks.clean.normalize import default_pipeline
 from tasks.clean.pii import RedactPii
+from tasks.clean.quality import quality_steps
 from tasks.clean.steps import CleanPipeline, Document, Dropped, Example, StepCount, example_key
-from tasks.corpus.config import CorpusConfig, clean_pipeline
+from tasks.corpus.config import CorpusConfig
 from tasks.corpus.work_shards import input_path, write_json_atomically
 from tasks.pieces import piece_damage, piece_record, unreadable
 
@@ -145,6 +148,13 @@ def _damage(spec: CleanShardSpec, account: Path) -> str | None:
         if (problem := piece_damage(path, records.get(name))) is not None:
             return f"{path}: {problem}"
     return None
+
+
+def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
+    """Fixes, empty/short filters, language id and filter, quality filters, PII redaction, in that order."""
+    steps = default_pipeline(cfg.min_words).steps
+    # PII last: only documents that survive the filters pay for it, and dedup sees the redacted text
+    return CleanPipeline([*steps, *language_steps(cfg.language), *quality_steps(cfg.quality), RedactPii(cfg.pii)])
 
 
 def clean_shard(spec: CleanShardSpec) -> bool:

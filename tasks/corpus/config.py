@@ -1,16 +1,17 @@
-"""The corpus stage's config (one section of tasks/config.py's PipelineConfig): sources, cleaning, sharding."""
+"""The corpus stage's config (one section of tasks/config.py's PipelineConfig): sources, cleaning, sharding.
+
+Every pretrainflow command loads it, so it imports config classes only; clean_shard.py builds the steps.
+"""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tasks.clean.extract import ExtractConfig
-from tasks.clean.langid import LanguageConfig, language_steps
-from tasks.clean.minhash import NearDedupConfig
-from tasks.clean.normalize import default_pipeline
-from tasks.clean.pii import PiiConfig, RedactPii
-from tasks.clean.quality import QualityConfig, quality_steps
-from tasks.clean.steps import CleanPipeline
+from tasks.clean.langid import LanguageConfig
+from tasks.clean.minhash_config import NearDedupConfig
+from tasks.clean.pii import PiiConfig
+from tasks.clean.quality import QualityConfig
 from tasks.corpus.hf_datasets import HuggingFaceSource
 from tasks.corpus.local_files import match_patterns
 from tasks.corpus.warc_files import WarcSourceConfig
@@ -64,10 +65,3 @@ class CorpusConfig(BaseModel):
             raise ValueError("no corpus source: set crawl.seeds, crawl.local_site, local_files, warc.patterns "
                              "or hf_datasets")
         return self
-
-
-def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
-    """Fixes, empty/short filters, language id and filter, quality filters, PII redaction, in that order."""
-    steps = default_pipeline(cfg.min_words).steps
-    # PII last: only documents that survive the filters pay for it, and dedup sees the redacted text
-    return CleanPipeline([*steps, *language_steps(cfg.language), *quality_steps(cfg.quality), RedactPii(cfg.pii)])

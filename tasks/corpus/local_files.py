@@ -16,9 +16,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from tasks.clean.charset import decode_text
 from tasks.clean.extract import ExtractConfig, decode_html, extract_html
 from tasks.clean.steps import Document
@@ -196,6 +193,9 @@ def check_parquet_file(path: Path) -> None:
 
 def read_parquet(path: Path) -> Iterator[Document]:
     """One document per row of a 'text' column; optional 'url' and 'title' columns."""
+    import pyarrow as pa  # here, not at the top: the corpus config imports this module for match_patterns
+    import pyarrow.parquet as pq
+
     fetched_at = file_mtime(path)
     check_parquet_file(path)
     try:

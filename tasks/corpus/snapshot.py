@@ -36,9 +36,16 @@ from tasks.clean.minhash import INDEX_FILE, check_index
 from tasks.clean.pii import PII_COUNTS
 from tasks.clean.quality import QUALITY_DROP_REASONS
 from tasks.clean.steps import Document, ExampleSample, StepCount
-from tasks.corpus.clean_shard import EXTRACT_DROP_REASONS, CleanShardSpec, clean_shard, read_account, url_hash
+from tasks.corpus.clean_shard import (
+    EXTRACT_DROP_REASONS,
+    CleanShardSpec,
+    clean_pipeline,
+    clean_shard,
+    read_account,
+    url_hash,
+)
 from tasks.corpus.cleaning_report import write_cleaning_report_of
-from tasks.corpus.config import CorpusConfig, clean_pipeline
+from tasks.corpus.config import CorpusConfig
 from tasks.corpus.dedup import DEDUP_REASONS, DedupResult, dedup_shards
 from tasks.corpus.hf_datasets import read_hf_datasets
 from tasks.corpus.local_files import HtmlPage, local_items

@@ -10,14 +10,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.clean.extract import ExtractConfig, extract_pages
 from tasks.clean.steps import Document
 from tasks.corpus.local_files import HtmlPage, match_files
-from tasks.crawl.warc import WarcRecord, iter_warc_records
 from tasks.errors import InputError
+
+if TYPE_CHECKING:
+    from tasks.crawl.warc import WarcRecord
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +153,8 @@ def _gzip_truncation(path: Path) -> str | None:
 def _records(path: Path, record_types: set[str], cfg: WarcSourceConfig,
              counts: Counter[str]) -> Iterator[tuple[int, WarcRecord]]:
     """(record number, record) of one file; a damaged file raises ValueError naming it, or is counted and cut short."""
+    from tasks.crawl.warc import iter_warc_records  # warcio: loaded by reading WARC files, not with a config
+
     number = 0
     try:
         for number, record in enumerate(iter_warc_records(path, record_types), start=1):

@@ -9,17 +9,17 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tasks.crawl.frontier import normalize_url
-from tasks.crawl.local_site import PYTHON_DOCS, PYTHON_DOCS_HINT
 
 
 def _fetchable(url: str) -> bool:
     """An absolute http(s) URL whose host can be looked up (IDNA-encodable: no 'a..b.com', no emoji)."""
     if normalize_url(url) is None:
         return False
+    import httpx  # ~0.1 CPU-s: paid by a config that names URLs, not by every config
+
     try:
         httpx.URL(url)
         urlsplit(url).hostname.encode("idna")
@@ -142,6 +142,9 @@ class CrawlConfig(BaseModel):
         if site is None:
             return None
         if not (site / "index.html").is_file():
+            # imported for this message only: local_site.py loads http.server and ssl (~0.02 CPU-s)
+            from tasks.crawl.local_site import PYTHON_DOCS, PYTHON_DOCS_HINT
+
             raise ValueError(
                 f"local_site {str(site)!r} must be an existing folder with an index.html "
                 f"(for the Python docs at {PYTHON_DOCS}: {PYTHON_DOCS_HINT})"

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urldefrag, urljoin, urlsplit, urlunsplit
 
-import lxml.etree
-
 from tasks.clean.extract import decode_html, parse_html
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -96,6 +94,8 @@ def _encode_unsafe(part: str) -> str:
 
 def extract_links(body: bytes, content_type: str | None, page_url: str) -> list[str]:
     """Normalised <a href> targets of an HTML page, in page order; honours <base> and nofollow."""
+    import lxml.etree  # here, not at the top: the crawl config imports this module for normalize_url
+
     try:
         tree = parse_html(decode_html(body, content_type))
     except (ValueError, lxml.etree.ParserError):

@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.finetune_data import FinetuneSettings
@@ -29,7 +28,6 @@ from tasks.evaluate.glue import GlueTask, build_glue_task
 from tasks.evaluate.intrinsic import IntrinsicConfig, intrinsic_evaluation
 from tasks.evaluate.results import plot_results, render_results
 from tasks.evaluate.task_data import TaskData
-from tasks.evaluate.task_metrics import score
 from tasks.evaluate.url_section import UrlSectionTask, build_url_task
 from tasks.parallel import StepRunner, run_inline
 
@@ -37,7 +35,7 @@ if TYPE_CHECKING:
     import torch
 
 # torch and transformers are imported where a model is built or read, not here: loading or checking a config
-# (every pretrainflow command, serve's deploy) must not pay their ~5 CPU-s and ~650 MB
+# (every pretrainflow command, serve's deploy) must not pay their ~5 CPU-s and ~650 MB; nor numpy (task_metrics)
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +185,7 @@ class _Runner:
             logger.info("reusing finished run %s", path.name)
         else:
             from model.finetune import finetune
+            from tasks.evaluate.task_metrics import score
 
             classifier = build_classifier(init_from, config_dir, data.num_labels, seed)
             settings = self.cfg.finetune.model_copy(update={"learning_rate": learning_rate})
@@ -309,6 +308,8 @@ def _report(cfg: EvaluateConfig, data: dict[tuple[str, str], TaskData], summary:
 
 
 def _json_number(value: Any) -> Any:
+    import numpy as np
+
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -13,18 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.json as pa_json
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.finetune_data import LabelledExamples
 from tasks.errors import InputError
 from tasks.evaluate.task_data import SPLITS, TaskData, TaskKind
-from tasks.evaluate.task_metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pyarrow and numpy (task_metrics) are imported where files are read and scored, not with a config
+    import pyarrow as pa
     from transformers import PreTrainedTokenizerBase
 
 DATA_FILE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -78,6 +74,8 @@ class FileTask(BaseModel):
 
     @model_validator(mode="after")
     def _metrics_fit_kind(self) -> FileTask:
+        from tasks.evaluate.task_metrics import CLASSIFICATION_METRICS, REGRESSION_METRICS
+
         valid = CLASSIFICATION_METRICS if self.kind == "classification" else REGRESSION_METRICS
         bad = [m for m in self.metrics or () if m not in valid]
         if bad:
@@ -87,6 +85,10 @@ class FileTask(BaseModel):
 
 def read_table(path: Path) -> pa.Table:
     """One data file as an Arrow table (.tsv is tab-separated CSV; .json/.jsonl one object per line)."""
+    import pyarrow.csv as pa_csv
+    import pyarrow.json as pa_json
+    import pyarrow.parquet as pq
+
     suffix = Path(path).suffix.lower()
     if suffix == ".parquet":
         return pq.read_table(path)

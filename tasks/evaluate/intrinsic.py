@@ -11,11 +11,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # imported where a model is read: IntrinsicConfig is part of every config load
+if TYPE_CHECKING:  # imported where instances or a model are read: IntrinsicConfig is part of every config load
+    import pyarrow as pa
     import torch
 
 
@@ -36,6 +35,8 @@ class IntrinsicConfig(BaseModel):
 
 def read_validation_instances(instances_dir: Path, limit: int) -> pa.Table | None:
     """Up to `limit` validation instances, or None when the artifact has no validation split."""
+    import pyarrow as pa
+
     files = sorted((Path(instances_dir) / "validation").glob("instances-*.arrow"))
     tables, rows = [], 0
     for path in files:
@@ -123,6 +124,7 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
     """Up to `count` held-out sentences with their longest whole word masked, and the model's top_k guesses."""
     if count == 0:
         return []
+    import numpy as np
     from transformers import AutoTokenizer, pipeline
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

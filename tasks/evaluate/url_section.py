@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.finetune_data import LabelledExamples
@@ -88,6 +86,8 @@ def _doc_hash(doc_id: str) -> str:
 
 def load_documents(task: UrlSectionTask, snapshot_dir: Path) -> tuple[list[Document], dict[str, int]]:
     """Labelled documents of the snapshot, with labels taken from the URL regex."""
+    import pyarrow.parquet as pq  # here, not at the top: UrlSectionTask is part of every config load
+
     dropped: Counter[str] = Counter()
     documents: dict[str, Document] = {}
     shards = sorted(Path(snapshot_dir).glob("documents-*.parquet"))
@@ -115,6 +115,8 @@ def chunk_token_ids(token_ids: list[int], window: int, max_chunks: int, min_chun
     if starts and len(token_ids) - starts[-1] < min(min_chunk_tokens, window):
         starts.pop()  # a short tail carries too little text to classify
     if len(starts) > max_chunks:
+        import numpy as np
+
         picks = np.linspace(0, len(starts) - 1, max_chunks).round().astype(int)
         starts = [starts[i] for i in picks]
     return [token_ids[s : s + window] for s in starts]
