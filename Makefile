@@ -56,9 +56,10 @@ ui-check: install python-docs
 bench-corpus: install python-docs
 	$(BIN)/python bench/corpus_bench.py
 
-# Tokenization and instance generation per core, 1x and 10x the Python docs (the 20x target).
+# Instance generation and text -> instances through the CLI, against Google's algorithm in plain Python run
+# the same way, 1x and 10x the Python docs, 3 repeats (~40 min; --scales 1 --repeats 1: ~2 min).
 bench-instances: install python-docs
-	PYTHONPATH=. $(BIN)/python bench/instances_bench.py --workers 2
+	PYTHONPATH=. $(BIN)/python bench/instances_bench.py
 
 # CPU tokens/s of the engine vs Hugging Face Trainer (tiny, mini), and the loader's headroom.
 bench-pretrain: install

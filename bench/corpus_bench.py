@@ -19,21 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
 
 if __package__ in (None, ""):  # run as a file (python bench/corpus_bench.py): make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.process_tree import Measured, measure
 from bench.synthetic_corpus import build_synthetic_corpus, write_ground_truth, write_jsonl_shards
 from tasks.config import load_config
 from tasks.corpus.snapshot import CorpusConfig
@@ -42,7 +39,6 @@ REPO = Path(__file__).resolve().parent.parent
 DATATROVE_VENV = REPO / ".bench" / "datatrove-venv"
 DATATROVE_REQUIREMENTS = REPO / "bench" / "datatrove-requirements.txt"
 INPUT_FILES = 8  # jsonl files per corpus at least: datatrove splits work by file, so never fewer than workers
-SAMPLE_SECONDS = 0.05  # RSS sampling period
 NOTES = """\
 - Language id is off in the 'ours' and 'datatrove' rows (datatrove's LanguageFilter downloads a fastText model);
   'ours+langid' adds our py3langid step.
@@ -52,74 +48,6 @@ NOTES = """\
 - seconds: processing time inside the child (interpreter start and imports excluded); per-core figures divide
   it by procs. CPU s: user + system time of the child's whole process tree, start-up included (a cost that other
   load on the machine barely changes). peak RSS: the largest sum over the process tree, sampled every 50 ms."""
-
-
-@dataclass
-class Measured:
-    """What a child process printed as its last line (JSON), its wall seconds, CPU seconds and peak tree RSS."""
-
-    result: dict
-    wall_seconds: float
-    cpu_seconds: float  # user + system of the child and all its descendants, start-up included
-    peak_rss_mb: float
-
-
-def _tree_sample(process: psutil.Process) -> tuple[int, dict[tuple[int, float], float]]:
-    """Resident bytes of process and all its descendants, and each one's CPU seconds so far by (pid, start time)."""
-    try:
-        tree = [process, *process.children(recursive=True)]
-    except psutil.Error:  # the process ended between two samples
-        return 0, {}
-    rss, cpu = 0, {}
-    for proc in tree:
-        try:
-            with proc.oneshot():
-                rss += proc.memory_info().rss
-                times = proc.cpu_times()
-                cpu[(proc.pid, proc.create_time())] = times.user + times.system
-        except psutil.Error:  # gone since children() listed it
-            pass
-    return rss, cpu
-
-
-def measure(command: list[str], log: Path, env: dict[str, str]) -> Measured:
-    """Run command, sampling its process tree's RSS and CPU time; stderr goes to log; the last stdout line is JSON.
-
-    CPU seconds: the larger of what the sampled processes had used when last seen (misses at most one
-    sampling period per process) and the rusage of reaped descendants (misses workers that a forkserver,
-    as datatrove's, never hands back to be reaped).
-    """
-    started, usage_before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-    with log.open("w") as err:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, cwd=REPO, env=env)
-    peak = 0
-    cpu_seen: dict[tuple[int, float], float] = {}
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        try:
-            process = psutil.Process(child.pid)
-        except psutil.Error:
-            return
-        while not done.wait(SAMPLE_SECONDS):
-            rss, cpu = _tree_sample(process)
-            peak = max(peak, rss)
-            cpu_seen.update(cpu)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    stdout, _ = child.communicate()
-    done.set()
-    sampler.join()
-    wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    reaped = usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime
-    lines = stdout.strip().splitlines()
-    if child.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed (exit {child.returncode}); see {log}:\n"
-                           + "\n".join(log.read_text().splitlines()[-15:]))
-    return Measured(json.loads(lines[-1]), wall, max(reaped, sum(cpu_seen.values())), peak / 2**20)
 
 
 def ours(step: str, cfg: CorpusConfig, out: Path, log: Path, workers: int = 1) -> Measured:

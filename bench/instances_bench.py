@@ -1,20 +1,41 @@
-"""Tokenization and instance generation per core, with peak memory, on 1x and 10x the Python docs.
+"""Instance generation and text -> instances, through the commands a user runs, against Google's algorithm.
 
-Input: a corpus snapshot (--snapshot), or the text of Debian's Python 3.11 HTML documentation
-(/usr/share/doc/python3.11/html) extracted with tasks.clean.extract. A 16k WordPiece vocabulary is trained
-once (not timed, as the reference takes a vocab file). The 10x corpus is ten copies of every document
-under new ids. Each measurement runs in its own child process with one thread per library (per-core
-figures) and its peak RSS read from os.wait4; numba's compiled kernel is cached by a warm-up first.
-Timings start after imports (library start-up is not the stages' work); numba's one-time start-up in
-a process (loading its cached machine code, ~0.6 s CPU) is inside the instance figure, and a second
-"warm" figure from the same process shows the rate without it.
+    PYTHONPATH=. .venv/bin/python bench/instances_bench.py [--scales 1,10] [--repeats 3] [--json out.json]
 
-Printed per scale: raw `Tokenizer.encode_batch` on the documents' text vs our tokenize stage
-(sentence splitting + encoding + writing shards); instance generation (token shards -> instance
-shards; seq 128, dupe 5, max predictions 20, masked_lm_prob 0.15); end to end (snapshot -> instance
-shards). Prints figures, asserts nothing.
+Input: 1x and 10x the Python documentation (Debian's python3.11-doc pages, extracted with
+tasks.clean.extract; 10x is ten copies of every page under new ids and content hashes) as corpus
+snapshots, and a 16k WordPiece tokenizer trained once on the 1x snapshot (not timed: both sides are
+given it). Made once per --workdir. One YAML config serves every command: the tokenize stage takes that
+tokenizer (tokenize.tokenizer_path), the instances stage Google's settings (max_seq_length 128,
+dupe_factor 5, max_predictions_per_seq 20, masked_lm_prob 0.15, whole-word masking); everything else
+is the config classes' defaults.
 
-    PYTHONPATH=. .venv/bin/python bench/instances_bench.py [--snapshot DIR] [--workdir /tmp/instances_bench]
+Each measurement is one fresh process tree (bench/process_tree.py): CPU seconds of the whole tree
+(user + system, interpreter start and imports included: the primary figure), wall seconds and peak
+tree RSS. Libraries keep their default threads and the stages their default parallelism, as a user
+gets them. Per scale and repeat, in this order:
+- ours, per worker setting (default, 1 worker, 2 workers; on a 2-core machine the default is 2 workers
+  and runs once): `pretrainflow task tokenize --config CFG --input corpus=SNAPSHOT --output TOK`, then
+  `pretrainflow task instances --config CFG --input tokenize=TOK --output OUT`. The second command is
+  the "instance generation" row; the two together (CPU and wall summed, peak the larger) are the
+  "text -> instances" row.
+- reference instance generation: `bench/google_reference.py instances` on the token shards of the
+  default run: Google BERT's create_instances_from_document in plain Python (tasks/instances/reference.py)
+  on the stage's work units and seeds, writing the same Arrow shards.
+- reference text -> instances: `bench/google_reference.py text` on the snapshot: the project's sentence
+  splitter, Hugging Face `encode_batch` of the same tokenizer, then the same plain-Python generation.
+  Its docstring lists where it differs from Google's script (its Rust tokenizer makes it faster).
+- `pretrainflow config --config CFG`: the CLI's start-up alone (imports and config validation), which
+  each stage command pays once; shown for context, in no ratio.
+The reference and the stage draw random numbers in the same order, so all of them make the same
+instances: the counts are printed and checked.
+
+Printed per scale: median (min-max) over the repeats of CPU seconds, wall seconds and peak tree RSS per
+row; ratios reference / ours of the medians (CPU first, wall beside); and the worker crossover (is the
+default parallelism slower than one worker?). Asserts nothing. A full run (--scales 1,10 --repeats 3)
+takes about 40 minutes on a quiet 2-core machine, three quarters of it the plain-Python reference at 10x:
+one 10x repeat is ~10 CPU-minutes (16 minutes wall at a load average of 5), one 1x repeat ~1.5 CPU-minutes
+(--scales 1 --repeats 1: under 2 minutes wall at a load average of 3).
 """
 
 from __future__ import annotations
@@ -25,24 +46,32 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
+import statistics
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
+if __package__ in (None, ""):  # run as a file (python bench/instances_bench.py): make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.process_tree import Measured, measure
+
+REPO = Path(__file__).resolve().parent.parent
 PYTHON_DOCS = Path("/usr/share/doc/python3.11/html")
 EXCLUDED = ("contents.html", "genindex", "py-modindex", "search.html", "/_sources/", "/_static/", "/_images/", "/_downloads/")
-# Reference (from the issue, not measured here): NVIDIA's create_pretraining_data.py, one core.
-REFERENCE = {"instances": 99_700, "tokenize_s": 8.0, "instances_s": 16.0, "end_to_end_s": 24.0, "peak_mb": 780,
-             "raw_tokens_per_s": 0.7e6}
 INSTANCES = {"max_seq_length": 128, "dupe_factor": 5, "max_predictions_per_seq": 20, "masked_lm_prob": 0.15}
-ONE_THREAD = {"RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "NUMBA_NUM_THREADS": "1",
-              "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+       "MLFLOW_DISABLE_TELEMETRY": "true"}
+PYTHON = Path(sys.executable)
+PRETRAINFLOW = PYTHON.parent / "pretrainflow"  # the console script of the venv this bench runs in
+# Issue 19's targets: reference / ours, CPU seconds, by scale
+TARGETS = {"instance generation": {1: 5, 10: 30}, "text -> instances": {1: 2, 10: 5}}
 
+
+# ---------------------------------------------------------------- inputs, made once per workdir
 
 def python_docs_texts() -> list[tuple[str, str]]:
     """(url, text) of every prose page of the Python documentation."""
@@ -93,134 +122,207 @@ def prepare(workdir: Path, snapshot: Path | None) -> None:
     (workdir / "ready").write_text("")
 
 
-def measure(step: str, workdir: Path, scale: int, workers: int = 1) -> dict:
-    """Run one step in a fresh child process: its result plus the child's peak RSS in MB."""
-    command = [sys.executable, __file__, "--child", step, "--workdir", str(workdir), "--scale", str(scale),
-               "--workers", str(workers)]
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, env={**os.environ, **ONE_THREAD})
-    output = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{step} at {scale}x failed with status {status}")
-    return {**json.loads(output), "peak_mb": usage.ru_maxrss / 1024}
+def write_config(workdir: Path) -> Path:
+    """The pipeline YAML every command of the bench reads."""
+    config = {
+        "name": "instances-bench",
+        # never read (the commands get --input), but a pipeline config names a corpus source
+        "corpus": {"local_files": [str(workdir / "snapshot-1x" / "documents-*.parquet")]},
+        "tokenize": {"tokenizer_path": str(workdir / "tokenizer")},
+        "instances": INSTANCES,
+    }
+    path = workdir / "instances-bench.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
-def sample_anonymous_peak(peak: list[int], stop: threading.Event) -> None:
-    """Keep peak[0] at the highest RssAnon (kB) seen: memory the process owns, unlike the pages of
-    memory-mapped files (the token index) that RSS also counts and the kernel can drop at any time."""
-    while not stop.wait(0.05):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):
-                peak[0] = max(peak[0], int(line.split()[1]))
+# ---------------------------------------------------------------- measurements
+
+def worker_settings() -> list[int]:
+    """parallel.workers values to run: 0 (the default: one per core), 1, and 2 unless the default is 2."""
+    return [0, 1] if (os.cpu_count() or 1) == 2 else [0, 1, 2]
 
 
-def child(step: str, workdir: Path, scale: int, workers: int) -> dict:
-    """One measurement, timed inside this process (imports and start-up excluded)."""
-    peak, stop = [0], threading.Event()
-    sampler = threading.Thread(target=sample_anonymous_peak, args=(peak, stop), daemon=True)
-    sampler.start()
-    result = run_step(step, workdir, scale, workers)
-    stop.set()
-    sampler.join()
-    return {**result, "anonymous_peak_mb": peak[0] / 1024}
+def workers_label(workers: int) -> str:
+    if workers == 0:
+        return f"default ({os.cpu_count() or 1} workers)"
+    return "1 worker" if workers == 1 else f"{workers} workers"
 
 
-def run_step(step: str, workdir: Path, scale: int, workers: int) -> dict:
-    """The timed work of one measurement."""
-    from tasks.instances.generate import InstancesConfig, build_instances
-    from tasks.parallel import local_map, serial_map
-    from tasks.tokens.shards import TokenizeConfig, build_token_shards, iter_snapshot
-    from tasks.tokens.tokenizer import load_tokenizer
+def stage_stats(measured: Measured) -> dict:
+    """The stats JSON that `pretrainflow task` prints last (indented over several lines)."""
+    lines = measured.stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
 
-    pa.array([0])  # library start-up outside the timings: pyarrow imports pandas on its first pa.array call
-    snapshot = workdir / f"snapshot-{scale}x"
-    tokens, instances = workdir / f"tokens-{scale}x-{step}", workdir / f"instances-{scale}x-{step}"
-    for folder in (tokens, instances):
-        shutil.rmtree(folder, ignore_errors=True)
-    map_shards = local_map(workers) if workers > 1 else serial_map
-    tokenize_cfg = TokenizeConfig(tokenizer_path=workdir / "tokenizer", validation_fraction=0.0,
-                                  documents_per_shard=250)
-    instances_cfg = InstancesConfig(**INSTANCES, instances_per_shard=25_000)
-    if step == "raw_encode":
-        texts = [text for _, _, text in iter_snapshot(snapshot, 256)]
-        tokenizer = load_tokenizer(workdir / "tokenizer")
-        start, cpu = time.perf_counter(), time.process_time()
-        count = sum(len(e.ids) for e in tokenizer.encode_batch(texts, add_special_tokens=False))
-        return {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, "tokens": count,
-                "words": sum(len(t.split()) for t in texts)}
-    start, cpu = time.perf_counter(), time.process_time()
-    if step in ("tokenize", "end_to_end"):
-        stats = build_token_shards(tokenize_cfg, snapshot, tokens, map_shards=map_shards)
-    else:  # instances: from the token shards the tokenize step left
-        tokens = workdir / f"tokens-{scale}x-tokenize"
-        stats = {}
-    if step in ("instances", "end_to_end"):
-        stats.update(build_instances(instances_cfg, tokens, instances, map_shards=map_shards))
-    result = {"seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu, **stats}
-    if step == "instances":  # again in the same process: without numba's one-time start-up (loading its cache)
-        shutil.rmtree(instances)
-        start, cpu = time.perf_counter(), time.process_time()
-        build_instances(instances_cfg, tokens, instances, map_shards=map_shards)
-        result.update(warm_seconds=time.perf_counter() - start, warm_cpu_seconds=time.process_time() - cpu)
-    return result
+
+def record(row: str, scale: int, repeat: int, measured: Measured, instances: int | None = None,
+           workers: int | None = None) -> dict:
+    return {"row": row, "scale": scale, "repeat": repeat, "workers": workers, "cpu_seconds": measured.cpu_seconds,
+            "wall_seconds": measured.wall_seconds, "peak_rss_mb": measured.peak_rss_mb, "instances": instances}
+
+
+def run_repeat(workdir: Path, config: Path, scale: int, repeat: int, settings: list[int],
+               keep_outputs: bool = False) -> list[dict]:
+    """One repeat of every row at one scale (see the module docstring); outputs removed unless keep_outputs."""
+    snapshot, runs, logs = workdir / f"snapshot-{scale}x", workdir / "runs" / f"{scale}x", workdir / "logs"
+    shutil.rmtree(runs, ignore_errors=True)
+    runs.mkdir(parents=True)
+    logs.mkdir(exist_ok=True)
+    records = []
+
+    def run(name: str, command: list[str]) -> Measured:
+        return measure(command, logs / f"{scale}x-r{repeat}-{name}.log", ENV)
+
+    def done(folder: Path) -> None:
+        if not keep_outputs:
+            shutil.rmtree(folder)
+
+    def ours(workers: int) -> Path:
+        """Our tokenize then instances commands; the token shards' folder (kept for the reference)."""
+        tokens, out = runs / f"ours-tokens-w{workers}", runs / f"ours-instances-w{workers}"
+        overrides = ["--set", f"parallel.workers={workers}"] if workers else []
+        tokenize = run(f"ours-tokenize-w{workers}", [str(PRETRAINFLOW), "task", "tokenize", "--config", str(config),
+                                                     "--input", f"corpus={snapshot}", "--output", str(tokens), *overrides])
+        instances = run(f"ours-instances-w{workers}", [str(PRETRAINFLOW), "task", "instances", "--config", str(config),
+                                                       "--input", f"tokenize={tokens}", "--output", str(out), *overrides])
+        made = stage_stats(instances)["instances"]
+        records.append(record("ours tokenize", scale, repeat, tokenize, workers=workers))
+        records.append(record("ours instances", scale, repeat, instances, made, workers))
+        done(out)
+        return tokens
+
+    def reference(kind: str, inputs: list[str]) -> None:
+        out = runs / f"reference-{kind}"
+        measured = run(f"reference-{kind}", [str(PYTHON), str(REPO / "bench" / "google_reference.py"), kind,
+                                             *inputs, "--config", str(config), "--output", str(out)])
+        records.append(record(f"reference {kind}", scale, repeat, measured, measured.result["instances"]))
+        done(out)
+
+    tokens = ours(settings[0])
+    reference("instances", ["--tokens", str(tokens)])  # alternating: ours, reference, ours, reference, ...
+    for workers in settings[1:]:
+        done(ours(workers))
+    reference("text", ["--snapshot", str(snapshot), "--tokenizer", str(workdir / "tokenizer")])
+    done(tokens)
+    start_up = run("cli-start-up", [str(PRETRAINFLOW), "config", "--config", str(config)])
+    records.append(record("CLI start-up", scale, repeat, start_up))
+    return records
+
+
+# ---------------------------------------------------------------- summary
+
+def text_to_instances(records: list[dict]) -> list[dict]:
+    """Our text -> instances rows: each tokenize run with the instances run after it (CPU, wall summed)."""
+    tokenize = {(r["scale"], r["repeat"], r["workers"]): r for r in records if r["row"] == "ours tokenize"}
+    joined = []
+    for r in records:
+        if r["row"] == "ours instances":
+            t = tokenize[(r["scale"], r["repeat"], r["workers"])]
+            joined.append({**r, "row": "ours text -> instances", "cpu_seconds": t["cpu_seconds"] + r["cpu_seconds"],
+                           "wall_seconds": t["wall_seconds"] + r["wall_seconds"],
+                           "peak_rss_mb": max(t["peak_rss_mb"], r["peak_rss_mb"])})
+    return joined
+
+
+def median_of(records: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in records)
+
+
+def spread(records: list[dict], key: str, digits: int) -> str:
+    """median (min-max) of one figure."""
+    values = [r[key] for r in records]
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def summarize(records: list[dict], scale: int) -> str:
+    """The printed report of one scale."""
+    records = [r for r in records if r["scale"] == scale]
+    records = records + text_to_instances(records)
+    settings = sorted({r["workers"] for r in records if r["workers"] is not None}, key=lambda w: (w != 0, w))
+
+    def rows(name: str, workers: int | None = None) -> list[dict]:
+        return [r for r in records if r["row"] == name and r["workers"] == workers]
+
+    labelled = [(f"ours instances, {workers_label(w)}", rows("ours instances", w)) for w in settings]
+    labelled.append(("reference instances (plain Python)", rows("reference instances")))
+    labelled += [(f"ours tokenize, {workers_label(w)}", rows("ours tokenize", w)) for w in settings]
+    labelled += [(f"ours text -> instances, {workers_label(w)}", rows("ours text -> instances", w)) for w in settings]
+    labelled.append(("reference text -> instances", rows("reference text")))
+    labelled.append(("CLI start-up (pretrainflow config)", rows("CLI start-up")))
+    repeats = len(labelled[0][1])
+    width = max(len(label) for label, _ in labelled)
+    lines = [f"\n{scale}x: {repeats} repeat(s), median (min-max); CPU s = user + system of the whole process tree",
+             f"  {'':{width}}  {'CPU s':>20}  {'wall s':>20}  {'peak tree RSS MB':>18}"]
+    for label, group in labelled:
+        lines.append(f"  {label:{width}}  {spread(group, 'cpu_seconds', 2):>20}  {spread(group, 'wall_seconds', 2):>20}"
+                     f"  {spread(group, 'peak_rss_mb', 0):>18}")
+
+    lines.append("  reference / ours, medians (CPU; wall):")
+    for what, ours_row, reference_row in (("instance generation", "ours instances", "reference instances"),
+                                          ("text -> instances", "ours text -> instances", "reference text")):
+        reference = rows(reference_row)
+        target = f"   (target {TARGETS[what][scale]}x CPU)" if scale in TARGETS[what] else ""
+        for w in settings:
+            ours = rows(ours_row, w)
+            cpu = median_of(reference, "cpu_seconds") / median_of(ours, "cpu_seconds")
+            wall = median_of(reference, "wall_seconds") / median_of(ours, "wall_seconds")
+            lines.append(f"    {what}, {workers_label(w)}: {cpu:.2f}x CPU; {wall:.2f}x wall{target}")
+
+    lines.append("  worker crossover, medians (default vs 1 worker):")
+    for name in ("ours instances", "ours tokenize", "ours text -> instances"):
+        one, default = rows(name, 1), rows(name, 0)
+        if one and default:
+            wall_one, wall_default = median_of(one, "wall_seconds"), median_of(default, "wall_seconds")
+            verdict = "slower than 1 worker" if wall_default > wall_one else "not slower"
+            lines.append(f"    {name}: " + "; ".join(
+                f"{workers_label(w)} {median_of(rows(name, w), 'cpu_seconds'):.2f} CPU s, "
+                f"{median_of(rows(name, w), 'wall_seconds'):.2f} wall s" for w in settings)
+                + f"  -> default {verdict} ({wall_default / wall_one:.2f}x the wall of 1 worker)")
+
+    made = [r for r in records if r["instances"] is not None and r["row"] != "ours text -> instances"]
+    if len({r["instances"] for r in made}) == 1:
+        lines.append(f"  instances made: {made[0]['instances']:,} by every run of ours and of the reference")
+    else:
+        lines.append("  instance counts DIFFER: " + ", ".join(
+            f"{r['row']}" + (f" ({workers_label(r['workers'])})" if r["workers"] is not None else "")
+            + f" repeat {r['repeat'] + 1}: {r['instances']:,}" for r in made))
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--snapshot", type=Path, help="corpus snapshot folder (default: extract the Python docs)")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/instances_bench"))
-    parser.add_argument("--workers", type=int, default=1, help="also run the stages on this many local processes")
-    parser.add_argument("--repeats", type=int, default=2, help="child processes per measurement (the best is shown)")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--scale", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/instances_bench"),
+                        help="inputs (made once), logs and scratch outputs")
+    parser.add_argument("--scales", default="1,10", help="comma-separated: 1, 10 or both")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of every row per scale")
+    parser.add_argument("--json", type=Path, help="also write every raw measurement to this file")
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(child(args.child, args.workdir, args.scale, args.workers)))
-        return
+    scales = [int(s) for s in args.scales.split(",") if s.strip()]
+    problems = [f"--scales: {s} is not 1 or 10" for s in scales if s not in (1, 10)]
+    if args.repeats < 1:
+        problems.append(f"--repeats must be >= 1, got {args.repeats}")
+    if args.snapshot is None and not PYTHON_DOCS.is_dir():
+        problems.append(f"{PYTHON_DOCS} is missing (make python-docs), or pass --snapshot")
+    if problems:
+        parser.error("; ".join(problems))
+    args.workdir.mkdir(parents=True, exist_ok=True)
     prepare(args.workdir, args.snapshot)
-    print("reference (from the issue, not measured here): NVIDIA create_pretraining_data.py, 7.4 MB Python docs, one core:")
-    print(f"  99.7k instances; tokenization ~{REFERENCE['tokenize_s']:.0f} s, instance generation ~{REFERENCE['instances_s']:.0f} s, "
-          f"end to end ~{REFERENCE['end_to_end_s']:.0f} s; peak {REFERENCE['peak_mb']} MB; raw HF encode ~0.7 M tokens/s per core")
-    reference_rate = REFERENCE["instances"] / REFERENCE["instances_s"]
-    reference_e2e_rate = REFERENCE["instances"] / REFERENCE["end_to_end_s"]
-    print("Per-core rates use each child's CPU time (time.process_time; one thread per library), which other")
-    print("processes on a shared machine disturb far less than wall time; wall seconds are shown beside them.")
-    for scale in (1, 10):
-        raw = best_of(args.repeats, "raw_encode", args.workdir, scale)
-        tokenize = best_of(args.repeats, "tokenize", args.workdir, scale)
-        if scale == 1:
-            measure("instances", args.workdir, scale)  # untimed: compiles the kernel into numba's on-disk cache
-        instances = best_of(args.repeats, "instances", args.workdir, scale)
-        end_to_end = best_of(args.repeats, "end_to_end", args.workdir, scale)
-        raw_rate, our_rate = raw["tokens"] / raw["cpu_seconds"], tokenize["tokens"] / tokenize["cpu_seconds"]
-        made = instances["instances"]
-        print(f"\n{scale}x corpus: {raw['words'] / 1e6:.2f} M words, {tokenize['tokens'] / 1e6:.2f} M tokens, "
-              f"{made / 1e3:.1f} k instances; CPU s (wall s), best of {args.repeats}")
-        print(f"  raw encode_batch:     {raw['cpu_seconds']:6.2f} ({raw['seconds']:6.2f})  {raw_rate / 1e6:.2f} M tokens/s per core"
-              f"  peak {raw['peak_mb']:.0f} MB (anon {raw['anonymous_peak_mb']:.0f})")
-        print(f"  tokenize stage:       {tokenize['cpu_seconds']:6.2f} ({tokenize['seconds']:6.2f})  {our_rate / 1e6:.2f} M tokens/s per core"
-              f"  peak {tokenize['peak_mb']:.0f} MB (anon {tokenize['anonymous_peak_mb']:.0f})  ({our_rate / raw_rate:.0%} of raw encode_batch)")
-        print(f"  instance generation:  {instances['cpu_seconds']:6.2f} ({instances['seconds']:6.2f})  "
-              f"{made / instances['cpu_seconds'] / 1e3:.1f} k instances/s per core  peak {instances['peak_mb']:.0f} MB (anon {instances['anonymous_peak_mb']:.0f})"
-              f"  ({made / instances['cpu_seconds'] / reference_rate:.1f}x the reference)")
-        print(f"    same, numba warm:   {instances['warm_cpu_seconds']:6.2f} ({instances['warm_seconds']:6.2f})  "
-              f"{made / instances['warm_cpu_seconds'] / 1e3:.1f} k instances/s per core"
-              f"  ({made / instances['warm_cpu_seconds'] / reference_rate:.1f}x the reference)")
-        e2e_rate = end_to_end["instances"] / end_to_end["cpu_seconds"]
-        print(f"  end to end:           {end_to_end['cpu_seconds']:6.2f} ({end_to_end['seconds']:6.2f})  "
-              f"{e2e_rate / 1e3:.1f} k instances/s per core  peak {end_to_end['peak_mb']:.0f} MB (anon {end_to_end['anonymous_peak_mb']:.0f})"
-              f"  ({e2e_rate / reference_e2e_rate:.1f}x the reference)")
-        print(f"  mask rate {instances['train_mask_rate']:.3f}, [MASK]/random/kept {instances['train_mask_token_fraction']:.3f}/"
-              f"{instances['train_random_fraction']:.3f}/{instances['train_kept_fraction']:.3f}, "
-              f"NSP random {instances['train_label_1_fraction']:.3f}, mean length {instances['train_mean_length']:.1f}")
-        if args.workers > 1:
-            parallel = measure("end_to_end", args.workdir, scale, args.workers)
-            print(f"  end to end on {args.workers} processes: {parallel['seconds']:6.2f} s wall  peak (parent) {parallel['peak_mb']:.0f} MB")
-
-
-def best_of(repeats: int, step: str, workdir: Path, scale: int) -> dict:
-    """The run with the least CPU time out of `repeats` fresh child processes."""
-    return min((measure(step, workdir, scale) for _ in range(repeats)), key=lambda result: result["cpu_seconds"])
+    config = write_config(args.workdir)
+    settings = worker_settings()
+    print(f"{args.repeats} repeat(s) at {', '.join(f'{s}x' for s in scales)}; worker settings: "
+          f"{', '.join(workers_label(w) for w in settings)}; logs in {args.workdir / 'logs'}", flush=True)
+    records: list[dict] = []
+    for scale in scales:
+        for repeat in range(args.repeats):
+            records += run_repeat(args.workdir, config, scale, repeat, settings)
+            print(f"  {scale}x repeat {repeat + 1} done", flush=True)
+        print(summarize(records, scale), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"config": yaml.safe_load(config.read_text()), "measurements": records}, indent=1))
 
 
 if __name__ == "__main__":
