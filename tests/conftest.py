@@ -16,6 +16,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # tracebacks of users' errors (tasks/errors.py) go to a scratch file, not the user's ~/.cache
+# what the project remembers between commands (tokenizer folders that passed their check) starts empty
+os.environ.setdefault("PRETRAINFLOW_CACHE_DIR", tempfile.mkdtemp(prefix="pretrainflow-tests-cache-"))
 os.environ.setdefault("PRETRAINFLOW_ERROR_LOG", os.path.join(tempfile.gettempdir(), f"pretrainflow-tests-{os.getpid()}",
                                                              "errors.log"))
 

@@ -226,13 +226,44 @@ def tokenizer_folder_problems(path: Path) -> list[str]:
     """Everything wrong with a folder that should hold a BERT tokenizer ([] when usable).
 
     Beyond tokenizer.json (what the shards are encoded with), transformers' AutoTokenizer must read the
-    folder the same way, since pretraining and evaluation load it that way: ~10 ms once transformers is
-    imported (tasks.config imports it anyway), so it runs at config validation and at the stage start.
+    folder the same way, since pretraining and evaluation load it that way. That check imports transformers
+    (~3 CPU-s), which every command naming `tokenize.tokenizer_path` would pay at config validation; so a
+    folder that passed is remembered by the digest of its files and the transformers version
+    (_passed_check_marker), and checked again only when one of them changes.
     """
     tokenizer, problems = _read_tokenizer_folder(path)
-    if tokenizer is not None and not problems:
-        problems = _transformers_problems(Path(path), tokenizer)
+    if tokenizer is None or problems:
+        return problems
+    marker = _passed_check_marker(Path(path))
+    if marker is not None and marker.exists():
+        return []
+    problems = _transformers_problems(Path(path), tokenizer)
+    if not problems and marker is not None:
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:  # a read-only cache: check again next time
+            pass
     return problems
+
+
+def _passed_check_marker(path: Path) -> Path | None:
+    """$PRETRAINFLOW_CACHE_DIR (else ~/.cache/pretrainflow)/tokenizer-checks/<sha256 of the folder's files and
+    transformers' version>:
+    an empty file whose presence says this exact folder content passed _transformers_problems; None when
+    transformers is not installed (then the check reports that)."""
+    import hashlib
+    from importlib import metadata
+
+    try:
+        digest = hashlib.sha256(f"transformers {metadata.version('transformers')}".encode())
+    except metadata.PackageNotFoundError:
+        return None
+    for file in sorted(p for p in path.iterdir() if p.is_file()):
+        digest.update(f"\0{file.name}\0{file.stat().st_size}\0".encode())
+        digest.update(file.read_bytes())
+    cache = os.environ.get("PRETRAINFLOW_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pretrainflow"
+    return Path(cache) / "tokenizer-checks" / digest.hexdigest()
 
 
 # A pair with mixed case, accents, CJK and full-width characters: a tokenizer_config.json that disagrees

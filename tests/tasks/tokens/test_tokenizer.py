@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer
@@ -223,3 +227,29 @@ def test_vocabulary_larger_than_vocab_size_is_warned_about_and_counted(caplog):
     large = train_wordpiece(texts, vocab_size=300, min_frequency=1, lowercase=False, strip_accents=None,
                             limit_alphabet=1000)
     assert large.get_vocab_size() <= 300 and not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_folder_that_passed_is_not_checked_with_transformers_again_until_it_changes(tmp_path):
+    """A command naming tokenize.tokenizer_path validates it at every start: once the folder has passed, a fresh
+    process answers from the remembered digest without importing transformers (~3 CPU-s)."""
+    folder = tmp_path / "cased"
+    save_tokenizer(_train(lowercase=False), folder, lowercase=False, strip_accents=None, model_max_length=512)
+    script = ("import json, sys\n"
+              "from tasks.tokens.tokenizer import tokenizer_folder_problems\n"
+              f"problems = tokenizer_folder_problems({str(folder)!r})\n"
+              "print(json.dumps([problems, 'transformers' in sys.modules]))\n")
+    env = {**os.environ, "PRETRAINFLOW_CACHE_DIR": str(tmp_path / "cache")}
+
+    def check() -> list:
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[3])
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.splitlines()[-1])
+
+    assert check() == [[], True]  # checked with transformers
+    assert check() == [[], False]  # remembered
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    del config["do_lower_case"]
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    problems, imported = check()
+    assert imported and "do_lower_case" in problems[0]  # changed content: checked again
