@@ -4,7 +4,9 @@ Output (the token-shards contract): `tokenizer/` (a Hugging Face BERT tokenizer 
 `train/tokens-00000.arrow`, ..., `validation/tokens-00000.arrow`, ... in Arrow IPC stream format with
 columns doc_id (string) and sentences (list<list<uint16|uint32>>: one inner list per sentence, WordPiece
 ids without special tokens). A document goes to validation when its content hash falls below
-`validation_fraction`, so the split is by document and stable across re-runs and snapshot growth.
+`validation_fraction`, so the split is by document and stable across re-runs and snapshot growth. Each
+split's documents are cut, in snapshot order, into shards of at most `documents_per_shard` documents and
+`shard_text_bytes` of text: the shards are the units of parallel work, and a worker's memory is bounded by one.
 
 A rerun after a crash reuses the finished token shards, each checked first against the size and sha256
 recorded in a sidecar when it was written (tasks/pieces.py): a damaged one is encoded again. The
@@ -13,6 +15,7 @@ sidecars are removed when every shard is done, so the output holds only the file
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import logging
 import os
@@ -48,6 +51,11 @@ SNAPSHOT_GLOB = "documents-*.parquet"
 TOKENIZER_DIRNAME = "tokenizer"
 # Hex digits of the content hash used for the split: 60 bits, far finer than any fraction asked for.
 _SPLIT_HASH_DIGITS = 15
+# Input text (UTF-8 bytes) that sentence splitting and encoding get through per CPU-second on one core.
+# Measured on the Python docs (1x demo snapshot: 497 documents, 9.04 MB of text, 2 shards), make_token_shard
+# on every shard in one process, user+sys of that process (tokenizers' own threads included), 3 runs:
+# 1.58, 1.77, 1.83 M bytes per CPU-s (1.41-1.76 M with TOKENIZERS_PARALLELISM=false), 2 cores at load ~5.
+TOKENIZE_BYTES_PER_CPU_SECOND = 1_700_000
 
 
 class TokenizeConfig(BaseModel):
@@ -73,12 +81,29 @@ class TokenizeConfig(BaseModel):
     """model_max_length recorded in the saved tokenizer (positions the model will support)."""
     max_training_documents: int = Field(default=100_000, ge=1)
     """Train the tokenizer on at most this many train-split documents, in snapshot order."""
+    max_training_bytes: int = Field(default=64 * 2**20, ge=1)
+    """...and on at most about this much of their text (UTF-8 bytes; whole documents, the last one reaching it
+    is kept). The trainer's memory grows with the distinct words it sees, which keep growing with the text of
+    a real corpus (here +62 MiB for 8 MiB of Zipf-like text with 47 k distinct words, +129 MiB for 32 MiB
+    with 120 k), and its CPU time with the text (~0.37 CPU-s per MiB of the Python docs): 64 MiB bounds both
+    (~25 CPU-s) whatever the corpus size, and is ~10 M words, far more than a 16 k vocabulary's merges need."""
     validation_fraction: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Fraction of documents, chosen by content hash, that go to the validation split."""
     documents_per_shard: int = Field(default=10_000, ge=1)
-    """Input documents per output shard and split (documents without any text are dropped)."""
+    """At most this many input documents per output shard and split (documents without any text are dropped)."""
+    shard_text_bytes: int = Field(default=16 * 2**20, ge=1)
+    """At most this much input text (UTF-8 bytes) per output shard and split (a longer document gets a shard
+    of its own). Shards are the units of parallel work (16 MiB is ~9 CPU-s here) and a worker holds its
+    shard's ids until it is written: making the biggest shard of the 10x Python docs raised a process's peak
+    RSS by 146, 150, 142, 179, 228 MiB at 4, 8, 16, 32, 64 MiB: up to ~16 MiB it is mostly reading one Parquet
+    row group (~70 MiB for 2,000 documents) and encoding one batch, which do not grow with the shard."""
     batch_size: int = Field(default=256, ge=1)
     """Documents read and encoded together (bounds memory for raw text)."""
+    batch_text_bytes: int = Field(default=2**20, ge=1)
+    """At most this much text (UTF-8 bytes) encoded together (a longer document alone): the encoder's output
+    takes ~90 bytes per token until it is cut into ids. Making a 16 MiB shard of the 10x Python docs raised a
+    process's peak RSS by 136, ~150 and ~200 MiB with 256 KiB, 1 MiB and 4 MiB batches, at the same CPU time;
+    batch_size alone would let a batch of long documents hold gigabytes."""
 
     @field_validator("tokenizer_path")
     @classmethod
@@ -127,11 +152,21 @@ def snapshot_files(snapshot_dir: Path) -> list[Path]:
     return files
 
 
+def iter_row_groups(parquet: pq.ParquetFile, columns: list[str], batch_size: int,
+                    row_groups: list[int] | None = None) -> Iterator[pa.RecordBatch]:
+    """Record batches of a Parquet file's row groups (all, or those given), read one row group at a time.
+
+    One iter_batches over several row groups reads ahead: on 10 row groups of 9.7 MB of text each, Arrow's
+    pool peaked at 115 MiB that way and at 31 MiB a row group at a time.
+    """
+    for group in range(parquet.metadata.num_row_groups) if row_groups is None else row_groups:
+        yield from parquet.iter_batches(batch_size=batch_size, row_groups=[group], columns=columns)
+
+
 def iter_snapshot(snapshot_dir: Path, batch_size: int) -> Iterator[tuple[str, str, str]]:
     """(id, content_hash, text) of every snapshot document, in file and row order."""
     for path in snapshot_files(snapshot_dir):
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=["id", "content_hash", "text"]):
+        for batch in iter_row_groups(pq.ParquetFile(path), ["id", "content_hash", "text"], batch_size):
             columns = batch.to_pydict()
             yield from zip(columns["id"], columns["content_hash"], columns["text"])
 
@@ -153,6 +188,15 @@ def numpy_values(array: pa.Array) -> np.ndarray:
     return np.frombuffer(array.buffers()[1], dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
+def text_byte_lengths(array: pa.Array) -> np.ndarray:
+    """(rows,) UTF-8 bytes of each string of a string or large_string array, read from its offsets (0 for a null)."""
+    dtype = np.dtype(np.int64 if pa.types.is_large_string(array.type) else np.int32)
+    if len(array) == 0:
+        return np.zeros(0, np.int64)
+    offsets = np.frombuffer(array.buffers()[1], dtype, count=len(array) + 1, offset=array.offset * dtype.itemsize)
+    return np.diff(offsets).astype(np.int64)
+
+
 def read_stream(path: Path) -> pa.Table:
     """Read a whole Arrow IPC stream file (memory-mapped)."""
     with pa.memory_map(str(path), "r") as source:
@@ -161,15 +205,17 @@ def read_stream(path: Path) -> pa.Table:
 
 @dataclass
 class _EncodedDocuments:
-    """Documents encoded so far for one shard, as flat arrays."""
+    """Documents encoded so far for one shard, as flat arrays; ids are kept in id_dtype (uint16 for a
+    vocabulary up to 65,536: half the memory of the encoder's uint32) until the shard is written."""
 
+    id_dtype: np.dtype = np.dtype(np.uint32)
     doc_ids: list[str] = field(default_factory=list)
-    ids: list[np.ndarray] = field(default_factory=list)  # (tokens,) per batch
+    ids: list[np.ndarray] = field(default_factory=list)  # (tokens,) per batch, id_dtype
     sentence_lengths: list[np.ndarray] = field(default_factory=list)  # (sentences,) per batch
     document_sentences: list[int] = field(default_factory=list)  # sentences per document
 
     def to_table(self, schema: pa.Schema) -> pa.Table:
-        dtype = np.dtype(str(schema.field("sentences").type.value_type.value_type))  # to_pandas_dtype imports pandas
+        dtype = _id_dtype(schema)
         ids = np.concatenate(self.ids).astype(dtype, copy=False) if self.ids else np.zeros(0, dtype)
         lengths = np.concatenate(self.sentence_lengths) if self.sentence_lengths else np.zeros(0, np.int64)
         sentence_offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
@@ -177,6 +223,11 @@ class _EncodedDocuments:
         sentences = pa.ListArray.from_arrays(pa.array(sentence_offsets), pa.array(ids))
         documents = pa.ListArray.from_arrays(pa.array(document_offsets), sentences)
         return pa.Table.from_arrays([pa.array(self.doc_ids, pa.string()), documents], schema=schema)
+
+
+def _id_dtype(schema: pa.Schema) -> np.dtype:
+    """numpy dtype of a token shard schema's ids (pyarrow's to_pandas_dtype imports pandas)."""
+    return np.dtype(str(schema.field("sentences").type.value_type.value_type))
 
 
 SENTENCE_MARK = f" {SEP} "  # joins a document's sentences for one encode call (see encode_documents)
@@ -255,7 +306,7 @@ def encode_documents(tokenizer: Tokenizer, doc_ids: list[str], texts: list[str],
         if kept:
             into.doc_ids.append(doc_id)
             into.document_sentences.append(kept)
-    into.ids.append(ids)
+    into.ids.append(ids.astype(into.id_dtype, copy=False))
     into.sentence_lengths.append(lengths[lengths > 0])
 
 
@@ -284,23 +335,54 @@ class TokenShardSpec:
     row_ranges: tuple[tuple[str, int, int], ...]  # (parquet file, first row, end row): the split's rows in them
     validation_fraction: float
     batch_size: int
+    batch_text_bytes: int
     out_path: Path
+    text_bytes: int  # UTF-8 bytes of the text of the split's rows in row_ranges
+
+    @property
+    def estimated_seconds(self) -> float:
+        """CPU-seconds this shard's work should take on one core (for choosing how many workers to start)."""
+        return self.text_bytes / TOKENIZE_BYTES_PER_CPU_SECOND
 
 
-def _split_rows(path: Path, start: int, end: int, split: str, validation_fraction: float,
-                batch_size: int) -> Iterator[tuple[list[str], list[str]]]:
-    """(doc_ids, texts) batches of the rows [start, end) of one parquet file that belong to split."""
-    row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=["id", "content_hash", "text"]):
+def _byte_runs(text_bytes: np.ndarray, limit: int) -> Iterator[tuple[int, int]]:
+    """[start, stop) runs of consecutive rows with at most limit text bytes each (a longer row alone)."""
+    start, total = 0, 0
+    for row, size in enumerate(text_bytes.tolist()):
+        if row > start and total + size > limit:
+            yield start, row
+            start, total = row, 0
+        total += size
+    if start < len(text_bytes):
+        yield start, len(text_bytes)
+
+
+def _split_rows(path: Path, start: int, end: int, split: str, validation_fraction: float, batch_size: int,
+                batch_text_bytes: int) -> Iterator[tuple[list[str], list[str]]]:
+    """(doc_ids, texts) batches of the rows [start, end) of one parquet file that belong to split; a batch
+    has at most batch_size rows and batch_text_bytes of text (or one longer document)."""
+    parquet = pq.ParquetFile(path)
+    groups, row, first_row = [], 0, None  # the row groups holding [start, end), and the first one's first row
+    for group in range(parquet.metadata.num_row_groups):
+        rows = parquet.metadata.row_group(group).num_rows
+        if row < end and row + rows > start:
+            groups.append(group)
+            first_row = row if first_row is None else first_row
+        row += rows
+    if not groups:
+        return
+    row = first_row
+    for batch in iter_row_groups(parquet, ["id", "content_hash", "text"], batch_size, groups):
         first, row = row, row + batch.num_rows
         if row <= start:
             continue
         if first >= end:
             break
         batch = batch.slice(max(start - first, 0), min(end, row) - max(start, first))
-        columns = batch.to_pydict()
-        keep = [split_of(h, validation_fraction) == split for h in columns["content_hash"]]
-        yield ([d for d, k in zip(columns["id"], keep) if k], [t for t, k in zip(columns["text"], keep) if k])
+        for run_start, run_stop in _byte_runs(text_byte_lengths(batch.column("text")), batch_text_bytes):
+            columns = batch.slice(run_start, run_stop - run_start).to_pydict()
+            keep = [split_of(h, validation_fraction) == split for h in columns["content_hash"]]
+            yield ([d for d, k in zip(columns["id"], keep) if k], [t for t, k in zip(columns["text"], keep) if k])
 
 
 def reuse_stream(path: Path) -> pa.Table | None:
@@ -322,63 +404,132 @@ def make_token_shard(spec: TokenShardSpec) -> dict[str, int]:
     tokenizer = load_tokenizer(spec.tokenizer_dir)
     table = reuse_stream(spec.out_path)
     if table is None:
-        encoded = _EncodedDocuments()
+        schema = token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True))
+        encoded = _EncodedDocuments(_id_dtype(schema))
         for path, start, end in spec.row_ranges:
-            for doc_ids, texts in _split_rows(Path(path), start, end, spec.split, spec.validation_fraction, spec.batch_size):
+            for doc_ids, texts in _split_rows(Path(path), start, end, spec.split, spec.validation_fraction,
+                                              spec.batch_size, spec.batch_text_bytes):
                 encode_documents(tokenizer, doc_ids, texts, encoded)
-        table = encoded.to_table(token_shard_schema(tokenizer.get_vocab_size(with_added_tokens=True)))
+        table = encoded.to_table(schema)
+        del encoded  # the table has its own copy of the ids
         write_stream_atomically(table, spec.out_path)
         record_piece(spec.out_path)
     stats = token_shard_stats(table, tokenizer.token_to_id(UNK))
+    del table
+    release_freed_memory()  # a worker goes on to its next shard from its baseline, not this shard's peak
     logger.info("%s/%s: %d documents, %d sentences, %d tokens",
                 spec.split, spec.out_path.name, stats["documents"], stats["sentences"], stats["tokens"])
     return stats
 
 
+def release_freed_memory() -> None:
+    """Give memory that is freed but still held by allocators back to the operating system.
+
+    Arrow's pool keeps what reading a Parquet row group took, and glibc keeps what the tokenizer trainer's
+    threads freed in their own arenas, so a process that goes on to other work (the stage's process after
+    training and planning, a worker between shards) would otherwise start it from its earlier peak. Measured
+    after training on the 10x Python docs: 313 MiB, 256 after Arrow's release, 183 after malloc_trim.
+    """
+    pa.default_memory_pool().release_unused()
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim  # glibc only
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, musl), or no dlopen(NULL) (Windows)
+        return
+    malloc_trim(0)
+
+
+@dataclass
+class _PlannedShard:
+    """A token shard being planned: its row ranges, documents and text bytes so far."""
+
+    row_ranges: list[tuple[str, int, int]] = field(default_factory=list)
+    documents: int = 0
+    text_bytes: int = 0
+
+
+def _split_rows_and_bytes(path: Path, validation_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows,) bool True for the validation split and (rows,) int64 text bytes of one parquet file's rows.
+
+    Reads only the content_hash and text columns, a batch at a time (ParquetFile, not pq.read_table:
+    the latter imports pandas, ~1 s per worker process); text lengths come from the string offsets.
+    """
+    validation, text_bytes = [], []
+    for batch in iter_row_groups(pq.ParquetFile(path), ["content_hash", "text"], 4096):
+        hashes = batch.column("content_hash").to_pylist()
+        splits = (split_of(content_hash, validation_fraction) for content_hash in hashes)
+        validation.append(np.fromiter((split == "validation" for split in splits), bool, len(hashes)))
+        text_bytes.append(text_byte_lengths(batch.column("text")))
+    if not validation:
+        return np.zeros(0, bool), np.zeros(0, np.int64)
+    return np.concatenate(validation), np.concatenate(text_bytes)
+
+
+def _add_rows(shards: list[_PlannedShard], path: str, rows: np.ndarray, text_bytes: np.ndarray,
+              cfg: TokenizeConfig) -> None:
+    """Append one file's rows (ascending, one split) to that split's shards, in order, never cutting a row.
+
+    A shard is full at documents_per_shard rows, or when the next row would take its text past
+    shard_text_bytes; a row longer than that alone goes into a shard of its own (started if need be).
+    """
+    ends = np.cumsum(text_bytes)  # text bytes of rows[: i + 1]
+    position = 0
+    while position < len(rows):
+        shard = shards[-1]
+        before = int(ends[position - 1]) if position else 0
+        fitting = int(np.searchsorted(ends, before + cfg.shard_text_bytes - shard.text_bytes, side="right")) - position
+        take = min(max(fitting, 1 if shard.documents == 0 else 0), cfg.documents_per_shard - shard.documents)
+        if take <= 0:
+            shards.append(_PlannedShard())
+            continue
+        take = min(take, len(rows) - position)
+        shard.row_ranges.append((path, int(rows[position]), int(rows[position + take - 1]) + 1))
+        shard.documents += take
+        shard.text_bytes += int(ends[position + take - 1]) - before
+        position += take
+
+
 def plan_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path) -> tuple[list[TokenShardSpec], dict[str, int]]:
-    """Specs of every token shard (split by content hash, documents_per_shard each, snapshot order) and
-    the number of input documents per split; reads only the content_hash column."""
-    ranges: dict[str, list[list[tuple[str, int, int]]]] = {split: [[]] for split in SPLITS}
-    filled = dict.fromkeys(SPLITS, 0)  # documents in the split's last shard so far
-    documents = dict.fromkeys(SPLITS, 0)
+    """Specs of every token shard (split by content hash, in snapshot order, each closed at documents_per_shard
+    documents or shard_text_bytes of text) and the number of input documents per split.
+
+    Reads the content_hash and text columns a Parquet row group at a time, so memory does not grow with the
+    snapshot; the same snapshot and config always give the same shards.
+    """
+    shards: dict[str, list[_PlannedShard]] = {split: [_PlannedShard()] for split in SPLITS}
     for path in snapshot_files(snapshot_dir):
-        # ParquetFile.read, not pq.read_table: the latter imports pandas (~1 s per worker process)
-        hashes = pq.ParquetFile(path).read(columns=["content_hash"]).column("content_hash").to_pylist()
-        splits = [split_of(h, cfg.validation_fraction) for h in hashes]
-        for split in SPLITS:
-            rows = [r for r, s in enumerate(splits) if s == split]
-            documents[split] += len(rows)
-            while rows:
-                if filled[split] == cfg.documents_per_shard:
-                    ranges[split].append([])
-                    filled[split] = 0
-                take = rows[: cfg.documents_per_shard - filled[split]]
-                ranges[split][-1].append((str(path), take[0], take[-1] + 1))
-                filled[split] += len(take)
-                rows = rows[len(take) :]
+        validation, text_bytes = _split_rows_and_bytes(path, cfg.validation_fraction)
+        for split, in_split in (("train", ~validation), ("validation", validation)):
+            rows = np.flatnonzero(in_split)
+            _add_rows(shards[split], str(path), rows, text_bytes[rows], cfg)
     specs = [
-        TokenShardSpec(out_dir / TOKENIZER_DIRNAME, split, index, tuple(shard_ranges), cfg.validation_fraction,
-                       cfg.batch_size, shard_path(out_dir, split, index))
+        TokenShardSpec(out_dir / TOKENIZER_DIRNAME, split, index, tuple(shard.row_ranges), cfg.validation_fraction,
+                       cfg.batch_size, cfg.batch_text_bytes, shard_path(out_dir, split, index), shard.text_bytes)
         for split in SPLITS
-        for index, shard_ranges in enumerate(ranges[split])  # a split with no documents still gets one empty shard
+        for index, shard in enumerate(shards[split])  # a split with no documents still gets one empty shard
     ]
-    return specs, documents
+    release_freed_memory()  # what reading the text columns took
+    return specs, {split: sum(shard.documents for shard in shards[split]) for split in SPLITS}
 
 
 @dataclass(frozen=True)
 class _TrainingTexts:
-    """The train split's texts (the first cfg.max_training_documents), read afresh on every iteration."""
+    """The train split's first texts, in snapshot order: at most cfg.max_training_documents documents, ending
+    with the one whose text takes the total to cfg.max_training_bytes; read afresh on every iteration."""
 
     cfg: TokenizeConfig
     snapshot_dir: Path
 
     def __iter__(self) -> Iterator[str]:
-        texts = (
-            text
-            for _, content_hash, text in iter_snapshot(self.snapshot_dir, self.cfg.batch_size)
-            if split_of(content_hash, self.cfg.validation_fraction) == "train"
-        )
-        return itertools.islice(texts, self.cfg.max_training_documents)
+        return itertools.islice(self._texts(), self.cfg.max_training_documents)
+
+    def _texts(self) -> Iterator[str]:
+        text_bytes = 0
+        for _, content_hash, text in iter_snapshot(self.snapshot_dir, self.cfg.batch_size):
+            if split_of(content_hash, self.cfg.validation_fraction) == "train":
+                yield text
+                text_bytes += len((text or "").encode())
+                if text_bytes >= self.cfg.max_training_bytes:
+                    return
 
 
 def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Path) -> None:
@@ -404,6 +555,8 @@ def prepare_tokenizer(cfg: TokenizeConfig, snapshot_dir: Path, tokenizer_dir: Pa
             strip_accents=cfg.strip_accents,
             model_max_length=cfg.model_max_length,
         )
+        del tokenizer
+        release_freed_memory()
 
 
 def build_token_shards(cfg: TokenizeConfig, snapshot_dir: Path, out_dir: Path, *,
