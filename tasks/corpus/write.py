@@ -88,6 +88,12 @@ def write_plans(work: Path, kept_ranks: np.ndarray, shard_of_rank: np.ndarray, r
     return count
 
 
+# Documents per Parquet row group of a snapshot file: a reader (the tokenize stage's planning and workers)
+# holds one row group at a time, ~15 MB of text for 1,000 pages of the Python docs; a whole file of 10,000
+# documents in one group would make readers' memory grow with the file.
+ROW_GROUP_DOCUMENTS = 1000
+
+
 def write_shard(spec: WriteShardSpec) -> dict:
     """Write documents-NNNNN.parquet (unless there, undamaged) and its index part; returns words per document
     and languages."""
@@ -97,7 +103,8 @@ def write_shard(spec: WriteShardSpec) -> dict:
     if not _reusable_documents(final, record):
         record.unlink(missing_ok=True)  # a record of the shard replaced must not judge the new one
         tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), tmp, compression="zstd")
+        pq.write_table(table.select(SNAPSHOT_SCHEMA.names).cast(SNAPSHOT_SCHEMA), tmp, compression="zstd",
+                       row_group_size=ROW_GROUP_DOCUMENTS)
         os.replace(tmp, final)
         write_json_atomically(piece_record(final), record)
     if spec.near_dedup.enabled:
