@@ -69,6 +69,12 @@ bench-pretrain: install
 bench-serve: install
 	$(BIN)/python bench/serve_bench.py
 
+# What `pretrainflow run STAGE` adds over `pretrainflow task STAGE` (Prefect + MLflow), tokenize and instances,
+# cached and built, 3 runs each (~15 min); ARGS='--served' runs them against one `prefect server start`.
+.PHONY: bench-prefect
+bench-prefect: install
+	$(BIN)/python bench/prefect_overhead.py $(ARGS)
+
 bench: bench-corpus bench-instances bench-pretrain bench-serve
 
 # The tiny pipeline while one piece at a time is damaged on disk: a table of what was detected (~6 min).

@@ -169,15 +169,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def run_flow(name: str, config: PipelineConfig, refresh: bool = False) -> dict[str, Any]:
     """Run a stage flow or the pipeline flow (ephemeral Prefect unless PREFECT_API_URL is set)."""
-    from flows.pipeline import STAGE_FLOWS, pipeline_flow
-    from flows.stage import result_of
+    from flows.stage import result_of, stage_flow
 
     if name == "pipeline":
+        from flows.pipeline import pipeline_flow
+
         state = pipeline_flow(config, return_state=True)
     elif refresh:
-        state = STAGE_FLOWS[name](config, refresh=True, return_state=True)
+        state = stage_flow(name)(config, refresh=True, return_state=True)
     else:
-        state = STAGE_FLOWS[name](config, return_state=True)
+        state = stage_flow(name)(config, return_state=True)  # only this stage's flow module is imported
     return result_of(state)  # a refusal raises an InputError with the run's state message
 
 

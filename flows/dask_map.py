@@ -18,21 +18,25 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
-from prefect_dask import DaskTaskRunner
 
 from tasks.parallel import ParallelConfig, ShardMap, local_map
+
+if TYPE_CHECKING:  # prefect_dask imports dask.distributed (~0.35 CPU-s): only a run with a dask_address pays it
+    from prefect_dask import DaskTaskRunner
 
 R = TypeVar("R")
 
 
 def dask_task_runner(parallel: ParallelConfig) -> DaskTaskRunner:
     """The runner for `parallel.dask_address`: 'local' = a LocalCluster of `workers` processes on loopback."""
+    from prefect_dask import DaskTaskRunner
+
     if parallel.dask_address == "local":
         return DaskTaskRunner(
             cluster_class="distributed.LocalCluster",

@@ -11,29 +11,18 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
-from flows.corpus import corpus_flow
-from flows.evaluate import evaluate_flow
-from flows.instances import instances_flow
-from flows.pretrain import pretrain_flow
 from flows.runs import label_flow_run, run_name, run_tags
-from flows.stage import Refused, refused, result_of, start_flow, tracker_for
-from flows.tokens import tokenize_flow
+from flows.stage import Refused, refused, result_of, stage_flow, start_flow, tracker_for
 from tasks.config import PipelineConfig
 from tasks.errors import InputError
-from tasks.stages import resolve_ids
+from tasks.stages import STAGES, resolve_ids
 from tasks.summary import StageOutcome, evaluation_tables, pipeline_markdown, pipeline_metrics, stage_line
 from tasks.tracking import DESCRIPTION, Tracker, flatten
 
 # named, not __name__: a worker loads this file as its deployments' entrypoint under another module name
 log = logging.getLogger("flows.pipeline")
 
-STAGE_FLOWS = {
-    "corpus": corpus_flow,
-    "tokenize": tokenize_flow,
-    "instances": instances_flow,
-    "pretrain": pretrain_flow,
-    "evaluate": evaluate_flow,
-}
+STAGE_FLOWS = {name: stage_flow(name) for name in STAGES}  # pipeline order
 
 
 @flow(name="pipeline", log_prints=True, validate_parameters=False)
@@ -52,8 +41,8 @@ def pipeline_flow(config: PipelineConfig) -> dict[str, Any] | State:
     try:
         with tracker.run(name, tags={**tags, "stage": "pipeline"}) as parent_run_id:
             tracker.log_params(parent_run_id, flatten(config.model_dump(mode="json")))
-            for stage, stage_flow in STAGE_FLOWS.items():
-                results[stage] = result_of(stage_flow(config, parent_run_id=parent_run_id, return_state=True))
+            for stage, subflow in STAGE_FLOWS.items():
+                results[stage] = result_of(subflow(config, parent_run_id=parent_run_id, return_state=True))
                 log.info("%s", stage_line(_outcome(results[stage])))
             summary = _summarize(tracker, name, parent_run_id, results)
     except Refused as err:  # the stage run failed on bad input: the pipeline fails with its message

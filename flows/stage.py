@@ -10,13 +10,14 @@ or, on a Dask cluster, as one task run per shard (`flows.dask_map.shard_map`).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import task
+from prefect import Flow, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
@@ -38,6 +39,16 @@ from tasks.tracking import Tracker
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
+
+# the module of each stage's flow (tokens, not tokenize: flows/tokens.py says why)
+FLOW_MODULES = {"corpus": "flows.corpus", "tokenize": "flows.tokens", "instances": "flows.instances",
+                "pretrain": "flows.pretrain", "evaluate": "flows.evaluate"}
+
+
+def stage_flow(name: str) -> Flow:
+    """Stage `name`'s flow, importing its module only: a run of one stage does not build the other flows
+    (Prefect makes each flow's parameter schema, from the whole PipelineConfig, when it is defined)."""
+    return getattr(importlib.import_module(FLOW_MODULES[name]), f"{name}_flow")
 
 
 def tracker_for(config: PipelineConfig) -> Tracker:
