@@ -139,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     artifacts.add_argument("--verify", action="store_true", help="re-check every file against its manifest")
     with_config(artifacts)
     artifacts.set_defaults(handler=cmd_artifacts)
+
+    sweep = command("sweep", help="an ablation: variants of a base config, every distinct artifact built once, "
+                                  "compared in one report")
+    sweep.add_argument("sweep_file", nargs="?", type=Path, default=None,
+                       help="a sweep YAML (configs/sweeps/); the options below add to it")
+    sweep.add_argument("--config", "-c", default=None, help="base config: preset name or path to a YAML file")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one field of the base, for every variant (repeatable)")
+    sweep.add_argument("--axis", dest="axes", action="append", default=[], metavar="FIELD=V1,V2",
+                       help="a field and the values to try, e.g. --axis instances.objective=nsp,sop,mlm (repeatable: "
+                            "every combination is a variant)")
+    sweep.add_argument("--seeds", default=None, help="pretraining seeds every variant runs with, e.g. 0,1,2")
+    sweep.add_argument("--max-parallel", type=int, default=None, help="variants pretraining at once (default 1)")
+    sweep.add_argument("--name", default=None, help="the sweep's name (its MLflow parent run)")
+    sweep.add_argument("--plan", action="store_true", help="print the variants and artifact counts; run nothing")
+    sweep.set_defaults(handler=cmd_sweep)
     return parser
 
 
@@ -164,6 +180,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         check_inputs(args.flow, ArtifactStore(config.data_root), resolve_ids(config))
     result = run_flow(args.flow, config, refresh=args.refresh)
     print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from tasks.sweep.plan import parse_axes, parse_values, plan_sweep, read_sweep_yaml, validate_sweep
+
+    spec = read_sweep_yaml(args.sweep_file) if args.sweep_file else {}
+    spec["overrides"] = [*spec.get("overrides", []), *args.overrides]
+    if args.axes:
+        spec["axes"] = {**spec.get("axes", {}), **parse_axes(args.axes)}
+    given = {"config": args.config, "seeds": None if args.seeds is None else parse_values(args.seeds),
+             "max_parallel": args.max_parallel, "name": args.name}
+    spec.update({key: value for key, value in given.items() if value is not None})
+    sweep = validate_sweep(spec, str(args.sweep_file or "sweep"))
+    plan = plan_sweep(sweep)  # every variant validated before anything runs
+    print(plan.summary())
+    for variant in plan.variants:
+        print(f"  {variant.name}: " + " ".join(f"{stage}/{artifact_id[:8]}" for stage, artifact_id in variant.ids.items()))
+    if args.plan:
+        return 0
+    from flows.stage import result_of
+    from flows.sweep import sweep_flow
+
+    result = result_of(sweep_flow(sweep, return_state=True))
+    print(result["report"])
+    print(json.dumps({key: result[key] for key in ("summary", "built", "mlflow_run_id", "prefect_flow_run_id")}, indent=2))
     return 0
 
 

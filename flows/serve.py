@@ -145,6 +145,9 @@ def deployments_for(prefect_file: Path, data_root: str, tracking_uri: str) -> st
     """deployments/prefect.yaml with this serve's data root and MLflow server in every deployment's config."""
     spec = yaml.safe_load(prefect_file.read_text())
     for deployment in spec["deployments"]:
+        if sweep := deployment.get("parameters", {}).get("sweep"):  # its variants are the base plus overrides
+            sweep["overrides"] = [*sweep.get("overrides", []), f"data_root={data_root}",
+                                  f"tracking.tracking_uri={tracking_uri}"]
         config = copy.deepcopy(deployment.get("parameters", {}).get("config"))
         if config is None:
             continue

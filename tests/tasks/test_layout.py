@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("tasks.crawl", "tasks.clean", "tasks.corpus", "tasks.tokens", "tasks.instances", "tasks.pretrain",
-            "tasks.evaluate")
+            "tasks.evaluate", "tasks.sweep")
 
 # Project modules a package may import besides its own (a prefix allows everything under it), as each
 # package's docstring says; every package may raise tasks.errors.InputError, and the stages check their resumable
@@ -31,6 +31,7 @@ ALLOWED_IMPORTS = {
     "tasks.pretrain": ("model", "tasks.errors"),
     # hf_datasets: the one place that switches Hugging Face offline
     "tasks.evaluate": ("model", "tasks.parallel", "tasks.corpus.hf_datasets", "tasks.errors"),
+    "tasks.sweep": ("tasks.config", "tasks.stages", "tasks.artifacts", "tasks.errors"),
     "model": (),
 }
 # Outside libraries a package must not load, checked in a fresh interpreter: the data packages run
@@ -44,6 +45,7 @@ FORBIDDEN_LIBRARIES = {
     "tasks.pretrain": ("prefect", "mlflow"),
     "tasks.evaluate": ("prefect", "mlflow", "torch"),  # torch is imported where a model is built or read
     "model": ("prefect", "mlflow"),
+    "tasks.sweep": ("prefect", "mlflow", "torch"),
     # loading and checking a config is every command's first step: no orchestration, no deep learning
     "tasks.config": ("prefect", "mlflow", "torch", "transformers", "numba", "trafilatura", "py3langid"),
     # the command line's own import (`pretrainflow --help`, and every shard worker's re-import of the entry
@@ -59,6 +61,7 @@ TWIN_NAMES = {
     "instances": "flows/instances.py runs the stage in tasks/instances/ as a Prefect flow",
     "pretrain": "flows/pretrain.py runs model/ and tasks/pretrain/ as a Prefect flow",
     "evaluate": "flows/evaluate.py runs the stage in tasks/evaluate/ as a Prefect flow",
+    "sweep": "flows/sweep.py runs the sweep planned in tasks/sweep/ as a Prefect flow",
     "errors": "model/errors.py holds model/'s users' errors, which tasks/errors.py tells apart from bugs",
 }
 
