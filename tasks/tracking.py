@@ -185,14 +185,20 @@ class Tracker:
     def run(
         self, name: str, parent_run_id: str | None = None, tags: Mapping[str, Any] | None = None
     ) -> Iterator[str]:
-        """A run that ends FINISHED, or FAILED if the block raises (a user's error says why in a tag)."""
-        run_id = self.start_run(name, parent_run_id, tags)
+        """A run that ends FINISHED, or FAILED if the block raises (a user's error says why in a tag).
+
+        A stop (SIGTERM, Ctrl-C) that arrives while the run is being created is held until its id is known,
+        then raised: otherwise it could leave the store a RUNNING run that nothing ends."""
+        run_id = None
         try:
+            with _stops_held():
+                run_id = self.start_run(name, parent_run_id, tags)
             yield run_id
         except BaseException as err:
-            if message := user_message(err):
-                self.set_tags(run_id, {FAILED_BECAUSE: message})
-            self.end_run(run_id, failed=True)
+            if run_id is not None:
+                if message := user_message(err):
+                    self.set_tags(run_id, {FAILED_BECAUSE: message})
+                self.end_run(run_id, failed=True)
             raise
         self.end_run(run_id)
 
@@ -342,6 +348,29 @@ class Tracker:
         return self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'"
         )
+
+
+@contextmanager
+def _stops_held() -> Iterator[None]:
+    """SIGTERM and SIGINT received in the block are sent again when it ends, to the handlers that were there.
+
+    Only in the main thread, where Python runs signal handlers (elsewhere the block runs as is)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {number: signal.signal(number, lambda received, frame: held.append(received))
+                for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in held:
+            os.kill(os.getpid(), number)  # handled by the restored handler, in the caller's try block
 
 
 def _record(run: Any) -> RunRecord:

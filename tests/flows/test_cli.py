@@ -125,6 +125,18 @@ def test_run_of_a_stage_whose_input_is_not_built_says_so_in_one_line_before_pref
 
 
 @pytest.mark.slow
+def stage_runs(store: Path) -> list[tuple[str, str]]:
+    """(stage tag, status) of every run in a SQLite MLflow store, read with sqlite3 (no MLflow in this process)."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+            return db.execute("SELECT tags.value, runs.status FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid "
+                              "WHERE tags.key = 'stage'").fetchall()
+    except sqlite3.Error:  # the store's tables are still being created
+        return []
+
+
 def test_sigterm_ends_the_runs_failed_and_crashed_not_running(tmp_path):
     """A scheduler's stop (SIGTERM) mid-stage: the MLflow runs end FAILED, the Prefect flow run CRASHED."""
     import signal
@@ -142,6 +154,9 @@ def test_sigterm_ends_the_runs_failed_and_crashed_not_running(tmp_path):
         while "corpus: building artifact" not in log.read_text() and time.monotonic() < deadline:
             assert process.poll() is None, log.read_text()
             time.sleep(0.5)
+        while not (tmp_path / "mlflow.db").exists() or not stage_runs(tmp_path / "mlflow.db"):  # its run exists
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=120) == 128 + signal.SIGTERM, log.read_text()
     text = log.read_text()

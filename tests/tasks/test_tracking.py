@@ -83,3 +83,35 @@ def test_run_url_points_at_a_tracking_server_and_is_none_for_a_local_store(tmp_p
     served = Tracker.__new__(Tracker)  # the address arithmetic only: no server is needed to form the link
     served.tracking_uri, served.experiment_id = "http://127.0.0.1:5000/", "7"
     assert served.run_url("abc") == "http://127.0.0.1:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+
+
+class Stopped(Exception):
+    """What this test's SIGTERM handler raises, as Prefect's engine raises its termination signal."""
+
+
+def test_a_stop_arriving_while_the_run_is_created_ends_it_failed_not_running(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import pytest
+
+    def stop(received, frame):
+        raise Stopped()
+
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    create = tracker.client.create_run
+
+    def create_then_stopped(*args, **kwargs):  # the store has the run when the stop lands
+        created = create(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return created
+
+    monkeypatch.setattr(tracker.client, "create_run", create_then_stopped)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(Stopped), tracker.run("stopped"):
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    [run] = tracker.client.search_runs([tracker.experiment_id])
+    assert run.info.run_name == "stopped" and run.info.status == "FAILED"
