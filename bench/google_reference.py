@@ -59,7 +59,12 @@ from tasks.instances.masking import MaskingVocabulary, masking_vocabulary
 from tasks.instances.reference import ReferenceInstance, ReferenceSettings, packed_instances, pair_instances
 from tasks.tokens.sentences import split_document
 from tasks.tokens.shards import (
-    SPLITS, TOKENIZER_DIRNAME, TokenizeConfig, read_token_documents, snapshot_files, split_of,
+    SPLITS,
+    TOKENIZER_DIRNAME,
+    TokenizeConfig,
+    read_token_documents,
+    snapshot_files,
+    split_of,
     write_stream_atomically,
 )
 from tasks.tokens.tokenizer import CLS, SEP, load_tokenizer, special_token_ids

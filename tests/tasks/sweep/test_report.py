@@ -8,8 +8,16 @@ import pytest
 
 from tasks.artifacts import ArtifactStore
 from tasks.sweep.plan import plan_sweep, validate_sweep
-from tasks.sweep.report import (VariantResult, axis_effects, plot_report, read_result, render_report, seed_noise,
-                                t_quantile, variant_rows)
+from tasks.sweep.report import (
+    VariantResult,
+    axis_effects,
+    plot_report,
+    read_result,
+    render_report,
+    seed_noise,
+    t_quantile,
+    variant_rows,
+)
 from tests.tasks.sweep.sweep_fixtures import base_config
 
 AXES = {"near_dedup.enabled": ["true", "false"], "objective": ["nsp", "sop"]}
