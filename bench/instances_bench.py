@@ -88,11 +88,11 @@ def python_docs_texts() -> list[tuple[str, str]]:
     return pages
 
 
-ROW_GROUP_DOCUMENTS = 1000  # as the corpus stage writes its snapshot files (tasks/corpus/write.py)
-
-
 def write_snapshot(pages: list[tuple[str, str]], folder: Path, copies: int) -> None:
-    """A corpus snapshot of `copies` copies of the pages (new id and hash per copy), 2000 rows a file."""
+    """A corpus snapshot of `copies` copies of the pages (new id and hash per copy), 2000 rows a file, in row
+    groups as the corpus stage writes them."""
+    from tasks.corpus.write import ROW_GROUP_DOCUMENTS
+
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     rows = []
