@@ -137,6 +137,9 @@ class Trainer:
         self.peak_flops = gpu_peak_flops(device) if self.dtype is not None else None
 
         self.step, self.train_seconds, self.train_loss = 0, 0.0, float("nan")
+        # non-padding tokens trained on, all ranks; None when resumed from a checkpoint that did not count them
+        self.tokens_seen: int | None = 0
+        self.pending_tokens = 0  # this rank's tokens since the last pause, added to tokens_seen at the next one
         self.history: dict[str, list[list[float]]] = {"train/loss": [], "validation/mlm_loss": []}
         self.last_checkpoint: Path | None = None
         self.resumed_from_step = 0
@@ -148,6 +151,7 @@ class Trainer:
                 self.scaler.load_state_dict(saved["scaler"])
             self.step, self.train_seconds, self.train_loss = saved["step"], saved["train_seconds"], saved["train_loss"]
             self.history = saved["history"]
+            self.tokens_seen = saved.get("tokens_seen")
             self.last_checkpoint = resume_from
             self.resumed_from_step = self.step
 
@@ -230,6 +234,7 @@ class Trainer:
         for index, host_batch in enumerate(micro_batches):
             sequences, seq_len = host_batch["input_ids"].shape
             tokens = int(host_batch["attention_mask"].sum())
+            self.pending_tokens += tokens
             batch = model_inputs(host_batch, self.device)
             last = index == len(micro_batches) - 1
             sync = nullcontext() if last or not self.ctx.distributed else self.training_model.no_sync()
@@ -265,6 +270,7 @@ class Trainer:
             "world_size": self.ctx.world_size,
             "train_seconds": self.train_seconds,
             "train_loss": self.train_loss,
+            "tokens_seen": self.tokens_seen,
             "history": self.history,
         }
 
@@ -311,6 +317,15 @@ class Trainer:
             logger.info("step %d validation %s", self.step, {k: round(v, 4) for k, v in metrics.items()})
         barrier(self.ctx)
         return metrics
+
+    def _count_tokens(self) -> None:
+        """Add every rank's tokens since the last pause to tokens_seen (collective: all ranks pause together)."""
+        pending = float(self.pending_tokens)
+        if self.ctx.distributed:
+            pending = all_reduce_sum(host_to_device([pending], self.device), self.ctx).item()
+        self.pending_tokens = 0
+        if self.tokens_seen is not None:
+            self.tokens_seen += round(pending)
 
     def _stop_requested_everywhere(self) -> bool:
         if not self.ctx.distributed:
@@ -375,6 +390,7 @@ class Trainer:
             if not (is_log or is_eval or is_checkpoint or stop):
                 continue
             self.check_finite(window)
+            self._count_tokens()
             if is_log:
                 metrics = window.summary(self.ctx, learning_rate, self.peak_flops)
                 self.train_loss = metrics["train/loss"]
@@ -443,5 +459,7 @@ def pretrain(
         "epochs": trainer.step * cfg.batch_size / len(inputs.train),
         "world_size": ctx.world_size,
     }
+    if trainer.tokens_seen is not None:
+        stats["tokens_seen"] = trainer.tokens_seen
     stats.update({f"validation_{name}": value for name, value in validation.items()})
     return stats

@@ -39,8 +39,8 @@ class VariantResult:
 def read_result(store: ArtifactStore, variant: Variant) -> VariantResult:
     """A finished variant's figures: results.json of its evaluate artifact, its pretrain and instances manifests.
 
-    Tokens seen: the pretrain stage does not count them, so steps x batch_size x the instances' mean train
-    length (tokens without padding) estimates them; a `tokens_seen` statistic is used when there is one.
+    Tokens seen: the pretrain stage's `tokens_seen` statistic (non-padding tokens, every rank). A pretrain
+    artifact from before it counted them gets steps x batch_size x the instances' mean train length instead.
     """
     results = json.loads((store.get("evaluate", variant.ids["evaluate"]).path / "results.json").read_text())
     metrics = {task: info["metrics"][0] for task, info in results["tasks"].items()}
@@ -247,8 +247,8 @@ def render_report(results: list[VariantResult], axes: dict[str, list[str]], titl
     metric = results[0].metrics if results else {}
     lines = [f"## {title}", "",
              "Per variant: the pretrained model's test score per task (mean ± std over seeds), its gain over the "
-             "same model fine-tuned from scratch, pretraining's validation MLM accuracy, tokens seen (≈ steps x "
-             "batch x mean instance length) and pretraining time.", ""]
+             "same model fine-tuned from scratch, pretraining's validation MLM accuracy, tokens seen (non-padding tokens "
+             "trained on) and pretraining time.", ""]
     header = ["variant", "seeds", *(f"{t} {metric[t]}" for t in tasks), *(f"{t} gain" for t in tasks),
               "MLM accuracy", "tokens seen", "pretrain time"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -19,11 +19,16 @@ CONFIG = dict(max_steps=40)  # checkpoints every 10 steps, the last 2 kept, loss
 
 
 @pytest.fixture(scope="module")
-def straight_weights(tmp_path_factory, instances_dir, tokenizer_dir):
-    """The exported weights of the same run, never interrupted."""
+def straight_run(tmp_path_factory, instances_dir, tokenizer_dir):
+    """The stats and exported weights of the same run, never interrupted."""
     out = tmp_path_factory.mktemp("straight")
-    pretrain(tiny_config(**CONFIG), instances_dir, tokenizer_dir, out)
-    return exported_state(out)
+    stats = pretrain(tiny_config(**CONFIG), instances_dir, tokenizer_dir, out)
+    return stats, exported_state(out)
+
+
+@pytest.fixture(scope="module")
+def straight_weights(straight_run):
+    return straight_run[1]
 
 
 class FolderRecorder(Recorder):
@@ -76,6 +81,19 @@ def test_flipped_bytes_in_the_newest_weights_resume_from_the_older_checkpoint(
     assert stats["resumed_from_step"] == 10 and recorder.calls[0][1] == 15
     assert [s for s, _ in list_checkpoints(checkpoints)] == [30, 40]  # step 20 written again, then pruned
     assert_same_weights(tmp_path, straight_weights)
+
+
+def test_tokens_seen_counts_every_trained_token_once_across_a_resume(
+    tmp_path, instances_dir, tokenizer_dir, straight_run, caplog
+):
+    straight_stats, _ = straight_run
+    config = tiny_config(**CONFIG)
+    # every sequence holds at least [CLS] A [SEP] B [SEP] and at most max_position_embeddings real tokens
+    assert 5 * 40 * config.batch_size <= straight_stats["tokens_seen"] <= 40 * config.batch_size * 64
+    interrupted_run(tmp_path, instances_dir, tokenizer_dir, stop_after=25)  # killed after 25 steps, resumed at 20
+    stats, _, _ = resume(tmp_path, instances_dir, tokenizer_dir, caplog)
+    assert stats["resumed_from_step"] == 20
+    assert stats["tokens_seen"] == straight_stats["tokens_seen"]  # steps 21-25 are counted once, not twice
 
 
 def test_a_corrupt_safetensors_header_resumes_from_the_older_checkpoint(
