@@ -4,6 +4,8 @@ Layout under a data root (a local folder, or any fsspec URL such as s3://bucket/
 
     <root>/<stage>/<id>/            a finished artifact; manifest.json is its last file
     <root>/<stage>/.staging-<id>/   work in progress (always local); kept across a crash so a rerun resumes
+    <root>/<stage>/.shared/         results that builds of a stage share, named by a hash of their inputs
+                                    (always local; evaluate: scratch-runs/, its from-scratch fine-tuning)
 
 An id is a hash of the stage's resolved config, the ids of its inputs and the stage version, so the
 same inputs and config always give the same id and a finished artifact is a cache hit. That contract
@@ -225,6 +227,10 @@ class ArtifactStore:
         staging.mkdir(parents=True, exist_ok=True)
         (staging / FAILED).unlink(missing_ok=True)  # trying again
         return staging
+
+    def shared_dir(self, stage: str) -> Path:
+        """A local folder of results the stage's builds share, each file named by a hash of its inputs."""
+        return self.root / stage / ".shared"
 
     def abandon(self, stage: str, id: str, reason: str) -> None:
         """After a build failed on bad input: remove its staging folder when it holds no finished file,

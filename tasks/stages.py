@@ -38,6 +38,7 @@ class StageContext:
     map_shards: ShardMap = serial_map  # sharded work: in-process, local processes or Dask
     progress: Progress | None = None  # long stages report (done, total) here (a Prefect progress artifact)
     run_step: StepRunner = run_inline  # the stage's main steps: plain calls, or Prefect task runs
+    shared_dir: Path | None = None  # results this stage's builds share (ArtifactStore.shared_dir), if any
 
 
 # (config, input artifact dirs, output dir, context) -> statistics
@@ -80,7 +81,8 @@ def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: Stag
     from tasks.evaluate.evaluation import run_evaluation
 
     return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, ctx.log_metrics,
-                          instances_dir=inputs["instances"], run_step=ctx.run_step)
+                          instances_dir=inputs["instances"], run_step=ctx.run_step,
+                          scratch_cache=ctx.shared_dir / "scratch-runs" if ctx.shared_dir else None)
 
 
 @dataclass(frozen=True)
@@ -342,7 +344,7 @@ def _run_stage(name: str, cfg: PipelineConfig, tracker: Tracker | None, parent_r
             if run_id:
                 tracker.log_params(run_id, flatten(config_dump))
             metric_logger = tracker.metric_logger(run_id) if run_id else None
-            context = StageContext(metric_logger, map_shards, progress, run_step)
+            context = StageContext(metric_logger, map_shards, progress, run_step, store.shared_dir(name))
             interval = cfg.tracking.system_metrics_interval_s
             with tracker.system_metrics(run_id, interval) if run_id and interval else nullcontext():
                 stats = (execute or stage.work)(cfg, input_paths, staging, context)

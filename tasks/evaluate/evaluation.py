@@ -9,6 +9,7 @@ Each fine-tuning run is saved to runs/ as it finishes, so an interrupted evaluat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ from tasks.evaluate.file_tasks import FileTask, build_file_task
 from tasks.evaluate.glue import GlueTask, build_glue_task
 from tasks.evaluate.intrinsic import IntrinsicConfig, intrinsic_evaluation
 from tasks.evaluate.results import plot_results, render_results
-from tasks.evaluate.task_data import TaskData
+from tasks.evaluate.task_data import SPLITS, TaskData
 from tasks.evaluate.url_section import UrlSectionTask, build_url_task
 from tasks.parallel import StepRunner, run_inline
 
@@ -175,14 +176,23 @@ class _Runner:
     cfg: EvaluateConfig
     runs_dir: Path
     log_metrics: Callable[[dict[str, float], int], None] | None
+    scratch_cache: Path | None = None  # from-scratch runs shared between evaluations, keyed by their inputs
     index: int = 0
 
     def run(self, data: TaskData, model: str, init_from: Path | None, config_dir: Path, learning_rate: float,
             seed: int) -> dict[str, Any]:
         path = self.runs_dir / f"{data.name}-{model}-lr{learning_rate:g}-seed{seed}.json"
+        shared = None
+        if model == SCRATCH and self.scratch_cache is not None:
+            shared = self.scratch_cache / f"{scratch_run_key(data, config_dir, self.cfg, learning_rate, seed)}.json"
         if path.is_file():
             record = json.loads(path.read_text(encoding="utf-8"))
             logger.info("reusing finished run %s", path.name)
+        elif shared is not None and shared.is_file():
+            record = json.loads(shared.read_text(encoding="utf-8"))
+            _write_atomic(path, json.dumps(record, indent=1))
+            logger.info("reusing the from-scratch run %s of another evaluation (same task data, architecture, "
+                        "settings and seed)", shared.stem[:16])
         else:
             from model.finetune import finetune
             from tasks.evaluate.task_metrics import score
@@ -194,6 +204,9 @@ class _Runner:
                                score=lambda p, y: score(data.metrics, p, y))
             record = {"task": data.name, "model": model, "learning_rate": learning_rate, "seed": seed, **metrics}
             _write_atomic(path, json.dumps(record, indent=1))
+            if shared is not None:
+                shared.parent.mkdir(parents=True, exist_ok=True)
+                _write_atomic(shared, json.dumps(record, indent=1))
         if self.log_metrics is not None:
             headline = f"dev_{data.metrics[0]}"
             self.log_metrics({f"{data.name}_{model}_{headline}": float(record[headline])}, self.index)
@@ -206,6 +219,30 @@ class _Runner:
         path = self.runs_dir / f"{record['task']}-{record['model']}-lr{record['learning_rate']:g}-seed{record['seed']}.json"
         _write_atomic(path, json.dumps(record, indent=1))
         return record
+
+
+def scratch_run_key(data: TaskData, config_dir: Path, cfg: EvaluateConfig, learning_rate: float, seed: int) -> str:
+    """sha256 of everything a from-scratch fine-tuning run depends on: the encoded examples and labels, the
+    architecture (config.json), the fine-tuning settings, learning rate and seed, and the library versions.
+
+    Variants of a sweep that differ only in pretraining (masking, seed, steps) share their scratch runs."""
+    import torch
+    import transformers
+
+    architecture = json.loads((config_dir / "config.json").read_text(encoding="utf-8"))
+    architecture.pop("_name_or_path", None)
+    digest = hashlib.sha256(json.dumps({
+        "architecture": architecture, "finetune": cfg.finetune.model_dump(mode="json"),
+        "learning_rate": learning_rate, "seed": seed, "kind": data.kind, "labels": data.label_names,
+        "metrics": list(data.metrics), "torch": torch.__version__, "transformers": transformers.__version__,
+    }, sort_keys=True).encode())
+    for split in SPLITS:
+        examples = data.splits[split]
+        for rows in (examples.input_ids, examples.token_type_ids or []):
+            for row in rows:
+                digest.update(b"%d:" % len(row) + ",".join(map(str, row)).encode())
+        digest.update(json.dumps(list(examples.labels)).encode())
+    return digest.hexdigest()
 
 
 def evaluate_model_on_task(runner: _Runner, data: TaskData, model: str, init_from: Path | None,
@@ -233,8 +270,11 @@ def run_evaluation(
     log_metrics: Callable[[dict[str, float], int], None] | None = None,
     instances_dir: Path | None = None,
     run_step: StepRunner = run_inline,
+    scratch_cache: Path | None = None,
 ) -> dict[str, int | float]:
     """Every task x (pretrained models + scratch); write results.json/.md/.png and runs/*.json.
+
+    scratch_cache: a folder where from-scratch runs are kept for other evaluations with the same inputs.
 
     run_step runs the steps: read tasks, one fine-tuning step per task and model (its learning-rate grid
     and seeds), one intrinsic step per pretrained model, and the report.
@@ -249,7 +289,7 @@ def run_evaluation(
     # every task is read, checked and encoded (with each model's tokenizer) before any training
     data = run_step("read tasks", lambda: _read_tasks(cfg, models, snapshot_dir))
 
-    runner = _Runner(cfg, runs_dir, log_metrics)
+    runner = _Runner(cfg, runs_dir, log_metrics, scratch_cache)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     runs: list[dict[str, Any]] = []
     for task in cfg.tasks:
