@@ -133,23 +133,32 @@ def external_digests(cfg: PipelineConfig, stage: str) -> dict[str, str]:
 # Fields of a stage's config that only say how fast it runs (loader processes): left out of the id, so
 # changing one finds the artifact already built (the stage's tests check the output does not move).
 EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers",)}}
+# Fields added after artifacts were built, with the default that gives the output of before: left out of the
+# id while they hold it, so adding an option does not rebuild every existing artifact.
+ADDED_AT_DEFAULT: dict[str, dict[tuple[str, ...], Any]] = {"corpus": {("local_text_format",): "file"}}
 
 
 def hashed_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
-    """stage_config without what cannot change the output: its EXECUTION_ONLY fields, and the settings
-    of a switched-off corpus step (a quality filter family, PII redaction), of which only enabled: false
-    counts. This is what the artifact id is derived from."""
+    """stage_config without what cannot change the output: its EXECUTION_ONLY fields, ADDED_AT_DEFAULT
+    fields at that default, and the settings of a switched-off corpus step (a quality filter family, PII
+    redaction), of which only enabled: false counts. This is what the artifact id is derived from."""
     config = stage_config(cfg, stage)
     for path in EXECUTION_ONLY.get(stage, ()):
-        parent = config
-        for key in path[:-1]:
-            parent = parent[key]
-        parent.pop(path[-1])
+        _parent(config, path).pop(path[-1])
+    for path, default in ADDED_AT_DEFAULT.get(stage, {}).items():
+        if _parent(config, path).get(path[-1]) == default:
+            _parent(config, path).pop(path[-1])
     if stage == "corpus":
         switched = [(config["quality"], family) for family in config["quality"]] + [(config, "pii")]
         for parent, key in switched:
             if not parent[key]["enabled"]:
                 parent[key] = {"enabled": False}
+    return config
+
+
+def _parent(config: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for key in path[:-1]:
+        config = config[key]
     return config
 
 

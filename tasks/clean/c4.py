@@ -27,7 +27,7 @@ class C4Config(BaseModel):
     drop_lines_without_terminal_punctuation: bool = True
     """Remove lines not ending in . ? ! or \" (or ending in '...'); FineWeb turns this off."""
     min_words_per_line: int = Field(default=5, ge=0)
-    """Remove lines with fewer whitespace-separated words than this."""
+    """Remove lines with fewer words than this (whitespace-separated; each character in Chinese, Japanese, Thai)."""
     max_word_length: int = Field(default=1000, ge=1)
     """Remove lines containing a word longer than this (characters)."""
     remove_citations: bool = True

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from tasks.clean.steps import EXCERPT_CHARS, Document, Example, StepCount
+from tasks.clean.text_stats import WORD_COUNT_RULE, count_words
 
 REPORT_FILE = "cleaning_report.md"
 LENGTH_PLOT = "document_length.png"
@@ -44,7 +45,7 @@ def write_cleaning_report(out_dir: Path, step_table: Sequence[StepCount],
     words = array("q")  # words per kept document: 8 bytes each, not a Python int object each
     languages: Counter[str] = Counter()
     for doc in documents:
-        words.append(len(doc.text.split()))
+        words.append(count_words(doc.text))
         languages[doc.language or _NO_LANGUAGE] += 1
     return write_cleaning_report_of(out_dir, step_table, drop_examples, kept_examples, words, languages, drop_counts)
 
@@ -79,6 +80,7 @@ def cleaning_markdown(step_table: Sequence[StepCount], drop_examples: Mapping[st
     if words:
         lines += [f"Kept documents: median {int(np.median(words)):,} words, {len(languages)} "
                   f"language{'s' if len(languages) != 1 else ''} (most: {_top_languages(languages)}).", ""]
+    lines += [f"Words are counted as the filters count them: {WORD_COUNT_RULE}.", ""]
     lines += ["## Documents and bytes per step", "",
               "| step | docs in | docs out | dropped | bytes in | bytes out |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]

@@ -13,7 +13,7 @@ from tasks.clean.minhash_config import NearDedupConfig
 from tasks.clean.pii import PiiConfig
 from tasks.clean.quality import QualityConfig
 from tasks.corpus.hf_datasets import HuggingFaceSource
-from tasks.corpus.local_files import match_patterns
+from tasks.corpus.local_files import TextFormat, match_patterns
 from tasks.corpus.warc_files import WarcSourceConfig
 from tasks.crawl.config import CrawlConfig
 
@@ -27,6 +27,10 @@ class CorpusConfig(BaseModel):
     """Web crawl (seeds and/or a local site served on 127.0.0.1)."""
     local_files: list[str] = Field(default=[])
     """Glob patterns of local .txt, .jsonl, .parquet or .html/.htm files ('**' recurses)."""
+    local_text_format: TextFormat = "file"
+    """How a local .txt file holds documents: 'file' (the file is one document), 'bert' (Google BERT's
+    create_pretraining_data input: one sentence per line, a blank line between documents) or 'lines'
+    (one document per line)."""
     warc: WarcSourceConfig = Field(default_factory=WarcSourceConfig)
     """WARC/WET files (Common Crawl layout): HTML responses extracted, WET conversion text taken as is."""
     hf_datasets: list[HuggingFaceSource] = Field(default=[])
@@ -34,7 +38,8 @@ class CorpusConfig(BaseModel):
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     """HTML main-text extraction (crawled pages, local HTML files and WARC responses)."""
     min_words: int = Field(default=20, ge=0)
-    """Drop documents with fewer whitespace-separated words than this, after cleaning."""
+    """Drop documents with fewer words than this, after cleaning (whitespace-separated; each character in
+    scripts written without spaces: Chinese, Japanese, Thai)."""
     language: LanguageConfig = Field(default_factory=LanguageConfig)
     """Language identification (py3langid) and which languages are kept."""
     quality: QualityConfig = Field(default_factory=QualityConfig)

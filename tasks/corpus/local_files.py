@@ -1,10 +1,12 @@
 """Corpus sources other than the crawl, as documents: local files (.txt, .jsonl, .parquet, .html/.htm,
-by glob patterns). WARC/WET files are read in tasks/corpus/warc_files.py, Hugging Face datasets in
-tasks/corpus/hf_datasets.py; both use the pieces shared here (HtmlPage, match_files, file_mtime).
+by glob patterns; a .txt file holds documents as its TextFormat says). WARC/WET files are read in
+tasks/corpus/warc_files.py, Hugging Face datasets in tasks/corpus/hf_datasets.py; both use the pieces
+shared here (HtmlPage, match_files, file_mtime).
 """
 
 from __future__ import annotations
 
+import codecs
 import glob
 import json
 import logging
@@ -13,10 +15,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
-from tasks.clean.charset import decode_text
+from tasks.clean.charset import BOMS, decode_text, detect_codec
 from tasks.clean.extract import ExtractConfig, decode_html, extract_html
 from tasks.clean.steps import Document
 from tasks.errors import InputError
@@ -36,6 +39,12 @@ _UNICODE_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")  # UTF-8, UTF-16 (an
 _SNIFF_BYTES = 8192
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads pairs valid surrogates; these are what is left
+_CHECK_BYTES = 1 << 20  # bytes per read of the UTF-8 check of a .txt file read line by line
+
+# How a .txt file holds documents. file: the whole file is one document; bert: Google BERT's
+# create_pretraining_data input, one sentence per line and a blank line between documents; lines: one
+# document per line.
+TextFormat = Literal["file", "bert", "lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +144,67 @@ def read_txt(path: Path) -> Iterator[Document]:
     yield Document(url=path.as_uri(), source="local", title=None, text=_paragraphs(text), fetched_at=file_mtime(path))
 
 
+def read_bert_txt(path: Path) -> Iterator[Document]:
+    """Google BERT's create_pretraining_data input: one sentence per line, documents separated by blank
+    lines. A document's text is its lines, stripped, joined by newlines (its sentences, never joined into
+    one line); its url is the file's with #doc=N, N counting the file's non-empty documents from 1."""
+    fetched_at = file_mtime(path)
+    sentences: list[str] = []  # the lines of the document being read: one document in memory at a time
+    number = 0
+    for line in chain(text_lines(path), [""]):  # a last blank line ends the last document
+        sentence = line.strip()
+        if sentence:
+            sentences.append(sentence)
+        elif sentences:
+            number += 1
+            yield Document(url=f"{path.as_uri()}#doc={number}", source="local", title=None,
+                           text="\n".join(sentences), fetched_at=fetched_at)
+            sentences = []
+
+
+def read_txt_lines(path: Path) -> Iterator[Document]:
+    """One document per non-blank line, stripped; its url is the file's with #line=N (N from 1, blank
+    lines counted, as an editor numbers them)."""
+    fetched_at = file_mtime(path)
+    for number, line in enumerate(text_lines(path), start=1):
+        text = line.strip()
+        if text:
+            yield Document(url=f"{path.as_uri()}#line={number}", source="local", title=None, text=text,
+                           fetched_at=fetched_at)
+
+
+TXT_READERS: dict[TextFormat, Callable[[Path], Iterator[Document]]] = {
+    "file": read_txt, "bert": read_bert_txt, "lines": read_txt_lines}
+
+
+def text_lines(path: Path) -> Iterator[str]:
+    """The lines of a text file without their line ends (LF, CRLF or CR), read one at a time and decoded
+    as read_txt decodes the whole file: a BOM's encoding (the BOM dropped), else UTF-8, else detected."""
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    check_text_file(path, head)
+    with path.open(encoding=_text_codec(path, head), errors="replace", newline=None) as lines:
+        for line in lines:
+            yield line.removesuffix("\n")
+
+
+def _text_codec(path: Path, head: bytes) -> str:
+    """decode_text's choice of codec, with the file read in pieces: only a file that is neither marked
+    by a BOM nor valid UTF-8 (a legacy encoding) is read whole, for charset detection."""
+    for bom, codec in BOMS:
+        if head.startswith(bom):
+            return codec
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with path.open("rb") as f:
+            while piece := f.read(_CHECK_BYTES):
+                decoder.decode(piece)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return detect_codec(path.read_bytes()) or "utf-8"
+    return "utf-8"
+
+
 def _optional_str(record: dict, field: str, where: str) -> str | None:
     value = record.get(field)
     if value is not None and not isinstance(value, str):
@@ -232,21 +302,24 @@ def extract_page(page: HtmlPage, cfg: ExtractConfig, counts: Counter[str]) -> It
                    fetched_at=page.fetched_at)
 
 
-def read_local_files(patterns: Iterable[str], cfg: ExtractConfig, counts: Counter[str]) -> Iterator[Document]:
-    """Documents from every file the patterns match, in sorted path order, HTML extracted in place."""
-    for item in local_items(patterns):
+def read_local_files(patterns: Iterable[str], text_format: TextFormat, cfg: ExtractConfig,
+                     counts: Counter[str]) -> Iterator[Document]:
+    """Documents from every file the patterns match, in sorted path order, .txt files read in text_format,
+    HTML extracted in place."""
+    for item in local_items(patterns, text_format):
         if isinstance(item, HtmlPage):
             yield from extract_page(item, cfg, counts)
         else:
             yield item
 
 
-def local_items(patterns: Iterable[str]) -> Iterator[Document | HtmlPage]:
+def local_items(patterns: Iterable[str], text_format: TextFormat) -> Iterator[Document | HtmlPage]:
     """Like read_local_files, but HTML files come as HtmlPage, not extracted yet."""
+    read_text_file = TXT_READERS[text_format]
     for path in resolve_patterns(patterns):
         suffix = path.suffix.lower()
         if suffix == ".txt":
-            yield from read_txt(path)
+            yield from read_text_file(path)
         elif suffix == ".jsonl":
             yield from read_jsonl(path)
         elif suffix == ".parquet":

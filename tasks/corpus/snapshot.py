@@ -105,7 +105,7 @@ def _source_items(cfg: CorpusConfig, raw_dir: Path, counts: Counter[str]) -> Ite
     configured source's count is counts["items_<source>"] (so an empty corpus can say which gave nothing)."""
     sources = {
         "crawl": (cfg.crawl.seeds or cfg.crawl.local_site) and (lambda: crawled_pages(raw_dir)),
-        "local_files": cfg.local_files and (lambda: local_items(cfg.local_files)),
+        "local_files": cfg.local_files and (lambda: local_items(cfg.local_files, cfg.local_text_format)),
         "warc": cfg.warc.patterns and (lambda: warc_items(cfg.warc, counts)),
         "hf_datasets": cfg.hf_datasets and (lambda: read_hf_datasets(cfg.hf_datasets)),
     }

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.clean.minhash import INDEX_FILE, NearDedupConfig, index_metadata
+from tasks.clean.text_stats import count_words
 from tasks.corpus.clean_shard import key64, read_cleaned
 from tasks.corpus.work_shards import write_json_atomically
 from tasks.pieces import discard_piece, piece_damage, piece_record, unreadable
@@ -114,7 +115,8 @@ def write_shard(spec: WriteShardSpec) -> dict:
         os.replace(tmp, part)
     texts = table.column("text").to_pylist()
     languages = Counter(table.column("language").to_pylist())
-    return {"words": np.fromiter((len(t.split()) for t in texts), np.int64, len(texts)),
+    # words as the filters count them (count_words: each Chinese, Japanese or Thai character is one)
+    return {"words": np.fromiter(map(count_words, texts), np.int64, len(texts)),
             "characters": sum(map(len, texts)), "languages": languages}
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from tasks.artifacts import ArtifactStore
 from tasks.config import PipelineConfig
-from tasks.stages import resolve_ids, run_stage
+from tasks.stages import hashed_config, resolve_ids, run_stage
 
 WORDS = "the quick brown fox jumps over the lazy dog while the river runs past old mills and green fields"
 
@@ -177,6 +177,15 @@ def test_fields_that_only_set_the_speed_leave_the_ids_alone(tmp_path: Path) -> N
     assert resolve_ids(longer)["pretrain"] != resolve_ids(cfg)["pretrain"]
 
 
+def test_the_local_text_format_is_in_the_corpus_id_and_manifest(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    bert = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"local_text_format": "bert"})})
+    assert resolve_ids(bert)["corpus"] != resolve_ids(cfg)["corpus"]
+    built = run_stage("corpus", bert)
+    manifest = ArtifactStore(cfg.data_root).get("corpus", built.artifact_id).manifest
+    assert manifest["config"]["local_text_format"] == "bert" and built.stats["documents"] == 2
+
+
 def test_settings_of_a_switched_off_filter_leave_the_ids_alone(tmp_path: Path) -> None:
     cfg = _config(tmp_path)  # every quality family off
     quality = cfg.corpus.quality
@@ -186,3 +195,11 @@ def test_settings_of_a_switched_off_filter_leave_the_ids_alone(tmp_path: Path) -
     on = tuned.model_copy(update={"c4": tuned.c4.model_copy(update={"enabled": True})})
     enabled = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"quality": on})})
     assert resolve_ids(enabled)["corpus"] != resolve_ids(cfg)["corpus"]
+
+
+def test_a_field_added_at_its_old_behaviour_leaves_existing_ids_alone(tmp_path: Path) -> None:
+    cfg = _config(tmp_path)
+    assert cfg.corpus.local_text_format == "file"
+    assert "local_text_format" not in hashed_config(cfg, "corpus")  # ids from before the field existed hold
+    lines = cfg.model_copy(update={"corpus": cfg.corpus.model_copy(update={"local_text_format": "lines"})})
+    assert hashed_config(lines, "corpus")["local_text_format"] == "lines"

@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tasks.clean.steps import Document, Example, StepCount
+from tasks.clean.text_stats import WORD_COUNT_RULE
 from tasks.corpus.cleaning_report import (
     LANGUAGE_PLOT,
     LENGTH_PLOT,
@@ -56,6 +57,15 @@ def test_report_table_has_one_row_per_step(tmp_path: Path) -> None:
     # drop reasons with a count, extraction included; reasons that dropped nothing are left out
     assert "| extract_failed | 2 |" in report and "| gopher_too_few_words | 1 |" in report
     assert "| duplicate | 0 |" not in report
+
+
+def test_report_counts_words_as_the_filters_do_and_says_how(tmp_path: Path) -> None:
+    chinese = Document(url="http://h/zh", source="local", title=None, text="我们今天去公园散步\n天气很好",
+                       fetched_at=NOW)
+    report = _write(tmp_path, [chinese])[0].read_text()
+    assert "Kept documents: median 13 words" in report  # a character each, as the filters count them
+    assert f"Words are counted as the filters count them: {WORD_COUNT_RULE}." in report
+    assert "whitespace-separated, each character in scripts written without spaces (Chinese" in report
 
 
 def test_report_shows_examples_under_their_step_verbatim(tmp_path: Path) -> None:

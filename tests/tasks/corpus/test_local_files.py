@@ -9,13 +9,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.clean.extract import ExtractConfig
-from tasks.corpus.local_files import HtmlPage, local_items, read_local_files, resolve_patterns
+from tasks.corpus.local_files import HtmlPage, TextFormat, local_items, read_local_files, resolve_patterns
 from tasks.errors import InputError
 
 
-def _read(patterns: list[str]) -> tuple[list, Counter]:
+def _read(patterns: list[str], text_format: TextFormat = "file") -> tuple[list, Counter]:
     counts: Counter[str] = Counter()
-    return list(read_local_files(patterns, ExtractConfig(), counts)), counts
+    return list(read_local_files(patterns, text_format, ExtractConfig(), counts)), counts
 
 
 def test_txt_joins_hard_wrapped_paragraphs(tmp_path: Path) -> None:
@@ -27,6 +27,63 @@ def test_txt_joins_hard_wrapped_paragraphs(tmp_path: Path) -> None:
     assert by_name["lines.txt"].text == "line one\nline two\n"  # no blank lines: every line is a paragraph
     assert by_name["lines.txt"].url == (tmp_path / "lines.txt").as_uri()
     assert by_name["lines.txt"].source == "local" and by_name["lines.txt"].fetched_at.tzinfo is not None
+
+
+# Google BERT's create_pretraining_data input: a sentence per line, a blank line between documents
+BERT_TEXT = ("\ufeffThe first document starts here.\r\nIt has a second sentence.\r\n \t \r\n"  # blank but spaces
+             "Second document, one line.\r\n\r\n\r\n"  # several blank lines are one break
+             "第三个文件。\r\n它有两行。\r\n\r\n  \r\n")  # trailing blank lines end it; nothing after
+
+
+def test_bert_format_gives_one_document_per_block_with_its_lines_as_sentences(tmp_path: Path) -> None:
+    path = tmp_path / "google.txt"
+    path.write_bytes(BERT_TEXT.encode("utf-8"))  # the BOM is in the text: a UTF-8 BOM, as Notepad writes
+    docs, _ = _read([str(path)], "bert")
+    assert [(d.url, d.text) for d in docs] == [
+        (f"{path.as_uri()}#doc=1", "The first document starts here.\nIt has a second sentence."),
+        (f"{path.as_uri()}#doc=2", "Second document, one line."),
+        (f"{path.as_uri()}#doc=3", "第三个文件。\n它有两行。"),
+    ]
+    assert {(d.source, d.title) for d in docs} == {("local", None)} and docs[0].fetched_at.tzinfo is not None
+
+
+def test_bert_format_decodes_as_a_whole_file_would_be(tmp_path: Path) -> None:
+    text = "Le café est très bon.\nNous sommes allés à la plage.\n\nOù il faisait très chaud.\n"
+    (tmp_path / "utf16.txt").write_bytes(text.encode("utf-16"))  # with its byte-order mark
+    (tmp_path / "latin1.txt").write_bytes(text.encode("latin-1"))  # not UTF-8: charset detection
+    (tmp_path / "cr.txt").write_bytes(text.replace("\n", "\r").encode("utf-8"))  # old Mac line ends
+    docs, _ = _read([str(tmp_path / "*.txt")], "bert")
+    expected = ["Le café est très bon.\nNous sommes allés à la plage.", "Où il faisait très chaud."]
+    assert [d.text for d in docs] == expected * 3
+
+
+def test_lines_format_gives_one_document_per_line(tmp_path: Path) -> None:
+    path = tmp_path / "passages.txt"
+    path.write_bytes("\ufeff第一段文字。\r\n\r\n  Second passage, stripped.  \r\n   \r\nthird\r\n\r\n".encode())
+    docs, _ = _read([str(path)], "lines")
+    assert [(d.url, d.text) for d in docs] == [
+        (f"{path.as_uri()}#line=1", "第一段文字。"),
+        (f"{path.as_uri()}#line=3", "Second passage, stripped."),  # blank lines counted, as an editor numbers
+        (f"{path.as_uri()}#line=5", "third"),
+    ]
+
+
+def test_the_text_format_applies_to_txt_files_only(tmp_path: Path) -> None:
+    path = tmp_path / "google.txt"
+    path.write_bytes(BERT_TEXT.encode("utf-8"))
+    (tmp_path / "docs.jsonl").write_text('{"text": "one\\n\\ntwo"}\n')
+    docs, _ = _read([str(tmp_path / "*")], "file")  # the default: one file, one document
+    assert [d.url for d in docs] == [(tmp_path / "docs.jsonl").as_uri() + "#line=1", path.as_uri()]
+    assert docs[1].text.startswith("The first document starts here. It has a second sentence.\n")  # hard wraps
+    docs, _ = _read([str(tmp_path / "*")], "lines")
+    assert docs[0].text == "one\n\ntwo" and len(docs) == 1 + 5
+
+
+def test_a_binary_file_is_refused_in_every_text_format(tmp_path: Path) -> None:
+    (tmp_path / "photo.txt").write_bytes(PNG)
+    for text_format in ("bert", "lines"):
+        with pytest.raises(InputError, match=r"photo\.txt: a PNG image, not a \.txt text file"):
+            _read([str(tmp_path / "photo.txt")], text_format)
 
 
 def test_txt_files_in_other_encodings_are_decoded(tmp_path: Path) -> None:
@@ -92,7 +149,7 @@ def test_patterns_must_match_supported_files(tmp_path: Path) -> None:
 def test_local_items_leave_html_unextracted(tmp_path: Path) -> None:
     (tmp_path / "a.html").write_bytes(b"<html><body><p>Hi there.</p></body></html>")
     (tmp_path / "b.txt").write_text("Plain text.")
-    items = list(local_items([str(tmp_path / "*")]))
+    items = list(local_items([str(tmp_path / "*")], "file"))
     assert isinstance(items[0], HtmlPage) and items[0].body.startswith(b"<html>") and items[0].source == "local"
     assert items[1].text == "Plain text." and items[1].url == (tmp_path / "b.txt").resolve().as_uri()
 

@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.clean.quality import QualityConfig
+from tasks.clean.text_stats import WORD_COUNT_RULE, count_words
 from tasks.corpus.snapshot import DROP_REASONS, SNAPSHOT_SCHEMA, CorpusConfig, build_snapshot, read_snapshot
 from tasks.crawl.config import CrawlConfig
 from tasks.crawl.local_site import PYTHON_DOCS
@@ -50,6 +51,15 @@ def test_config_reports_every_problem_at_once(tmp_path: Path) -> None:
     message = str(info.value)
     for fragment in ("file:///etc/passwd", "'*bad'", "*.txt' matches no file", "min_words"):
         assert fragment in message
+
+
+def test_config_text_format_defaults_to_a_file_per_document_and_a_bad_one_names_the_valid_ones(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("some text")
+    assert CorpusConfig(local_files=[str(tmp_path / "a.txt")]).local_text_format == "file"
+    with pytest.raises(ValidationError) as info:
+        CorpusConfig(local_files=[str(tmp_path / "a.txt")], local_text_format="google")
+    message = str(info.value)
+    assert "local_text_format" in message and "'file', 'bert' or 'lines'" in message and "'google'" in message
 
 
 def test_config_local_site_must_hold_an_index(tmp_path: Path) -> None:
@@ -91,7 +101,7 @@ def test_snapshot_from_a_crawl(tmp_path: Path) -> None:
     assert stats["documents"] == 6 and stats["dropped_duplicate"] == 2
     dropped = sum(stats[f"dropped_{reason}"] for reason in DROP_REASONS)
     assert stats["documents_in"] == stats["documents"] + dropped
-    assert stats["words"] == sum(len(r["text"].split()) for r in rows)
+    assert stats["words"] == sum(count_words(r["text"]) for r in rows)
     assert stats["characters"] == sum(len(r["text"]) for r in rows)
 
 
@@ -189,6 +199,25 @@ def test_cleaning_report_accounts_for_every_step(tmp_path: Path) -> None:
     assert "**near_duplicate**: `u4`" in report and "**duplicate**: `u2`" in report
     for plot in ("document_length.png", "languages.png"):
         assert (tmp_path / "out" / plot).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_bert_format_documents_keep_their_lines_and_chinese_words_are_characters(tmp_path: Path) -> None:
+    english = ["The first document starts here.", "It has a second sentence with a few more words in it."]
+    chinese = ["我们今天去公园散步。", "天气很好。"]
+    chinese_short = ["我们明天去公园。", "好的。"]  # 11 characters, 2 whitespace-separated "words"
+    blocks = ["\n".join(english), "\n".join(chinese), "\n".join(chinese_short)]
+    (tmp_path / "google.txt").write_text("\n\n".join(blocks) + "\n")
+    cfg = CorpusConfig(local_files=[str(tmp_path / "google.txt")], local_text_format="bert", min_words=15,
+                       quality=NO_QUALITY, language={"enabled": False})
+    stats = build_snapshot(cfg, tmp_path / "out")
+    rows = read_snapshot(tmp_path / "out").to_pylist()
+    url = (tmp_path / "google.txt").as_uri()
+    assert sorted((r["url"], r["text"]) for r in rows) == [(f"{url}#doc=1", blocks[0]), (f"{url}#doc=2", blocks[1])]
+    # min_words counts a Chinese character as a word (15 kept, 11 dropped), and so does the statistic
+    assert stats["documents_in"] == 3 and stats["dropped_too_few_words"] == 1
+    assert stats["words"] == 17 + len("".join(chinese)) == 32
+    report = (tmp_path / "out" / "cleaning_report.md").read_text()
+    assert "Kept documents: median 16 words" in report and WORD_COUNT_RULE in report
 
 
 # ---------------------------------------------------------------- sharded, resumable, refreshable builds

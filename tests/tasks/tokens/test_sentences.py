@@ -67,6 +67,14 @@ def test_one_call_per_document_gives_each_lines_sentences():
     assert split_document("\n\n".join(lines) + "\n") == per_line
 
 
+def test_the_lines_of_google_bert_format_stay_sentence_boundaries():
+    # local_text_format 'bert': a document's lines are its sentences; a line is never joined to the next, a
+    # line that is one sentence stays whole, and a line holding several is split into them
+    lines = ["Dr. Smith arrived at 5 p.m. yesterday.", "He left early", "e.g.", "see the docs. ::",
+             "他说：“你好。”", "第一句。第二句！"]
+    assert split_document("\n".join(lines)) == [*lines[:5], "第一句。", "第二句！"]
+
+
 def test_a_document_holding_the_paragraph_separator_is_split_line_by_line():
     text = "First part\u2029second part. Next one.\nLast line"
     expected = split_document("First part\u2029second part. Next one.") + split_document("Last line")
