@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import sys
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -60,26 +59,37 @@ def train_wordpiece(
     min_frequency: int,
     lowercase: bool,
     strip_accents: bool | None,
-    limit_alphabet: int,
+    alphabet_min_frequency: int = 1,
+    limit_alphabet: int | None = None,
     length: int | None = None,
 ) -> Tokenizer:
     """Train a BERT WordPiece tokenizer on texts (or batches of texts); [PAD] gets id 0.
 
-    The same texts give the same tokenizer, byte for byte, in every process. Hugging Face's trainer
-    alone does not: it numbers the "##c" pieces in hash-map order and breaks ties between merge counts
-    by id, so two runs can learn different merges (huggingface/tokenizers#1794; the fix, PR #2066, is
-    unreleased), and it cuts the alphabet at `limit_alphabet` with an unstable sort. So the alphabet is
-    chosen here (most frequent characters, ties by code point) and, with every "##c" piece, registered
-    in code-point order before training; the trainer only adds merges. texts are read twice or more,
-    so they must start over when iterated again (a list, or an object whose __iter__ does).
+    Every character of the normalised texts seen at least alphabet_min_frequency times gets a token (at
+    most limit_alphabet of them, the most frequent, when given), and so does its "##" piece unless the
+    pipeline always makes it a word of its own (punctuation, CJK ideographs); other characters encode as
+    [UNK] (choose_alphabet). The same texts give the same tokenizer, byte for byte, in every process.
+    Hugging Face's trainer alone does not: it numbers the "##c" pieces in hash-map order and breaks ties
+    between merge counts by id, so two runs can learn different merges (huggingface/tokenizers#1794; the
+    fix, PR #2066, is unreleased), and it cuts the alphabet at `limit_alphabet` with an unstable sort. So
+    the alphabet is chosen here (ties by code point) and, with every "##c" piece, registered in code-point
+    order before training; the trainer only adds merges. texts are read twice or more, so they must start
+    over when iterated again (a list, or an object whose __iter__ does).
     """
     if iter(texts) is texts:
         raise TypeError("train_wordpiece reads texts more than once: pass a list or a re-iterable object, "
                         "not a generator or iterator")
     pipeline = build_pipeline(lowercase, strip_accents)
-    alphabet = _alphabet(texts, pipeline.normalizer, limit_alphabet)
-    pieces = [CONTINUING_SUBWORD_PREFIX + char for char in alphabet if not _always_a_whole_word(char)]
-    for _ in range(3):  # a second round only if a character continued a word where _always_a_whole_word said not
+    counts = character_counts(texts, pipeline.normalizer)
+    alphabet = choose_alphabet(counts, alphabet_min_frequency, limit_alphabet)
+    whole_words = _always_whole_words(pipeline, alphabet)
+    pieces = [CONTINUING_SUBWORD_PREFIX + char for char in alphabet if char not in whole_words]
+    left_out = set(counts) - set(alphabet)
+    logger.info("WordPiece alphabet: %d of %d distinct characters (those seen at least %d times%s); %d left out "
+                "(%.4f%% of the characters; they encode as [UNK])", len(alphabet), len(counts), alphabet_min_frequency,
+                "" if limit_alphabet is None else f", at most {limit_alphabet}", len(left_out),
+                100 * sum(counts[char] for char in left_out) / max(sum(counts.values()), 1))
+    for _ in range(3):  # a second round only if a character continued a word where _always_whole_words said not
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
@@ -107,15 +117,15 @@ def train_wordpiece(
         # Every kept character and its "##" piece must be in the vocabulary (or encode as [UNK]); the
         # trainer adds merges only while there is room, so it cannot stay under a too-small vocab_size.
         logger.warning("WordPiece vocabulary has %d tokens, more than vocab_size=%d: %d special tokens, %d characters "
-                       "and %d '##' character pieces are always kept. Raise vocab_size or "
-                       "lower limit_alphabet (characters beyond it encode as [UNK])", pipeline.get_vocab_size(),
-                       vocab_size, len(SPECIAL_TOKENS), len(alphabet), len(pieces))
+                       "and %d '##' character pieces are always kept. Raise vocab_size, or raise "
+                       "alphabet_min_frequency or set limit_alphabet (characters left out encode as [UNK])",
+                       pipeline.get_vocab_size(), vocab_size, len(SPECIAL_TOKENS), len(alphabet), len(pieces))
     return pipeline
 
 
-def _alphabet(texts: Iterable[str] | Iterable[list[str]], normalizer: normalizers.Normalizer,
-              limit: int) -> list[str]:
-    """The `limit` most frequent non-space characters of the normalised texts (ties by code point), sorted.
+def character_counts(texts: Iterable[str] | Iterable[list[str]],
+                     normalizer: normalizers.Normalizer | None) -> dict[str, int]:
+    """Occurrences of each non-space character of the normalised texts (or batches of texts).
 
     Code points of the raw text are counted with numpy, ~1 M characters at a time, and each distinct
     character is then normalised alone: BertNormalizer's cleaning, accent stripping and lowercasing act
@@ -126,19 +136,45 @@ def _alphabet(texts: Iterable[str] | Iterable[list[str]], normalizer: normalizer
     pending_chars = 0
     for item in texts:
         for text in ([item] if isinstance(item, str) else item):
-            pending.append(text)
-            pending_chars += len(text)
+            pending.append(text or "")
+            pending_chars += len(text or "")
         if pending_chars >= _COUNT_CHUNK_CHARS:
             raw += _code_point_counts(pending)
             pending, pending_chars = [], 0
     raw += _code_point_counts(pending)
     counts: Counter[str] = Counter()
     for code in np.flatnonzero(raw):
-        for normalised in normalizer.normalize_str(chr(code)):
+        for normalised in (chr(code) if normalizer is None else normalizer.normalize_str(chr(code))):
             if not normalised.isspace():
                 counts[normalised] += int(raw[code])
-    kept = sorted(counts, key=lambda char: (-counts[char], ord(char)))[:limit]
+    return dict(counts)
+
+
+def choose_alphabet(counts: dict[str, int], min_frequency: int, limit: int | None) -> list[str]:
+    """The characters seen at least min_frequency times, at most limit of them (the most frequent, ties by
+    code point) when limit is given, in code-point order."""
+    kept = [char for char, count in counts.items() if count >= min_frequency]
+    if limit is not None:
+        kept = sorted(kept, key=lambda char: (-counts[char], ord(char)))[:limit]
     return sorted(kept, key=ord)
+
+
+def character_coverage(tokenizer: Tokenizer, texts: Iterable[str]) -> dict[str, int | float]:
+    """How a tokenizer's vocabulary covers the characters of texts (normalised by its normaliser):
+    alphabet_seen distinct characters, alphabet_left_out of them without a token of their own (they encode
+    as [UNK], and so does a word holding one) and alphabet_left_out_share, their share of all occurrences."""
+    counts = character_counts(texts, tokenizer.normalizer)
+    vocab = tokenizer.get_vocab(with_added_tokens=False)
+    left_out = sorted((char for char in counts if char not in vocab), key=lambda char: (-counts[char], ord(char)))
+    total = sum(counts.values())
+    if left_out:
+        logger.info("characters of the tokenizer's training text without a token, most frequent first: %s",
+                    " ".join(f"{char}x{counts[char]}" for char in left_out[:20]))
+    return {
+        "alphabet_seen": len(counts),
+        "alphabet_left_out": len(left_out),
+        "alphabet_left_out_share": sum(counts[char] for char in left_out) / total if total else 0.0,
+    }
 
 
 _COUNT_CHUNK_CHARS = 1 << 20
@@ -150,12 +186,17 @@ def _code_point_counts(texts: list[str]) -> np.ndarray:
     return np.bincount(codes, minlength=sys.maxunicode + 1)
 
 
-def _always_a_whole_word(char: str) -> bool:
-    """BertPreTokenizer makes punctuation (ASCII symbols too) a word of its own, and the normaliser spaces
-    out CJK ideographs, so no "##" piece of these can occur."""
-    code = ord(char)
-    ascii_symbol = 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126
-    return ascii_symbol or unicodedata.category(char).startswith("P") or is_cjk_character(char)
+def _always_whole_words(pipeline: Tokenizer, alphabet: list[str]) -> set[str]:
+    """Characters of the alphabet that the pipeline always makes a word of their own, so no "##" piece of
+    them can occur: BertPreTokenizer splits off punctuation (ASCII symbols too) and the normaliser spaces
+    out CJK ideographs. Asked of the pipeline itself (each character between two letters), not of a copy of
+    its code point ranges: tokenizers' Rust ranges differ from BERT's Python ones (U+2B820-U+2B91F)."""
+    whole = set()
+    for char in alphabet:
+        words = pipeline.pre_tokenizer.pre_tokenize_str(pipeline.normalizer.normalize_str(f"a{char}a"))
+        if [word for word, _ in words] == ["a", char, "a"]:
+            whole.add(char)
+    return whole
 
 
 def is_cjk_character(character: str) -> bool:

@@ -1,3 +1,4 @@
+import collections
 import datetime
 import hashlib
 import random
@@ -9,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from tasks.parallel import local_map
+from tasks.tokens.coverage import unk_rate_warning
 from tasks.tokens.sentences import split_document
 from tasks.tokens.shards import (
     TokenizeConfig,
@@ -23,6 +25,7 @@ from tasks.tokens.shards import (
 )
 from tasks.tokens.tokenizer import load_tokenizer, train_wordpiece
 from tests.tasks.piece_fixtures import Stopped, assert_rebuilt_as_clean, flip_bytes, stop_after, warnings_of
+from tests.tasks.tokens.chinese_text import chinese_sentences
 
 WORDS = "the a python function returns value class method module import string list dict loop error".split()
 SNAPSHOT_SCHEMA = pa.schema([
@@ -264,3 +267,78 @@ def test_document_ids_do_not_depend_on_batch_neighbours_with_extra_special_token
     assert documents([spells_mask, document, spells_mask, "plain."]) == [mask_alone, alone, mask_alone,
                                                                           documents(["plain."])[0]]
     assert tokenizer.encode_special_tokens is False
+
+
+ZH_CONFIG = TokenizeConfig(vocab_size=2000, validation_fraction=0.2, documents_per_shard=20)
+
+
+@pytest.fixture()
+def chinese_snapshot(tmp_path):
+    """150 documents of 8 Chinese sentences each; one train document also holds 3 characters seen nowhere else."""
+    sentences = chinese_sentences(1200, seed=1)
+    texts = ["".join(sentences[i : i + 8]) for i in range(0, len(sentences), 8)]
+    rare = "龘靐齉。"
+    with_rare = next(i for i, text in enumerate(texts) if split_of(
+        hashlib.sha256((text + rare).encode()).hexdigest(), ZH_CONFIG.validation_fraction) == "train")
+    texts[with_rare] += rare
+    return tmp_path / "zh-snapshot", write_snapshot(tmp_path / "zh-snapshot", texts)
+
+
+def test_chinese_text_is_covered_and_the_left_out_characters_are_reported(chinese_snapshot, tmp_path, caplog):
+    snapshot_dir, rows = chinese_snapshot
+    caplog.set_level("INFO", logger="tasks.tokens.shards")
+    stats = build_token_shards(ZH_CONFIG, snapshot_dir, tmp_path / "tokens")
+    in_train = [split_of(row["content_hash"], ZH_CONFIG.validation_fraction) == "train" for row in rows]
+    counts = collections.Counter("".join(row["text"] for row, train in zip(rows, in_train) if train))
+    assert counts["龘"] == counts["靐"] == counts["齉"] == 1
+    assert stats["alphabet_seen"] == len(counts) > 400
+    assert stats["alphabet_left_out"] == sum(count < 2 for count in counts.values()) >= 3  # 龘靐齉 among them
+    left_out = sum(count for count in counts.values() if count < 2)
+    assert stats["alphabet_left_out_share"] == pytest.approx(left_out / sum(counts.values()))
+    assert stats["train_unk_tokens"] == left_out  # one character, one token: each left-out one is one [UNK]
+    assert stats["train_unk_rate"] == pytest.approx(left_out / stats["train_tokens"])
+    assert stats["train_unk_rate"] < 0.01
+    assert stats["validation_tokens"] > 0 and stats["validation_unk_rate"] < 0.01
+    assert not warnings_of(caplog)
+    assert any(f"{stats['alphabet_left_out']} of them without a token" in r.getMessage() for r in caplog.records)
+
+
+def test_a_high_unk_rate_is_warned_about_with_its_cause(chinese_snapshot, tmp_path, caplog):
+    snapshot_dir, _ = chinese_snapshot
+    capped = ZH_CONFIG.model_copy(update={"limit_alphabet": 100})  # the old fixed cut, scaled down
+    stats = build_token_shards(capped, snapshot_dir, tmp_path / "tokens")
+    assert stats["validation_unk_rate"] > 0.1 and stats["alphabet_left_out"] == stats["alphabet_seen"] - 100
+    [warning] = warnings_of(caplog)
+    assert f"{stats['validation_unk_rate']:.2%} of the validation split's tokens" in warning
+    assert f"{stats['alphabet_left_out']:,} of the {stats['alphabet_seen']:,} distinct characters" in warning
+    assert "tokenize.limit_alphabet (100)" in warning and "tokenize.alphabet_min_frequency (2)" in warning
+
+
+def _unk_stats(train: float, validation: float, left_out_share: float) -> dict:
+    return {"train_unk_rate": train, "validation_unk_rate": validation, "alphabet_seen": 500,
+            "alphabet_left_out": 40, "alphabet_left_out_share": left_out_share}
+
+
+def test_unk_rate_warning_names_the_likely_cause(tmp_path):
+    assert unk_rate_warning(_unk_stats(0.01, 0.009, 0.01), CONFIG) is None  # at most 1%: no warning
+    alphabet = unk_rate_warning(_unk_stats(0.15, 0.16, 0.14), CONFIG)
+    assert alphabet.startswith("[UNK] is 15.00% of the train split's tokens and 16.00% of the validation split's")
+    assert "40 of the 500 distinct characters" in alphabet and "alphabet_min_frequency (2)" in alphabet
+    assert "limit_alphabet" not in alphabet  # not set: nothing to raise
+    floor_of_one = unk_rate_warning(_unk_stats(0.15, 0.16, 0.14), CONFIG.model_copy(update={"alphabet_min_frequency": 1}))
+    assert "lower" not in floor_of_one and "check the corpus text" in floor_of_one
+    held_out = unk_rate_warning(_unk_stats(0.001, 0.05, 0.0001), CONFIG)
+    assert "validation split" in held_out and "train split" not in held_out
+    assert "characters that the training text lacks" in held_out and "max_training_bytes" in held_out
+    long_words = unk_rate_warning(_unk_stats(0.03, 0.03, 0.0), CONFIG)
+    assert "longer than 100 characters" in long_words
+    given = CONFIG.model_copy(update={"tokenizer_path": tmp_path})  # copied without validation: any folder
+    assert "tokenize.tokenizer_path" in unk_rate_warning(_unk_stats(0.2, 0.2, 0.1), given)
+
+
+def test_old_configs_with_limit_alphabet_still_validate():
+    assert TokenizeConfig().limit_alphabet is None and TokenizeConfig().alphabet_min_frequency == 2
+    assert TokenizeConfig.model_validate({"limit_alphabet": 1000}).limit_alphabet == 1000
+    with pytest.raises(ValidationError) as error:
+        TokenizeConfig.model_validate({"limit_alphabet": 0, "alphabet_min_frequency": 0})
+    assert "limit_alphabet" in str(error.value) and "alphabet_min_frequency" in str(error.value)

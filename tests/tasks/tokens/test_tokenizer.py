@@ -2,8 +2,10 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
@@ -11,13 +13,16 @@ from transformers import AutoTokenizer, BertTokenizerFast
 
 from tasks.tokens.tokenizer import (
     SPECIAL_TOKENS,
+    character_coverage,
     copy_tokenizer_folder,
+    is_cjk_character,
     is_continuation_table,
     load_tokenizer,
     save_tokenizer,
     tokenizer_folder_problems,
     train_wordpiece,
 )
+from tests.tasks.tokens.chinese_text import chinese_sentences
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -136,7 +141,7 @@ words = ["".join(rng.choices(syllables, k=rng.randint(1, 4))) for _ in range(400
 rare = [chr(c) for c in range(0x3B1, 0x3C9)]  # 24 Greek letters, twice each: the alphabet limit cuts among ties
 texts = [" ".join(rng.choices(words, k=30)) for _ in range(300)] + [" ".join(rare * 2)]
 tokenizer = train_wordpiece(texts, vocab_size=600, min_frequency=1, lowercase=True, strip_accents=None,
-                            limit_alphabet=22)
+                            alphabet_min_frequency=2, limit_alphabet=22)
 print(hashlib.sha256(tokenizer.to_str().encode()).hexdigest())
 """
 
@@ -175,7 +180,8 @@ def test_training_refuses_a_one_pass_iterator():
 def test_pieces_the_trainer_had_to_number_are_registered_in_a_second_round(monkeypatch):
     import tasks.tokens.tokenizer as tokenizer_module
 
-    monkeypatch.setattr(tokenizer_module, "_always_a_whole_word", lambda char: True)  # registers no "##" piece
+    # registers no "##" piece
+    monkeypatch.setattr(tokenizer_module, "_always_whole_words", lambda pipeline, alphabet: set(alphabet))
     rounds = []
     real_trainer = tokenizer_module.trainers.WordPieceTrainer
     monkeypatch.setattr(tokenizer_module.trainers, "WordPieceTrainer",
@@ -253,3 +259,73 @@ def test_a_folder_that_passed_is_not_checked_with_transformers_again_until_it_ch
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     problems, imported = check()
     assert imported and "do_lower_case" in problems[0]  # changed content: checked again
+
+
+CHINESE = chinese_sentences(300)
+
+
+def _train_chinese(**alphabet):
+    return train_wordpiece(CHINESE, vocab_size=2000, min_frequency=2, lowercase=True, strip_accents=None, **alphabet)
+
+
+def test_every_chinese_character_seen_twice_gets_a_token_of_its_own():
+    tokenizer = _train_chinese(alphabet_min_frequency=2)
+    counts = Counter("".join(CHINESE))
+    vocab = tokenizer.get_vocab()
+    assert len(counts) > 400
+    assert {char for char, count in counts.items() if count >= 2} <= set(vocab)
+    seen_once = {char for char, count in counts.items() if count == 1}
+    assert seen_once and not seen_once & set(vocab)
+    # an ideograph is always a word of its own: no "##" piece of one, no token of two
+    assert not [token for token in vocab if any(is_cjk_character(char) for char in token) and len(token) > 1]
+    for sentence in CHINESE:
+        tokens = tokenizer.encode(sentence, add_special_tokens=False).tokens
+        assert tokens == [char if counts[char] >= 2 else "[UNK]" for char in sentence]
+    coverage = character_coverage(tokenizer, CHINESE)
+    assert coverage["alphabet_seen"] == len(counts) and coverage["alphabet_left_out"] == len(seen_once)
+    assert coverage["alphabet_left_out_share"] == pytest.approx(len(seen_once) / sum(counts.values()))
+    assert set(counts) <= set(_train_chinese(alphabet_min_frequency=1).get_vocab())  # the rarest too
+
+
+def test_whole_word_characters_are_asked_of_the_pipeline():
+    from tasks.tokens.tokenizer import _always_whole_words, build_pipeline
+
+    # U+2B820: CJK Extension E, which BERT's Python code spaces out but tokenizers' normaliser does not
+    alphabet = ["!", "a", "é", "中", "，", "」", "\U0002b820", "\U0002b920", "＋"]
+    assert is_cjk_character("\U0002b820")
+    assert _always_whole_words(build_pipeline(True, None), alphabet) == {"!", "中", "，", "」", "\U0002b920"}
+
+
+def test_limit_alphabet_caps_the_characters_at_the_most_frequent(caplog):
+    caplog.set_level("INFO", logger="tasks.tokens.tokenizer")
+    counts = Counter("".join(CHINESE))
+    capped = _train_chinese(alphabet_min_frequency=2, limit_alphabet=50)
+    by_frequency = sorted(counts, key=lambda char: (-counts[char], ord(char)))
+    assert {token for token in capped.get_vocab() if len(token) == 1} == set(by_frequency[:50])
+    tokens = [token for sentence in CHINESE for token in capped.encode(sentence, add_special_tokens=False).tokens]
+    unk_rate = np.mean([token == "[UNK]" for token in tokens])
+    assert unk_rate > 0.2  # the old fixed cut (limit_alphabet: 1000) did this to a whole script
+    alphabet_lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("WordPiece alphabet")]
+    assert len(alphabet_lines) == 1 and f"50 of {len(counts)} distinct characters" in alphabet_lines[0]
+    assert f"{len(counts) - 50} left out" in alphabet_lines[0] and "at most 50" in alphabet_lines[0]
+
+
+def test_full_width_punctuation_is_split_off_and_gets_tokens_of_its_own():
+    tokenizer = _train_chinese(alphabet_min_frequency=2)
+    punctuation = "，！？：；（）、。「」《》“”"
+    words = [word for word, _ in tokenizer.pre_tokenizer.pre_tokenize_str(
+        tokenizer.normalizer.normalize_str("真的？是：对；（括号）、顿号。「引号」你好，世界！"))]
+    assert words == list("真的？是：对；（括号）、顿号。「引号」你好，世界！")
+    vocab = tokenizer.get_vocab()
+    assert set(punctuation) <= set(vocab) and not {"##" + char for char in punctuation} & set(vocab)
+    assert tokenizer.encode("你好，世界！", add_special_tokens=False).tokens == list("你好，世界！")
+    assert tokenizer.encode("ok，fine！", add_special_tokens=False).tokens[1] == "，"  # after a Latin word too
+
+
+def test_english_alphabet_follows_the_frequency_floor():
+    tokenizer = train_wordpiece(TEXTS + ["a lone ✓ here"], vocab_size=300, min_frequency=1, lowercase=True,
+                                strip_accents=None, alphabet_min_frequency=2)
+    vocab = tokenizer.get_vocab()
+    assert "✓" not in vocab and "##✓" not in vocab  # seen once
+    assert all(char in vocab and "##" + char in vocab for char in "quickbrownfox")
+    assert tokenizer.encode("a lone ✓ here", add_special_tokens=False).tokens == ["a", "lone", "[UNK]", "here"]
