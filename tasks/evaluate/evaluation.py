@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import statistics
 import time
@@ -58,6 +59,9 @@ class EvaluateConfig(BaseModel):
     """Tokens per example including [CLS] and [SEP]; must not exceed the model's position embeddings."""
     learning_rates: list[float] = Field(default=[1e-4, 3e-4, 1e-3], min_length=1)
     """Grid searched on the dev split (first seed), separately for each model and task."""
+    max_grid_extensions: int = Field(default=2, ge=0, le=10)
+    """When the best learning rate is the grid's smallest or largest (of two or more), try up to this many
+    more beyond it, each one grid step further (the ratio of the two nearest rates), while dev improves."""
     seeds: list[int] = Field(default=[0, 1], min_length=1)
     """Fine-tuning seeds run at the chosen learning rate; the first also runs the grid search."""
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
@@ -245,6 +249,16 @@ def scratch_run_key(data: TaskData, config_dir: Path, cfg: EvaluateConfig, learn
     return digest.hexdigest()
 
 
+def _beyond_the_edge(grid: list[float], best: float, extensions: int) -> list[float]:
+    """Learning rates past the grid's edge when the best is at it: each one grid step further (the ratio of
+    the two rates nearest that edge), kept inside (0, 1); none for a one-rate grid or a best inside it."""
+    if len(grid) < 2 or extensions == 0 or best not in (grid[0], grid[-1]):
+        return []
+    ratio = grid[-1] / grid[-2] if best == grid[-1] else grid[0] / grid[1]
+    rates = [best * ratio ** (i + 1) for i in range(extensions)]
+    return [float(f"{r:.3g}") for r in rates if 0.0 < r < 1.0]
+
+
 def evaluate_model_on_task(runner: _Runner, data: TaskData, model: str, init_from: Path | None,
                            config_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Grid on the first seed, best on dev, then every seed: (summary row, run records)."""
@@ -252,11 +266,23 @@ def evaluate_model_on_task(runner: _Runner, data: TaskData, model: str, init_fro
     headline = f"dev_{data.metrics[0]}"
     search = [runner.run(data, model, init_from, config_dir, lr, cfg.seeds[0]) for lr in cfg.learning_rates]
     best = max(search, key=lambda r: r[headline])  # ties: first in the grid
+    extended = []
+    for rate in _beyond_the_edge(sorted(cfg.learning_rates), best["learning_rate"], cfg.max_grid_extensions):
+        record = runner.run(data, model, init_from, config_dir, rate, cfg.seeds[0])
+        extended.append(record)
+        search.append(record)
+        if record[headline] <= best[headline]:
+            break
+        best = record
+    if extended:
+        logger.info("%s %s: the best learning rate was at the edge of the grid; tried %s beyond it, chose %g",
+                    data.name, model, ", ".join(f"{r['learning_rate']:g}" for r in extended), best["learning_rate"])
     for record in search:
         runner.mark(record, phase="lr_search", chosen=record is best)
     final = [best] + [runner.mark(runner.run(data, model, init_from, config_dir, best["learning_rate"], s),
                                   phase="seed", chosen=True) for s in cfg.seeds[1:]]
-    row: dict[str, Any] = {"learning_rate": best["learning_rate"], "dev": best[headline], "seeds": len(final)}
+    row: dict[str, Any] = {"learning_rate": best["learning_rate"], "dev": best[headline], "seeds": len(final),
+                           "grid_extended": [r["learning_rate"] for r in extended]}
     for metric in data.metrics:
         row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([r[f"test_{metric}"] for r in final])
     return row, search + final[1:]
@@ -339,12 +365,40 @@ def _report(cfg: EvaluateConfig, data: dict[tuple[str, str], TaskData], summary:
         "runs": runs,
         "config": cfg.model_dump(mode="json"),
     }
+    results["warnings"] = behind_scratch_warnings(results)
+    for warning in results["warnings"]:
+        logger.warning(warning)
     _write_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=_json_number))
     _write_atomic(out_dir / "results.md", render_results(results))
     plot_results(results, out_dir / "results.png")
     if data and (split_ids := data[cfg.tasks[0].name, PRETRAINED].split_ids):
         _write_atomic(out_dir / "splits.json", json.dumps(split_ids, indent=1))
     return _stats(results, run_count, seconds)
+
+
+def behind_scratch_warnings(results: dict[str, Any]) -> list[str]:
+    """One line per (task, pretrained model) behind the from-scratch model by more than the seed noise: twice
+    the standard error of the difference of the two means over the fine-tuning seeds (needs 2+ seeds)."""
+    warnings = []
+    for task, rows in results["summary"].items():
+        metric = results["tasks"][task]["metrics"][0]
+        scratch = rows[SCRATCH]
+        for model, row in rows.items():
+            if model == SCRATCH or min(row["seeds"], scratch["seeds"]) < 2:
+                continue
+            gain = row[f"{metric}_mean"] - scratch[f"{metric}_mean"]
+            noise = 2 * math.sqrt(row[f"{metric}_std"] ** 2 / row["seeds"] + scratch[f"{metric}_std"] ** 2
+                                  / scratch["seeds"])
+            if gain >= -noise:
+                continue
+            mlm = results.get("intrinsic", {}).get(model, {}).get("mlm_accuracy")
+            mlm_text = f" (held-out MLM accuracy {mlm:.3f})" if isinstance(mlm, float) else ""
+            warnings.append(
+                f"{task}: the {model} model is behind the same model trained from scratch by {-gain:.4f} {metric} "
+                f"(seed noise ±{noise:.4f}): its pretraining hurts. Likely cause: pretraining too short to "
+                f"help{mlm_text}, which can leave the weights worse for fine-tuning than a random start. Pretrain "
+                f"longer (pretrain.max_steps), on more text, or with a higher learning rate (pretrain.learning_rate)")
+    return warnings
 
 
 def _json_number(value: Any) -> Any:

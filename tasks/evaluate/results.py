@@ -22,6 +22,7 @@ def render_results(results: dict[str, Any]) -> str:
         "| task | model | chosen lr | test metrics | gain over scratch | seeds |",
         "|---|---|---|---|---|---|",
     ]
+    extended = []
     for task, rows in results["summary"].items():
         metrics = results["tasks"][task]["metrics"]
         for model, row in rows.items():
@@ -29,6 +30,13 @@ def render_results(results: dict[str, Any]) -> str:
             gain_text = "—" if gain is None else f"{gain:+.4f}"
             lines.append(f"| {task} | {model} | {row['learning_rate']:g} | "
                          f"{'; '.join(_cell(row, m) for m in metrics)} | {gain_text} | {int(row['seeds'])} |")
+            if row.get("grid_extended"):
+                extended.append(f"- {task} / {model}: the best learning rate was at the edge of the grid; also tried "
+                                f"{', '.join(f'{r:g}' for r in row['grid_extended'])}, chose {row['learning_rate']:g}.")
+    if results.get("warnings"):
+        lines += ["", "**Warning.** " + " ".join(results["warnings"])]
+    if extended:
+        lines += ["", "Learning-rate grid extended:", *extended]
     lines += ["", "### Tasks", ""]
     for task, info in results["tasks"].items():
         sizes = info["split_examples"]

@@ -89,6 +89,7 @@ def tiny_config(**overrides) -> EvaluateConfig:
         max_seq_length=32,
         learning_rates=[3e-3, 1e-2],
         seeds=[0, 1],
+        max_grid_extensions=0,  # the grid extension has its own test (test_evaluation.py)
         finetune={"max_steps": 40, "batch_size": 16, "device": "cpu"},
         intrinsic={"enabled": False},
     )

@@ -1,6 +1,7 @@
 """The evaluate stage end to end on tiny data: tasks x models x seeds, reports, resume, intrinsic metrics."""
 
 import json
+import math
 import shutil
 
 import pyarrow as pa
@@ -153,3 +154,53 @@ def test_missing_inputs_fail_before_training(tmp_path, model_dir):  # noqa: F811
         run_evaluation(EvaluateConfig(max_seq_length=128), model_dir, tmp_path, tmp_path / "out")
 
 
+
+
+def test_the_grid_goes_on_past_its_edge_while_dev_improves():
+    from tasks.evaluate.evaluation import _beyond_the_edge, evaluate_model_on_task
+    from tasks.evaluate.task_data import TaskData
+
+    assert _beyond_the_edge([1e-4, 3e-4, 1e-3], 1e-3, 2) == [0.00333, 0.0111]
+    assert _beyond_the_edge([1e-4, 3e-4, 1e-3], 1e-4, 1) == [3.33e-05]
+    assert _beyond_the_edge([1e-4, 3e-4, 1e-3], 3e-4, 2) == []  # the best is inside the grid
+    assert _beyond_the_edge([1e-3], 1e-3, 2) == []  # one rate: a fixed choice, not a grid
+    assert _beyond_the_edge([0.1, 0.5], 0.5, 3) == []  # 2.5 is no learning rate
+
+    class Runner:  # fine-tuning replaced by a dev score that peaks at lr 0.0111 (tested here: the search only)
+        cfg = tiny_config(learning_rates=[1e-4, 3e-4, 1e-3], seeds=[0, 1], max_grid_extensions=3)
+
+        def __init__(self):
+            self.rates = []
+
+        def run(self, data, model, init_from, config_dir, lr, seed):
+            self.rates.append((lr, seed))
+            score = 1.0 - abs(math.log10(lr / 0.0111))
+            return {"learning_rate": lr, "seed": seed, "dev_accuracy": score, "test_accuracy": score}
+
+        def mark(self, record, **fields):
+            return {**record, **fields}
+
+    runner = Runner()
+    data = TaskData("t", "classification", ["a", "b"], {}, ("accuracy",))
+    row, records = evaluate_model_on_task(runner, data, "pretrained", None, None)
+    # 3.33e-3 better, 1.11e-2 better, 3.7e-2 worse: stop there; the chosen rate's second seed runs last
+    assert runner.rates == [(1e-4, 0), (3e-4, 0), (1e-3, 0), (0.00333, 0), (0.0111, 0), (0.037, 0), (0.0111, 1)]
+    assert row["learning_rate"] == 0.0111 and row["grid_extended"] == [0.00333, 0.0111, 0.037]
+    assert len(records) == 7
+
+
+def test_a_pretrained_model_behind_scratch_beyond_the_seed_noise_is_called_out():
+    from tasks.evaluate.evaluation import behind_scratch_warnings
+
+    def results(pretrained_mean, seeds=3):
+        rows = {"pretrained": {"accuracy_mean": pretrained_mean, "accuracy_std": 0.01, "seeds": seeds,
+                               "learning_rate": 1e-3},
+                "scratch": {"accuracy_mean": 0.47, "accuracy_std": 0.016, "seeds": seeds, "learning_rate": 1e-3}}
+        return {"summary": {"ood": rows}, "tasks": {"ood": {"metrics": ["accuracy"]}},
+                "intrinsic": {"pretrained": {"mlm_accuracy": 0.076}}}
+
+    (warning,) = behind_scratch_warnings(results(0.325))  # the issue's 175-step case: -14.5 points
+    assert warning.startswith("ood: the pretrained model is behind the same model trained from scratch by 0.1450")
+    assert "held-out MLM accuracy 0.076" in warning and "pretrain.max_steps" in warning
+    assert behind_scratch_warnings(results(0.46)) == []  # 1 point behind: inside the seed noise
+    assert behind_scratch_warnings(results(0.325, seeds=1)) == []  # one seed: the noise is unknown
