@@ -127,6 +127,8 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
     import numpy as np
     from transformers import AutoTokenizer, pipeline
 
+    from tasks.tokens.tokenizer import is_cjk_character
+
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     unmasker = pipeline("fill-mask", model=str(model_dir), tokenizer=tokenizer, device=-1, top_k=top_k)
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
@@ -142,8 +144,10 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
         segment_a = tokens[1 : tokens.index(tokenizer.sep_token_id)] if tokenizer.sep_token_id in tokens else tokens[1:]
         # Only the shown text is searched: a word past it would leave the pipeline no [MASK] to fill.
         segment_a = segment_a[:shown]
-        # whole words: a piece that is not "##"-continued and not followed by a continuation
-        words = [i for i, t in enumerate(segment_a) if t not in special and vocab[t].isalpha() and len(vocab[t]) >= 4
+        # whole words: a piece that is not "##"-continued and not followed by a continuation, of 4+ letters or
+        # one CJK character (BERT's tokenizer makes every CJK character its own word)
+        words = [i for i, t in enumerate(segment_a) if t not in special and vocab[t].isalpha()
+                 and (len(vocab[t]) >= 4 or is_cjk_character(vocab[t][0]))
                  and (i + 1 == len(segment_a) or not vocab[segment_a[i + 1]].startswith("##"))]
         if len(segment_a) < 8 or not words:
             continue
