@@ -6,5 +6,6 @@ TaskData (task_data.py) scored by task_metrics.py; intrinsic.py measures MLM acc
 held-out instances, results.py writes the table and chart. Fine-tuning itself is model/finetune.py.
 
 Must not import MLflow or Prefect: tasks/stages.py logs every fine-tuning run. From the rest of tasks/
-it uses tasks.parallel (how its steps run) and tasks/corpus/hf_datasets.py (Hugging Face offline).
+it uses tasks.parallel (how its steps run), tasks/corpus/hf_datasets.py (Hugging Face offline) and
+tasks/text.py (which characters are CJK).
 """

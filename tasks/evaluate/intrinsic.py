@@ -8,10 +8,13 @@ validation instances, mask one whole word and ask a transformers `fill-mask` pip
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.text import KANA_AND_IDEOGRAPHS
 
 if TYPE_CHECKING:  # imported where instances or a model are read: IntrinsicConfig is part of every config load
     import pyarrow as pa
@@ -117,6 +120,7 @@ def _original_tokens(input_ids: list[int], positions: list[int], masked_ids: lis
     return tokens
 
 
+_IDEOGRAPH = re.compile(f"[{KANA_AND_IDEOGRAPHS}]")  # one CJK character: a whole word to BERT's tokenizer
 _EXAMPLE_TOKENS = 64  # tokens of segment A shown in a fill-mask example
 
 
@@ -126,8 +130,6 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
         return []
     import numpy as np
     from transformers import AutoTokenizer, pipeline
-
-    from tasks.tokens.tokenizer import is_cjk_character
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     unmasker = pipeline("fill-mask", model=str(model_dir), tokenizer=tokenizer, device=-1, top_k=top_k)
@@ -147,7 +149,7 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
         # whole words: a piece that is not "##"-continued and not followed by a continuation, of 4+ letters or
         # one CJK character (BERT's tokenizer makes every CJK character its own word)
         words = [i for i, t in enumerate(segment_a) if t not in special and vocab[t].isalpha()
-                 and (len(vocab[t]) >= 4 or is_cjk_character(vocab[t][0]))
+                 and (len(vocab[t]) >= 4 or _IDEOGRAPH.fullmatch(vocab[t]))
                  and (i + 1 == len(segment_a) or not vocab[segment_a[i + 1]].startswith("##"))]
         if len(segment_a) < 8 or not words:
             continue

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from tasks.tokens.shards import TokenizeConfig
+
+class AlphabetSettings(Protocol):
+    """The TokenizeConfig fields the warning names (a Protocol: shards.py imports this module)."""
+
+    tokenizer_path: Path | str | None
+    alphabet_min_frequency: int
+    limit_alphabet: int | None
 
 # Share of a split's tokens that may be [UNK] before the stage warns. Measured on held-out text with a
 # vocabulary of 16 k: a 1,000-character alphabet left 11.5% of Chinese poetry (fortunes-zh) [UNK], characters
@@ -13,7 +19,7 @@ if TYPE_CHECKING:
 UNK_RATE_WARNING = 0.01
 
 
-def unk_rate_warning(stats: dict[str, int | float], cfg: TokenizeConfig) -> str | None:
+def unk_rate_warning(stats: dict[str, int | float], cfg: AlphabetSettings) -> str | None:
     """What to say when [UNK] is more than UNK_RATE_WARNING of a split's tokens: the rate, the likely cause
     and its fix; None when no split is above it."""
     high = {key.removesuffix("_unk_rate"): rate for key, rate in stats.items()  # per split: <split>_unk_rate

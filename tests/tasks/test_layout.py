@@ -30,7 +30,7 @@ ALLOWED_IMPORTS = {
     "tasks.instances": ("tasks.tokens", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
     "tasks.pretrain": ("model", "tasks.errors"),
     # hf_datasets: the one place that switches Hugging Face offline
-    "tasks.evaluate": ("model", "tasks.parallel", "tasks.corpus.hf_datasets", "tasks.errors"),
+    "tasks.evaluate": ("model", "tasks.text", "tasks.parallel", "tasks.corpus.hf_datasets", "tasks.errors"),
     "tasks.sweep": ("tasks.config", "tasks.stages", "tasks.artifacts", "tasks.errors"),
     "model": (),
 }
