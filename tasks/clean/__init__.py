@@ -2,7 +2,8 @@
 
 steps.py holds the document, the three step signatures (TextFix, DocumentFix, Filter) and the
 pipeline that runs them and keeps the account; the steps themselves are extraction (extract.py, with
-charset.py), ftfy, Unicode and whitespace normalisation (normalize.py), language id (langid.py), the quality filter families
+charset.py), ftfy, Unicode and whitespace normalisation (normalize.py, its config in normalize_config.py),
+language id (langid.py), the quality filter families
 (quality.py composes gopher.py, c4.py and fineweb.py over the word and line measures of
 text_stats.py), exact dedup keys (exact_dedup.py), MinHash near-dedup (minhash.py, its config in
 minhash_config.py) and PII redaction (pii.py). The corpus stage (tasks/corpus/) shards and runs them.

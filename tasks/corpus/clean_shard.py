@@ -152,7 +152,7 @@ def _damage(spec: CleanShardSpec, account: Path) -> str | None:
 
 def clean_pipeline(cfg: CorpusConfig) -> CleanPipeline:
     """Fixes, empty/short filters, language id and filter, quality filters, PII redaction, in that order."""
-    steps = default_pipeline(cfg.min_words).steps
+    steps = default_pipeline(cfg.min_words, cfg.normalize).steps
     # PII last: only documents that survive the filters pay for it, and dedup sees the redacted text
     return CleanPipeline([*steps, *language_steps(cfg.language), *quality_steps(cfg.quality), RedactPii(cfg.pii)])
 

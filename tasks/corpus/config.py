@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tasks.clean.extract import ExtractConfig
 from tasks.clean.langid import LanguageConfig
 from tasks.clean.minhash_config import NearDedupConfig
+from tasks.clean.normalize_config import NormalizeConfig
 from tasks.clean.pii import PiiConfig
 from tasks.clean.quality import QualityConfig
 from tasks.corpus.hf_datasets import HuggingFaceSource
@@ -37,6 +38,8 @@ class CorpusConfig(BaseModel):
     """Hugging Face dataset splits (load_dataset or load_from_disk), read offline in batches."""
     extract: ExtractConfig = Field(default_factory=ExtractConfig)
     """HTML main-text extraction (crawled pages, local HTML files and WARC responses)."""
+    normalize: NormalizeConfig = Field(default_factory=NormalizeConfig)
+    """Full-width folding and quote uncurling: everywhere but in documents written mostly in CJK, by default."""
     min_words: int = Field(default=20, ge=0)
     """Drop documents with fewer words than this, after cleaning (whitespace-separated; each character in
     scripts written without spaces: Chinese, Japanese, Thai)."""
