@@ -7,5 +7,6 @@ held-out instances, results.py writes the table and chart. Fine-tuning itself is
 
 Must not import MLflow or Prefect: tasks/stages.py logs every fine-tuning run. From the rest of tasks/
 it uses tasks.parallel (how its steps run), tasks/corpus/hf_datasets.py (Hugging Face offline) and
-tasks/text.py (which characters are CJK).
+tasks/text.py (which characters are CJK); fortunes.py writes the out-of-domain task from a Debian
+package (tasks/debian.py).
 """

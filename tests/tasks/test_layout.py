@@ -21,16 +21,19 @@ PACKAGES = ("tasks.crawl", "tasks.clean", "tasks.corpus", "tasks.tokens", "tasks
 # pieces with tasks.pieces. The seams at the top of tasks/ (config, stages) import the packages, not the reverse.
 ALLOWED_IMPORTS = {
     "tasks.text": (),
+    "tasks.debian": (),
     "tasks.errors": ("model.errors",),
     "tasks.pieces": ("tasks.artifacts",),
     "tasks.crawl": ("tasks.clean.charset", "tasks.clean.extract", "tasks.errors", "tasks.pieces"),
     "tasks.clean": ("tasks.text", "tasks.tokens.sentences", "tasks.errors"),
-    "tasks.corpus": ("tasks.crawl", "tasks.clean", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
+    "tasks.corpus": ("tasks.crawl", "tasks.clean", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces",
+                     "tasks.debian"),
     "tasks.tokens": ("tasks.text", "tasks.parallel", "tasks.errors", "tasks.pieces"),
     "tasks.instances": ("tasks.tokens", "tasks.parallel", "tasks.artifacts", "tasks.errors", "tasks.pieces"),
     "tasks.pretrain": ("model", "tasks.errors"),
     # hf_datasets: the one place that switches Hugging Face offline
-    "tasks.evaluate": ("model", "tasks.text", "tasks.parallel", "tasks.corpus.hf_datasets", "tasks.errors"),
+    "tasks.evaluate": ("model", "tasks.text", "tasks.debian", "tasks.parallel", "tasks.corpus.hf_datasets",
+                       "tasks.errors"),
     "tasks.sweep": ("tasks.config", "tasks.stages", "tasks.artifacts", "tasks.errors"),
     "model": (),
 }
