@@ -82,7 +82,7 @@ def _evaluate(cfg: PipelineConfig, inputs: dict[str, Path], out: Path, ctx: Stag
 
     return run_evaluation(cfg.evaluate, inputs["pretrain"] / "model", inputs["corpus"], out, ctx.log_metrics,
                           instances_dir=inputs["instances"], run_step=ctx.run_step,
-                          scratch_cache=ctx.shared_dir / "scratch-runs" if ctx.shared_dir else None)
+                          shared_dir=ctx.shared_dir)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from model.finetune_data import FinetuneSettings
 from tasks.evaluate.file_tasks import FileTask, build_file_task
+from tasks.evaluate.fortunes import FortunesTask, build_fortunes_task
 from tasks.evaluate.glue import GlueTask, build_glue_task
 from tasks.evaluate.intrinsic import IntrinsicConfig, intrinsic_evaluation
 from tasks.evaluate.results import plot_results, render_results
@@ -43,7 +44,7 @@ logger = logging.getLogger(__name__)
 
 SCRATCH = "scratch"  # the baseline: the pipeline model's architecture, randomly initialised
 PRETRAINED = "pretrained"  # the pipeline's own pretrained model
-TaskConfig = Annotated[UrlSectionTask | GlueTask | FileTask, Field(discriminator="type")]
+TaskConfig = Annotated[UrlSectionTask | GlueTask | FileTask | FortunesTask, Field(discriminator="type")]
 
 
 class EvaluateConfig(BaseModel):
@@ -52,7 +53,8 @@ class EvaluateConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     tasks: list[TaskConfig] = Field(default_factory=lambda: [UrlSectionTask()], min_length=1)
-    """Downstream tasks: {type: url-section} (offline, from the snapshot), {type: glue, task: rte}, {type: files, ...}."""
+    """Downstream tasks: {type: url-section} (offline, from the snapshot), {type: glue, task: rte}, {type: files, ...},
+    {type: fortunes} (out of domain: Debian's English fortunes by category)."""
     compare_models: list[Path] = Field(default=[])
     """Further pretrained model folders (Hugging Face format, e.g. data/pretrain/ID/model) to fine-tune too."""
     max_seq_length: int = Field(default=128, ge=8, le=8192)
@@ -126,12 +128,16 @@ def model_names(model_dir: Path, compare_models: list[Path]) -> dict[str, Path]:
     return models
 
 
-def build_task(task: TaskConfig, tokenizer: Any, max_seq_length: int, snapshot_dir: Path) -> TaskData:
-    """Read, check and encode one task with one tokenizer."""
+def build_task(task: TaskConfig, tokenizer: Any, max_seq_length: int, snapshot_dir: Path,
+               task_files_dir: Path) -> TaskData:
+    """Read, check and encode one task with one tokenizer (a task made from a package writes its files under
+    task_files_dir)."""
     if isinstance(task, UrlSectionTask):
         return build_url_task(task, tokenizer, max_seq_length, snapshot_dir)
     if isinstance(task, GlueTask):
         return build_glue_task(task, tokenizer, max_seq_length)
+    if isinstance(task, FortunesTask):
+        return build_fortunes_task(task, tokenizer, max_seq_length, task_files_dir)
     return build_file_task(task, tokenizer, max_seq_length)
 
 
@@ -296,11 +302,12 @@ def run_evaluation(
     log_metrics: Callable[[dict[str, float], int], None] | None = None,
     instances_dir: Path | None = None,
     run_step: StepRunner = run_inline,
-    scratch_cache: Path | None = None,
+    shared_dir: Path | None = None,
 ) -> dict[str, int | float]:
     """Every task x (pretrained models + scratch); write results.json/.md/.png and runs/*.json.
 
-    scratch_cache: a folder where from-scratch runs are kept for other evaluations with the same inputs.
+    shared_dir: a folder evaluations share: from-scratch runs (scratch-runs/) are kept there for other
+    evaluations with the same inputs, and task files made from packages (task-files/); None: neither is shared.
 
     run_step runs the steps: read tasks, one fine-tuning step per task and model (its learning-rate grid
     and seeds), one intrinsic step per pretrained model, and the report.
@@ -313,9 +320,10 @@ def run_evaluation(
     runs_dir.mkdir(parents=True, exist_ok=True)
 
     # every task is read, checked and encoded (with each model's tokenizer) before any training
-    data = run_step("read tasks", lambda: _read_tasks(cfg, models, snapshot_dir))
+    task_files = (shared_dir or out_dir) / "task-files"
+    data = run_step("read tasks", lambda: _read_tasks(cfg, models, snapshot_dir, task_files))
 
-    runner = _Runner(cfg, runs_dir, log_metrics, scratch_cache)
+    runner = _Runner(cfg, runs_dir, log_metrics, shared_dir / "scratch-runs" if shared_dir else None)
     summary: dict[str, dict[str, dict[str, Any]]] = {}
     runs: list[dict[str, Any]] = []
     for task in cfg.tasks:
@@ -333,13 +341,14 @@ def run_evaluation(
                                               time.perf_counter() - started))
 
 
-def _read_tasks(cfg: EvaluateConfig, models: dict[str, Path], snapshot_dir: Path) -> dict[tuple[str, str], TaskData]:
+def _read_tasks(cfg: EvaluateConfig, models: dict[str, Path], snapshot_dir: Path,
+                task_files_dir: Path) -> dict[tuple[str, str], TaskData]:
     """Every task read, checked and encoded with each model's tokenizer, keyed (task, model)."""
     from transformers import AutoTokenizer
 
     tokenizers = {name: AutoTokenizer.from_pretrained(folder) for name, folder in models.items()}
     tokenizers[SCRATCH] = tokenizers[PRETRAINED]
-    return {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir)
+    return {(task.name, name): build_task(task, tokenizer, cfg.max_seq_length, snapshot_dir, task_files_dir)
             for task in cfg.tasks for name, tokenizer in tokenizers.items()}
 
 

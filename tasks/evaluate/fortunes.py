@@ -23,12 +23,17 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tasks.debian import download_packages
 from tasks.errors import InputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from tasks.evaluate.task_data import TaskData
 
 PACKAGES = ("fortunes", "fortunes-min")  # fortune-mod's English fortunes; fortunes-off is never fetched
 FORTUNES_SUBDIR = "usr/share/games/fortunes"
@@ -68,6 +73,44 @@ class FortuneTaskSpec(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+class FortunesTask(FortuneTaskSpec):
+    """The out-of-domain task as an evaluate task: its files are made on first use (apt-get download of the
+    packages, or a given folder) and reused by every evaluation with the same settings."""
+
+    type: Literal["fortunes"] = "fortunes"
+    """Task kind: Debian's English fortunes, classified by category."""
+    name: str = Field(default="fortunes", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """Name of the task in the results table and metric names."""
+    source: Path | None = None
+    """A folder of fortune files (e.g. /usr/share/games/fortunes); None: apt-get download fortunes and
+    fortunes-min (no install, no root)."""
+
+
+def build_fortunes_task(task: FortunesTask, tokenizer: PreTrainedTokenizerBase, max_seq_length: int,
+                        task_files_dir: Path) -> TaskData:
+    """Write (or reuse) the task's files under task_files_dir/fortunes-<hash of its settings>, then read,
+    check and encode them as a local-files task."""
+    from tasks.evaluate.file_tasks import FileTask, build_file_task
+
+    spec = FortuneTaskSpec(**task.model_dump(include=set(FortuneTaskSpec.model_fields)))
+    key = hashlib.sha256(json.dumps({"spec": spec.model_dump(), "source": str(task.source)},
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    out_dir = task_files_dir / f"fortunes-{key}"
+    if not (out_dir / STATS_FILE).is_file():  # written last: its presence means the files are whole
+        if task.source is not None:
+            write_fortune_task(task.source, out_dir, spec)
+        else:
+            with tempfile.TemporaryDirectory() as work:
+                root, versions = download_packages(PACKAGES, Path(work))
+                write_fortune_task(root / FORTUNES_SUBDIR, out_dir, spec,
+                                   {package: f"Debian {package} {version}" for package, version in versions.items()})
+    files = FileTask(name=task.name, **{split: [out_dir / f"{split}.jsonl"] for split in SPLIT_NAMES})
+    data = build_file_task(files, tokenizer, max_seq_length)
+    stats = json.loads((out_dir / STATS_FILE).read_text(encoding="utf-8"))
+    data.info.update(source="fortunes", packages=stats["sources"], dropped=stats["dropped"])
+    return data
 
 
 def overstrike(line: str) -> str:

@@ -50,18 +50,19 @@ def test_a_second_evaluation_reuses_the_shared_scratch_runs_and_only_those(
     snapshot_dir, model_dir, tmp_path, caplog  # noqa: F811
 ):
     cfg = tiny_config(learning_rates=[1e-2], seeds=[0])
-    cache = tmp_path / "shared" / "scratch-runs"
-    first = run_evaluation(cfg, model_dir, snapshot_dir, tmp_path / "a", scratch_cache=cache)
+    shared = tmp_path / "shared"
+    cache = shared / "scratch-runs"
+    first = run_evaluation(cfg, model_dir, snapshot_dir, tmp_path / "a", shared_dir=shared)
     assert len(list(cache.glob("*.json"))) == 1  # one scratch run: 1 lr x 1 seed
 
     with caplog.at_level("INFO", logger="tasks.evaluate.evaluation"):
-        second = run_evaluation(cfg, model_dir, snapshot_dir, tmp_path / "b", scratch_cache=cache)
+        second = run_evaluation(cfg, model_dir, snapshot_dir, tmp_path / "b", shared_dir=shared)
     reused = [r.getMessage() for r in caplog.records if "from-scratch run" in r.getMessage()]
     assert len(reused) == 1  # the pretrained model is fine-tuned again, scratch is not
     assert second["url-section_scratch_test_accuracy"] == first["url-section_scratch_test_accuracy"]
 
     other_seed = run_evaluation(tiny_config(learning_rates=[1e-2], seeds=[1]), model_dir, snapshot_dir,
-                                tmp_path / "c", scratch_cache=cache)
+                                tmp_path / "c", shared_dir=shared)
     assert len(list(cache.glob("*.json"))) == 2  # another seed is another run
     assert "url-section_scratch_test_accuracy" in other_seed
 

@@ -127,3 +127,28 @@ def test_the_command_prints_counts_per_split_and_class(tmp_path, capsys):
     assert re.search(r"^politics +15 +2 +3$", printed, re.M)  # 20 texts: 17% to test, 8% to dev
     assert re.search(r"^majority rate +0\.500 +0\.500 +0\.500$", printed, re.M)
     assert json.loads((tmp_path / "out" / STATS_FILE).read_text())["sources"] == {"folder": str(folder)}
+
+
+def test_the_fortunes_task_type_makes_its_files_once_and_reads_them_as_a_files_task(tmp_path):
+    from tasks.evaluate.evaluation import EvaluateConfig
+    from tasks.evaluate.fortunes import build_fortunes_task
+
+    source = write_tree(tmp_path / "fortunes")
+    cfg = EvaluateConfig(tasks=[{"type": "fortunes", "categories": ["computers", "politics", "songs-poems"],
+                                 "source": str(source)}])
+    (task,) = cfg.tasks
+    texts = [t for topic in TOPICS for t in _entries(topic, 20)]
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(texts, vocab_size=120, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    tokenizer = BertTokenizerFast(vocab=wordpiece.get_vocab())
+    data = build_fortunes_task(task, tokenizer, 32, tmp_path / "task-files")
+    assert data.name == "fortunes" and data.label_names == ["computers", "politics", "songs-poems"]
+    assert data.info["source"] == "fortunes" and data.info["dropped"]["texts_in_several_categories"] == 1
+    (folder,) = (tmp_path / "task-files").iterdir()
+    written = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    again = build_fortunes_task(task, tokenizer, 32, tmp_path / "task-files")  # reused, not written again
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == written
+    assert again.splits["test"].input_ids == data.splits["test"].input_ids
+    fewer = task.model_copy(update={"categories": ["computers", "politics"]})
+    build_fortunes_task(fewer, tokenizer, 32, tmp_path / "task-files")
+    assert len(list((tmp_path / "task-files").iterdir())) == 2  # other settings: other files
