@@ -53,6 +53,6 @@ def test_sweep_deployment_is_the_shipped_example_and_every_variant_validates() -
     spec = yaml.safe_load(DEPLOYMENTS.read_text())
     sweep = next(d for d in spec["deployments"] if d["name"] == "sweep")["parameters"]["sweep"]
     jsonschema.validate(sweep, SweepConfig.model_json_schema())
-    example = read_sweep_yaml(DEPLOYMENTS.parents[1] / "configs" / "sweeps" / "dedup-wwm.yaml")
+    example = read_sweep_yaml(DEPLOYMENTS.parents[1] / "configs" / "sweeps" / "masking.yaml")
     assert validate_sweep(sweep) == validate_sweep(example)
     assert len(plan_sweep(validate_sweep(sweep)).variants) == 8
