@@ -433,6 +433,9 @@ def pretrain(
     progress, checkpoints and the export. `progress(step, total)` is called after every step on rank 0.
     """
     inputs = load_inputs(cfg, Path(instances_dir), Path(tokenizer_dir))
+    threads_before = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
     ctx = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
         device = select_device(cfg.device, ctx.local_rank)
@@ -447,6 +450,7 @@ def pretrain(
         validation = trainer.train()
     finally:
         shutdown(ctx)
+        torch.set_num_threads(threads_before)  # the caller's process (a test, a notebook) keeps its setting
     stats: dict[str, int | float] = {
         "steps": trainer.step,
         "resumed_from_step": trainer.resumed_from_step,

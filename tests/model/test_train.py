@@ -235,3 +235,12 @@ def test_compiled_run_matches_eager(tmp_path, instances_dir, tokenizer_dir):
     assert len(runs[True]) == 6
     assert runs[True] == pytest.approx(runs[False], rel=1e-4)
     assert not torch._dynamo.utils.counters["graph_break"]  # one graph: no host sync inside the step on GPU
+
+
+def test_num_threads_sets_torchs_threads_for_the_run_and_gives_them_back(tmp_path, instances_dir, tokenizer_dir):
+    before = torch.get_num_threads()
+    seen = []
+    pretrain(tiny_config(max_steps=5, log_every=5, num_threads=1), instances_dir, tokenizer_dir, tmp_path,
+             log_metrics=lambda metrics, step: seen.append(torch.get_num_threads()))
+    assert seen and set(seen) == {1}  # every report (training, validation) came while 1 thread was set
+    assert torch.get_num_threads() == before
