@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a field and the values to try, e.g. --axis instances.objective=nsp,sop,mlm (repeatable: "
                             "every combination is a variant)")
     sweep.add_argument("--seeds", default=None, help="pretraining seeds every variant runs with, e.g. 0,1,2")
-    sweep.add_argument("--max-parallel", type=int, default=None, help="variants pretraining at once (default 1)")
+    sweep.add_argument("--max-parallel", type=int, default=None, help="variants pretraining at once (default: one per GPU, 1 on CPU)")
     sweep.add_argument("--name", default=None, help="the sweep's name (its MLflow parent run)")
     sweep.add_argument("--plan", action="store_true", help="print the variants and artifact counts; run nothing")
     sweep.set_defaults(handler=cmd_sweep)

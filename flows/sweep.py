@@ -5,8 +5,8 @@ Plan (tasks/sweep/plan.py): every variant's config is validated and its artifact
 anything runs. Build (tasks/sweep/build_order.py): stage by stage, each distinct artifact once, by the stage
 flow of the first variant that reads it, under that variant's MLflow child run; every other variant then
 runs the same stage flow and hits the cache, so each child run holds all five stages as a pipeline run
-does. Pretraining runs up to `max_parallel` builds at a time (Prefect tasks on a thread pool, each
-running the pretrain flow as its subflow). A restarted sweep plans again: finished artifacts are cache
+does. Pretraining runs in `max_parallel` lanes side by side (default: one per GPU, 1 on CPU): Prefect
+tasks on a thread pool, each running the pretrain flow of its builds one after another, on its own GPU. A restarted sweep plans again: finished artifacts are cache
 hits, a killed build resumes from its staging folder. Report (tasks/sweep/report.py): a markdown table and
 a PNG, as a Prefect artifact and on the sweep's MLflow parent run.
 """
@@ -81,8 +81,8 @@ def _run_variants(plan: SweepPlan, tracker: Tracker, sweep_run: str) -> dict[str
         builds = build_order(plan)
         for stage in STAGE_FLOWS:
             stage_builds = [b for b in builds if b.stage == stage]
-            parallel = plan.sweep.max_parallel if stage == "pretrain" else 1
-            for build, result in _build_all(stage_builds, runs, parallel):
+            parallel = _pretrain_lanes(plan) if stage == "pretrain" else 1
+            for build, result in _build_all(stage_builds, runs, parallel, _cuda_devices(plan) if parallel > 1 else 0):
                 results[build.variants[0]][stage] = result
             for v in plan.variants:  # the others read what was built: cache hits recorded in their runs
                 if stage not in results[v.name]:
@@ -94,15 +94,46 @@ def _run_variants(plan: SweepPlan, tracker: Tracker, sweep_run: str) -> dict[str
     return results
 
 
-def _build_all(builds: list[Build], runs: dict[str, str], parallel: int) -> list[tuple[Build, dict[str, Any]]]:
-    """Each build by its first reader's stage flow: one after another, or up to `parallel` at a time."""
+def _cuda_devices(plan: SweepPlan) -> int:
+    """GPUs torch sees here, when some variant may train on one (0 on CPU)."""
+    if all(v.config.pretrain.device == "cpu" for v in plan.variants):
+        return 0
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _pretrain_lanes(plan: SweepPlan) -> int:
+    """--max-parallel, or one lane per GPU (1 on CPU)."""
+    return plan.sweep.max_parallel or max(1, _cuda_devices(plan))
+
+
+def lanes(builds: list[Build], parallel: int, gpus: int) -> list[tuple[int | None, list[Build]]]:
+    """Builds dealt round-robin into `parallel` lanes that run side by side, each one build after another,
+    with its GPU: lane i gets GPU i mod gpus (a GPU to itself while there are enough), None on CPU."""
+    dealt = [builds[i::parallel] for i in range(min(parallel, len(builds)))]
+    return [(i % gpus if gpus else None, lane) for i, lane in enumerate(dealt)]
+
+
+def _on_device(config: PipelineConfig, cuda_device: int | None) -> PipelineConfig:
+    # cuda_device is execution-only: the artifact id stays the variant's
+    return config.model_copy(update={"pretrain": config.pretrain.model_copy(update={"cuda_device": cuda_device})})
+
+
+def _build_all(builds: list[Build], runs: dict[str, str], parallel: int,
+               gpus: int) -> list[tuple[Build, dict[str, Any]]]:
+    """Each build by its first reader's stage flow: one after another, or in `parallel` lanes at a time."""
     if parallel <= 1 or len(builds) <= 1:
         return [(b, _stage(b.stage, b.config, runs[b.variants[0]])) for b in builds]
-    with ThreadPoolTaskRunner(max_workers=parallel) as runner:
-        futures = [runner.submit(_stage_task.with_options(task_run_name=f"build-{b.stage}-{b.artifact_id}"),
-                                 parameters={"stage": b.stage, "config": b.config, "parent_run_id": runs[b.variants[0]]})
-                   for b in builds]
-        return [(b, f.result()) for b, f in zip(builds, futures)]
+    planned = lanes(builds, parallel, gpus)
+    with ThreadPoolTaskRunner(max_workers=len(planned)) as runner:
+        futures = [runner.submit(
+            _lane_task.with_options(task_run_name=f"{lane[0].stage}-lane-{i}" + ("" if gpu is None else f"-cuda:{gpu}")),
+            parameters={"stage": lane[0].stage, "configs": [_on_device(b.config, gpu) for b in lane],
+                        "parent_run_ids": [runs[b.variants[0]] for b in lane]})
+            for i, (gpu, lane) in enumerate(planned)]
+        results = [f.result() for f in futures]
+    return [(b, result) for (_, lane), lane_results in zip(planned, results) for b, result in zip(lane, lane_results)]
 
 
 def _stage(stage: str, config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
@@ -110,9 +141,9 @@ def _stage(stage: str, config: PipelineConfig, parent_run_id: str) -> dict[str, 
     return result_of(STAGE_FLOWS[stage](config, parent_run_id=parent_run_id, return_state=True))
 
 
-@task(name="build", cache_policy=NO_CACHE)  # its config is no cache key: the artifact store is the cache
-def _stage_task(stage: str, config: PipelineConfig, parent_run_id: str) -> dict[str, Any]:
-    return _stage(stage, config, parent_run_id)
+@task(name="lane", cache_policy=NO_CACHE)  # its configs are no cache key: the artifact store is the cache
+def _lane_task(stage: str, configs: list[PipelineConfig], parent_run_ids: list[str]) -> list[dict[str, Any]]:
+    return [_stage(stage, config, parent_run_id) for config, parent_run_id in zip(configs, parent_run_ids)]
 
 
 def _tags(variant: Variant) -> dict[str, str]:

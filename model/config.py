@@ -104,6 +104,9 @@ class PretrainConfig(BaseModel):
     """DataLoader worker processes reading, masking and collating batches; 0 = in the training process."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: auto = cuda when available, else cpu."""
+    cuda_device: int | None = Field(default=None, ge=0)
+    """Which GPU of this node one training process uses (a sweep sets it to train variants side by side, one
+    per GPU); None = the process's local rank (0 outside torchrun). Ignored under torchrun and on CPU."""
     num_threads: int | None = Field(default=None, ge=1)
     """torch's intra-op threads in the training process (torch.set_num_threads); None = torch's default (one
     per core). On a shared CPU fewer threads can be faster per step; results may differ in the last bits."""

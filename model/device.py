@@ -14,6 +14,9 @@ def select_device(choice: str, local_rank: int = 0) -> torch.device:
         raise ValueError("device='cuda' but torch sees no CUDA device; valid here: 'cpu' or 'auto'")
     if choice == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
+    if local_rank >= torch.cuda.device_count():
+        raise ValueError(f"GPU {local_rank} asked for, but torch sees {torch.cuda.device_count()} "
+                         f"(valid: 0 to {torch.cuda.device_count() - 1}; CUDA_VISIBLE_DEVICES may hide some)")
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls (outside autocast) on tensor cores
     torch.backends.cudnn.allow_tf32 = True
     torch.cuda.set_device(local_rank)

@@ -438,7 +438,8 @@ def pretrain(
         torch.set_num_threads(cfg.num_threads)
     ctx = init_distributed("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
     try:
-        device = select_device(cfg.device, ctx.local_rank)
+        device = select_device(cfg.device, ctx.local_rank if ctx.distributed or cfg.cuda_device is None
+                               else cfg.cuda_device)
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(cfg, inputs, Path(tokenizer_dir), out_dir, ctx, device, log_metrics, progress)

@@ -132,7 +132,7 @@ def external_digests(cfg: PipelineConfig, stage: str) -> dict[str, str]:
 
 # Fields of a stage's config that only say how fast it runs (loader processes): left out of the id, so
 # changing one finds the artifact already built (the stage's tests check the output does not move).
-EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers",)}}
+EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers",), ("cuda_device",)}}
 # Fields added after artifacts were built, with the default that gives the output of before: left out of the
 # id while they hold it, so adding an option does not rebuild every existing artifact.
 ADDED_AT_DEFAULT: dict[str, dict[tuple[str, ...], Any]] = {"corpus": {("local_text_format",): "file"}}

@@ -62,8 +62,9 @@ class SweepConfig(BaseModel):
     """Fields a seed sets. pretrain.seed (weight init, dropout, data order, dynamic masks) lets the seeds share
     the data artifacts; instances.seed also redraws static masks and sentence pairs, one instances artifact
     per seed."""
-    max_parallel: int = Field(default=1, ge=1)
-    """Variants pretraining at the same time: 1 on CPU, one per GPU on a multi-GPU node."""
+    max_parallel: int | None = Field(default=None, ge=1)
+    """Variants pretraining at the same time, each in its own lane of builds (one GPU per lane while there are
+    enough); None = one per GPU torch sees on this node, 1 on CPU."""
 
     @field_validator("axes")
     @classmethod

@@ -68,7 +68,7 @@ def test_sweep_builds_shared_artifacts_once_resumes_after_a_kill_and_reports_eve
     before = finished(store)
     assert ("corpus", plan.variants[0].ids["corpus"]) in before
 
-    result = sweep_flow(spec)
+    result = sweep_flow({**spec, "max_parallel": 2})  # the rest in two lanes side by side
     after = finished(store)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing finished was built again
     expected = {(stage, i) for stage, ids in plan.artifacts.items() for i in ids}
@@ -93,3 +93,13 @@ def test_sweep_builds_shared_artifacts_once_resumes_after_a_kill_and_reports_eve
         scores.append(results["summary"][task]["pretrained"][f"{info['metrics'][0]}_mean"])
     assert rows[0].split(" | ")[2].startswith(f"{sum(scores) / 2:.4f}")
     assert "sweep_report.md" in {f.path for f in tracker.client.list_artifacts(result["mlflow_run_id"])}
+
+
+def test_builds_are_dealt_into_lanes_with_a_gpu_each_while_there_are_enough():
+    from flows.sweep import lanes
+
+    builds = list("abcde")
+    assert lanes(builds, 2, 0) == [(None, ["a", "c", "e"]), (None, ["b", "d"])]  # CPU: lanes without a GPU
+    assert lanes(builds, 4, 4) == [(0, ["a", "e"]), (1, ["b"]), (2, ["c"]), (3, ["d"])]
+    assert lanes(builds, 3, 2) == [(0, ["a", "d"]), (1, ["b", "e"]), (0, ["c"])]  # more lanes than GPUs: shared
+    assert lanes(["a"], 8, 8) == [(0, ["a"])]

@@ -125,7 +125,7 @@ def test_every_bad_variant_is_reported_at_once_before_anything_runs(tmp_path):
     problems = caught.value.problems
     assert str(caught.value).startswith("3 problem(s) in config sweep of ")  # each problem once, with its variants
     assert problems[0].startswith("tokenize.vocab_sise: unknown field (did you mean 'vocab_size'?); valid fields here: "
-                                  "batch_size") and problems[0].endswith("[every variant]")
+                                  "alphabet_min_frequency, batch_size") and problems[0].endswith("[every variant]")
     assert problems[1] == ("pretrain: warmup_steps=2 exceeds max_steps=1; valid: 0 <= warmup_steps <= max_steps "
                            "[variants objective=nsp,max_steps=1,vocab_sise=100,seed=0; "
                            "objective=nsp,max_steps=1,vocab_sise=100,seed=1; "
