@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTHON_DOCS := /usr/share/doc/python3.11/html
+ZH_DOCS := data/samples/manpages-zh
 
 # Offline hygiene: no telemetry, and a generous start-up time for Prefect's ephemeral API.
 export DO_NOT_TRACK := true
@@ -13,7 +14,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
 
-.PHONY: demo test test-fast install python-docs clean serve ui-check bench bench-corpus bench-instances bench-pretrain bench-serve faults
+.PHONY: demo test test-fast install python-docs zh-docs clean serve ui-check bench bench-corpus bench-instances bench-pretrain bench-serve faults
 
 install: $(STAMP)
 
@@ -30,6 +31,14 @@ python-docs:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq python3.11-doc >/dev/null; }
 
+# The Chinese sample corpus (configs/zh-tiny.yaml): Debian's manpages-zh (apt-get download, nothing installed),
+# rendered by man(1) into Google BERT's text format, one file per manual section.
+zh-docs: install
+	@test -f $(ZH_DOCS)/man1.txt || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  apt-cache show manpages-zh >/dev/null 2>&1 || $$SUDO apt-get update -qq; \
+	  command -v man >/dev/null || $$SUDO apt-get install -y -qq man-db >/dev/null; \
+	  $(BIN)/python -m tasks.corpus.zh_manpages $(ZH_DOCS); }
+
 demo: install python-docs
 	$(BIN)/pretrainflow demo
 
@@ -38,7 +47,7 @@ demo: install python-docs
 serve: install
 	$(BIN)/pretrainflow serve $(ARGS)
 
-test: install python-docs
+test: install python-docs zh-docs
 	$(BIN)/python -m pytest -q
 
 test-fast: install
