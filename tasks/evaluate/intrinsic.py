@@ -153,6 +153,9 @@ def fill_mask_examples(model_dir: Path, table: pa.Table, count: int, top_k: int)
                  and (i + 1 == len(segment_a) or not vocab[segment_a[i + 1]].startswith("##"))]
         if len(segment_a) < 8 or not words:
             continue
+        ideographs = [i for i in words if _IDEOGRAPH.fullmatch(vocab[segment_a[i]])]
+        if 2 * len(ideographs) > len(words):  # Chinese or Japanese text: mask a character, not an English word in it
+            words = ideographs
         target = max(words, key=lambda i: (len(vocab[segment_a[i]]), -i))
         masked = [*segment_a[:target], tokenizer.mask_token_id, *segment_a[target + 1 :]]
         text = tokenizer.decode(masked)
