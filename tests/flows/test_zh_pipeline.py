@@ -50,7 +50,8 @@ def zh_run(tmp_path_factory, prefect_harness):
         for number, document in enumerate(documents, start=1):
             source[f"{(sample / f'{section}.txt').resolve().as_uri()}#doc={number}"] = document
     cfg = load_config("zh-tiny", [f"corpus.local_files=[{sample}/man*.txt]", f"data_root={root / 'data'}",
-                                  f"tracking.tracking_uri=sqlite:///{root / 'mlflow.db'}"])
+                                  f"tracking.tracking_uri=sqlite:///{root / 'mlflow.db'}",
+                                  "evaluate.finetune.max_steps=40", "evaluate.learning_rates=[0.001]"])
     result = pipeline_flow(cfg)
     return cfg, result, source
 
