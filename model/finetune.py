@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from model.cpu_allocator import return_freed_memory
 from model.finetune_data import FinetuneSettings, LabelledExamples
 
 logger = logging.getLogger(__name__)
@@ -179,6 +180,7 @@ def finetune(
         if (step + 1) % 50 == 0:
             logger.debug("step %d/%d loss %.4f lr %.2e", step + 1, num_steps, loss.item(), scheduler.get_last_lr()[0])
     train_seconds = time.perf_counter() - started
+    return_freed_memory()  # an evaluation fine-tunes many models in turn, some in other threads
 
     metrics: dict[str, float] = {
         "train_loss": float(np.mean(tail_losses)),

@@ -30,7 +30,7 @@ from model.checkpoint import (
 )
 from model.checkpoint_integrity import STEP_DIR, checkpoint_name, newest_intact_checkpoint
 from model.config import PretrainConfig
-from model.cpu_allocator import keep_freed_memory
+from model.cpu_allocator import keep_freed_memory, return_freed_memory
 from model.cpu_dropout import use_cpu_dropout
 from model.data import GlobalBatchSampler, MicroBatchSampler, PretrainingCollator, ignore_sigterm, ordered_batches
 from model.device import autocast_dtype, host_to_device, model_inputs, seed_everything, select_device
@@ -452,6 +452,7 @@ def pretrain(
     finally:
         shutdown(ctx)
         torch.set_num_threads(threads_before)  # the caller's process (a test, a notebook) keeps its setting
+        return_freed_memory()  # the next training run in this process may run in another thread
     stats: dict[str, int | float] = {
         "steps": trainer.step,
         "resumed_from_step": trainer.resumed_from_step,

@@ -135,7 +135,8 @@ def external_digests(cfg: PipelineConfig, stage: str) -> dict[str, str]:
 EXECUTION_ONLY = {"corpus": {("extract", "workers")}, "pretrain": {("num_workers",), ("cuda_device",)}}
 # Fields added after artifacts were built, with the default that gives the output of before: left out of the
 # id while they hold it, so adding an option does not rebuild every existing artifact.
-ADDED_AT_DEFAULT: dict[str, dict[tuple[str, ...], Any]] = {"corpus": {("local_text_format",): "file"}}
+ADDED_AT_DEFAULT: dict[str, dict[tuple[str, ...], Any]] = {"corpus": {("local_text_format",): "file"},
+                                                         "pretrain": {("num_threads",): None}}
 
 
 def hashed_config(cfg: PipelineConfig, stage: str) -> dict[str, Any]:
