@@ -176,10 +176,12 @@ class Tracker:
             profile=json.dumps({"num_rows": d.rows}) if d.rows is not None else None,
         ), tags=[InputTag("mlflow.data.context", context)]) for d in datasets]
         if entries:
-            self.client.log_inputs(run_id, datasets=entries)
+            with _stops_held():
+                self.client.log_inputs(run_id, datasets=entries)
 
     def end_run(self, run_id: str, failed: bool = False) -> None:
-        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+        with _stops_held():
+            self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
 
     @contextmanager
     def run(
@@ -188,7 +190,9 @@ class Tracker:
         """A run that ends FINISHED, or FAILED if the block raises (a user's error says why in a tag).
 
         A stop (SIGTERM, Ctrl-C) that arrives while the run is being created is held until its id is known,
-        then raised: otherwise it could leave the store a RUNNING run that nothing ends."""
+        then raised: otherwise it could leave the store a RUNNING run that nothing ends. Writes to the store
+        hold stops the same way: one raised inside a SQLite commit left the store locked, so the run's FAILED
+        update failed and the run stayed RUNNING."""
         run_id = None
         try:
             with _stops_held():
@@ -208,7 +212,8 @@ class Tracker:
 
         items = [Param(k, _param_value(v)) for k, v in sorted(params.items())]
         for start in range(0, len(items), _PARAM_BATCH):
-            self.client.log_batch(run_id, params=items[start : start + _PARAM_BATCH])
+            with _stops_held():  # a stop inside a SQLite commit left the store locked for the run's FAILED update
+                self.client.log_batch(run_id, params=items[start : start + _PARAM_BATCH])
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log numeric metrics in one batch; non-numbers are skipped."""
@@ -221,7 +226,8 @@ class Tracker:
             if isinstance(v, (int, float)) and not isinstance(v, bool)
         ]
         for start in range(0, len(items), _BATCH):
-            self.client.log_batch(run_id, metrics=items[start : start + _BATCH])
+            with _stops_held():
+                self.client.log_batch(run_id, metrics=items[start : start + _BATCH])
 
     @contextmanager
     def system_metrics(self, run_id: str, interval_s: float) -> Iterator[None]:
@@ -244,7 +250,8 @@ class Tracker:
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        with _stops_held():
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
         """Upload one file, or a folder's contents, to the run's artifact store."""
